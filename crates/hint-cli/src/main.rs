@@ -1,0 +1,139 @@
+//! `hint`: the command-line face of the HINT crates, with t5x's gin conventions.
+
+mod gin_args;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use gin_args::GinArgs;
+
+/// HINT (Hypernetwork Instruction Tuning) on T5: train, evaluate and serve models whose
+/// task adaptation is generated from the task's instruction.
+#[derive(Debug, Parser)]
+#[command(name = "hint", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the versions of hint and libtorch, and the CUDA devices libtorch sees.
+    Version,
+    /// Train a model from gin files (t5x `train`).
+    Train(GinArgs),
+    /// Evaluate a checkpoint on a task or mixture (t5x `eval`).
+    Eval(GinArgs),
+    /// Run inference for one instruction over many inputs, encoding the instruction once.
+    Infer(GinArgs),
+    /// Inspect configurations.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// List and show registered tasks and mixtures.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+    /// Tokenize tasks and write them as a Parquet cache (seqio_cache_tasks).
+    CacheTasks(GinArgs),
+    /// Draw loss and metric curves of a model directory as PNG.
+    Plot {
+        /// The model directory of a run.
+        model_dir: std::path::PathBuf,
+    },
+    /// Train and compare HINT against its baselines.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the resolved bindings of gin files and overrides.
+    Show(GinArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TasksCommand {
+    /// List registered tasks and mixtures.
+    List,
+    /// Show preprocessed and tokenized examples of a task.
+    Show {
+        /// Task or mixture name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExperimentCommand {
+    /// Train every arm of an experiment suite and write the results table.
+    Run(GinArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match gin_args::rewrite_gin_flags(std::env::args()) {
+        Ok(args) => args,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Version => {
+            print_version().context("writing to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Train(_) => not_built("train", "#8 (hint-train and the CLI)"),
+        Command::Eval(_) => not_built("eval", "#8 (hint-train and the CLI)"),
+        Command::Infer(_) => not_built("infer", "#8 (hint-train and the CLI)"),
+        Command::Config(ConfigCommand::Show(_)) => not_built("config show", "#3 (hint-config)"),
+        Command::Tasks(_) => not_built("tasks", "#6 (hint-data)"),
+        Command::CacheTasks(_) => not_built("cache-tasks", "#6 (hint-data)"),
+        Command::Plot { .. } => not_built("plot", "#8 (hint-train and the CLI)"),
+        Command::Experiment(_) => not_built("experiment", "#9 (experiments)"),
+    }
+}
+
+fn print_version() -> std::io::Result<()> {
+    let info = hint_model::RuntimeInfo::detect();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "hint {}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(out, "libtorch {}", info.libtorch_version)?;
+    writeln!(
+        out,
+        "cuda {} ({} device{})",
+        if info.cuda_available {
+            "available"
+        } else {
+            "not available"
+        },
+        info.cuda_device_count,
+        if info.cuda_device_count == 1 { "" } else { "s" }
+    )?;
+    writeln!(out, "cpu threads {}", info.cpu_threads)
+}
+
+/// Subcommands that exist in the interface but not yet in the code say so and fail,
+/// so that no script mistakes them for success.
+fn not_built(command: &str, issue: &str) -> Result<ExitCode> {
+    tracing::error!("`hint {command}` is not built yet; it lands with issue {issue}");
+    Ok(ExitCode::from(2))
+}

@@ -1,0 +1,89 @@
+//! What libtorch this program runs on, and which device to use.
+
+use tch::{Cuda, Device};
+
+/// The version of the libtorch that the crate was built against (e.g. `2.13.0+cu130`),
+/// read from the library folder at build time.
+pub fn libtorch_version() -> &'static str {
+    env!("HINT_LIBTORCH_VERSION")
+}
+
+/// The facts `hint version` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    /// See [`libtorch_version`].
+    pub libtorch_version: String,
+    /// Whether libtorch can use CUDA on this machine.
+    pub cuda_available: bool,
+    /// How many CUDA devices libtorch sees.
+    pub cuda_device_count: usize,
+    /// Threads libtorch uses for intra-op parallelism on the CPU.
+    pub cpu_threads: usize,
+}
+
+impl RuntimeInfo {
+    /// Queries libtorch.
+    pub fn detect() -> Self {
+        Self {
+            libtorch_version: libtorch_version().to_string(),
+            cuda_available: Cuda::is_available(),
+            cuda_device_count: usize::try_from(Cuda::device_count()).unwrap_or(0),
+            cpu_threads: usize::try_from(tch::get_num_threads()).unwrap_or(1),
+        }
+    }
+}
+
+/// Parses a device name as users write it: `cpu`, `cuda`, `cuda:N`, or `auto`
+/// (the first CUDA device when there is one, else the CPU).
+///
+/// ```
+/// assert_eq!(hint_model::select_device("cpu"), Some(tch::Device::Cpu));
+/// assert_eq!(hint_model::select_device("cuda:1"), Some(tch::Device::Cuda(1)));
+/// assert_eq!(hint_model::select_device("tpu"), None);
+/// ```
+pub fn select_device(name: &str) -> Option<Device> {
+    match name.trim() {
+        "cpu" => Some(Device::Cpu),
+        "auto" => Some(Device::cuda_if_available()),
+        "cuda" => Some(Device::Cuda(0)),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|index| index.parse().ok())
+            .map(Device::Cuda),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Kind, Tensor};
+
+    #[test]
+    fn matmul_through_libtorch_equals_hand_computed_product() {
+        let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).view([2, 3]);
+        let b = Tensor::from_slice(&[7.0f32, 8.0, 9.0, 10.0, 11.0, 12.0]).view([3, 2]);
+        let product = a.matmul(&b);
+        assert_eq!(product.size(), vec![2, 2]);
+        assert_eq!(product.kind(), Kind::Float);
+        let values: Vec<f32> = product.flatten(0, -1).try_into().unwrap();
+        // [1 2 3; 4 5 6] x [7 8; 9 10; 11 12] = [58 64; 139 154]
+        assert_eq!(values, vec![58.0, 64.0, 139.0, 154.0]);
+    }
+
+    #[test]
+    fn libtorch_version_was_recorded_at_build_time() {
+        let version = libtorch_version();
+        assert_ne!(version, "unknown", "build.rs could not read the version");
+        assert!(
+            version.starts_with("2.13.0"),
+            "tch 0.26 needs 2.13.0, got {version}"
+        );
+    }
+
+    #[test]
+    fn detect_reports_at_least_one_cpu_thread() {
+        let info = RuntimeInfo::detect();
+        assert!(info.cpu_threads >= 1);
+        assert_eq!(info.cuda_available, info.cuda_device_count > 0);
+    }
+}

@@ -1,0 +1,161 @@
+//! `cargo xtask setup | train | test | ci | bench`: provisions libtorch, then runs cargo
+//! with the environment it needs. Every command except `setup` runs `setup` first.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool talks to its user
+
+mod torch_env;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "usage: cargo xtask <command> [args…]
+
+commands:
+  setup           install torch 2.13.0 into HINT_TORCH_DIR (default ~/.cache/hint/torch-2.13.0)
+                  unless LIBTORCH or LIBTORCH_USE_PYTORCH is set; idempotent
+  train [ARGS…]   build the `hint` binary (release) and train on the embedded default
+  test [ARGS…]    the whole workspace test suite; with HINT_SHARED_DATA set, the tests
+                  that need the shared data run too
+  ci              cargo fmt --check, clippy -D warnings, cargo doc, then `test`
+  bench [ARGS…]   criterion benches (release)";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let command = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match command.as_deref() {
+        Some("setup") => setup().map(|_| ()),
+        Some("train") => train(&rest),
+        Some("test") => test(&rest),
+        Some("ci") => ci(),
+        Some("bench") => bench(&rest),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("xtask: unknown command `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// The environment for cargo, after making sure libtorch is there.
+fn setup() -> Result<Vec<(String, String)>> {
+    let started = Instant::now();
+    let vars = torch_env::ensure()?;
+    eprintln!(
+        "xtask: libtorch from {} (checked in {:.1} s)",
+        torch_env::describe()?,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(vars)
+}
+
+fn cargo(vars: &[(String, String)], args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test_with(vars: &[(String, String)], extra: &[String]) -> Result<()> {
+    let mut args = vec!["test", "--workspace"];
+    args.extend(extra.iter().map(String::as_str));
+    if std::env::var_os("HINT_SHARED_DATA").is_some() {
+        // Tests that need the shared data are #[ignore]d without it; with it they must run.
+        if !extra.iter().any(|a| a == "--") {
+            args.push("--");
+        }
+        args.push("--include-ignored");
+    } else {
+        eprintln!("xtask: HINT_SHARED_DATA is not set: tests that need ../shared/data are ignored (listed as such)");
+    }
+    cargo(vars, &args)
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    let vars = setup()?;
+    test_with(&vars, extra)
+}
+
+fn ci() -> Result<()> {
+    let started = Instant::now();
+    let vars = setup()?;
+    cargo(&vars, &["fmt", "--all", "--", "--check"])?;
+    cargo(
+        &vars,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    let mut doc_vars = vars.clone();
+    doc_vars.push(("RUSTDOCFLAGS".into(), "-D warnings".into()));
+    cargo(&doc_vars, &["doc", "--workspace", "--no-deps"])?;
+    test_with(&vars, &[])?;
+    eprintln!(
+        "xtask: ci passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    let vars = setup()?;
+    let mut args = vec!["bench", "--workspace"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&vars, &args)
+}
+
+/// Until the trainer lands (issue #8), `train` runs the smallest real path there is:
+/// the release `hint` binary reporting its libtorch and devices.
+fn train(extra: &[String]) -> Result<()> {
+    let vars = setup()?;
+    cargo(&vars, &["build", "--release", "--package", "hint-cli"])?;
+    let hint = workspace_root().join("target/release/hint");
+    let status = Command::new(&hint)
+        .arg("version")
+        .status()
+        .with_context(|| format!("cannot run {}", hint.display()))?;
+    if !status.success() {
+        bail!("`hint version` failed ({status})");
+    }
+    eprintln!(
+        "xtask: `hint train` is not built yet (issue #8); ran the smallest real path, `hint version`{}",
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" (ignored arguments: {})", extra.join(" "))
+        }
+    );
+    Ok(())
+}
