@@ -1,8 +1,25 @@
 //! hint-model: T5 and the HINT hypernetwork on tch (libtorch) — forward passes,
-//! losses, generation and scoring, with weight names that match Hugging Face.
+//! losses, generation and scoring, with weight names that match Hugging Face so that
+//! checkpoints load by name.
 //!
-//! The runtime facts (libtorch version, devices) come first; T5 and HyperT5 build on them.
+//! ```no_run
+//! use hint_model::{T5Config, T5, generation::{generate, GenerationConfig}};
+//! let config = T5Config::preset("tiny").unwrap();
+//! let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+//! let model = T5::new(vs.root(), &config);
+//! let inputs = tch::Tensor::from_slice(&[5i64, 6, 1]).view([1, 3]);
+//! let out = generate(&model, &inputs, &inputs.ones_like(), &GenerationConfig::default()).unwrap();
+//! ```
 
+mod error;
 mod runtime;
+pub mod t5;
 
+pub use error::ModelError;
 pub use runtime::{libtorch_version, select_device, RuntimeInfo};
+pub use t5::checkpoint::{load_weights, save_pretrained, weight_files, LoadReport};
+pub use t5::config::{FeedForwardProj, T5Config};
+pub use t5::generation;
+pub use t5::loss::{cross_entropy, Loss, LossConfig, LossNormalization};
+pub use t5::model::T5;
+pub use t5::stack::DecoderCache;

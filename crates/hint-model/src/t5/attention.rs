@@ -1,0 +1,211 @@
+//! `T5Attention`: unscaled multi-head attention with an additive position bias, and the
+//! key/value cache of incremental decoding.
+
+use tch::{nn, Kind, Tensor};
+
+use super::config::T5Config;
+use super::layers::{in_kind, Linear};
+use super::position::bucket_grid;
+
+/// Keys and values kept between decoding steps, `[B, H, T, d_kv]`.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    /// Cached keys.
+    pub key: Option<Tensor>,
+    /// Cached values.
+    pub value: Option<Tensor>,
+}
+
+impl KvCache {
+    /// Cached length (0 when empty).
+    pub fn len(&self) -> i64 {
+        self.key.as_ref().map_or(0, |k| k.size()[2])
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.key.is_none()
+    }
+
+    /// Keeps the rows `indices` (beam search reorders hypotheses every step).
+    pub fn reorder(&mut self, indices: &Tensor) {
+        for t in [&mut self.key, &mut self.value].into_iter().flatten() {
+            *t = t.index_select(0, indices);
+        }
+    }
+}
+
+/// Which key/values an attention reads, and whether they are cached.
+pub enum AttentionInput<'a> {
+    /// Self-attention over the query's own sequence; with a cache, new keys are appended.
+    SelfAttention(Option<&'a mut KvCache>),
+    /// Cross-attention over encoder states; with a cache, keys are computed once.
+    Cross {
+        /// `[B, T_enc, d_model]`.
+        encoder_states: &'a Tensor,
+        /// Optional cache of the projected encoder keys/values.
+        cache: Option<&'a mut KvCache>,
+    },
+}
+
+/// One attention sublayer's projections (`q`, `k`, `v`, `o`), plus the relative-position
+/// table when it is the first block of its stack.
+#[derive(Debug)]
+pub struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    relative_attention_bias: Option<Tensor>,
+    num_heads: i64,
+    d_kv: i64,
+    bidirectional: bool,
+    num_buckets: i64,
+    max_distance: i64,
+    dropout: f64,
+}
+
+impl Attention {
+    /// Creates the projections under `p` with HF's initialisation; `has_relative_bias`
+    /// for block 0 of each stack, `bidirectional` for the encoder.
+    pub fn new(
+        p: nn::Path<'_>,
+        config: &T5Config,
+        has_relative_bias: bool,
+        bidirectional: bool,
+    ) -> Self {
+        let (d, inner, f) = (
+            config.d_model,
+            config.inner_dim(),
+            config.initializer_factor,
+        );
+        let q = Linear::new(
+            &p / "q",
+            d,
+            inner,
+            f * ((d * config.d_kv) as f64).powf(-0.5),
+        );
+        let k = Linear::new(&p / "k", d, inner, f * (d as f64).powf(-0.5));
+        let v = Linear::new(&p / "v", d, inner, f * (d as f64).powf(-0.5));
+        let o = Linear::new(&p / "o", inner, d, f * (inner as f64).powf(-0.5));
+        let relative_attention_bias = has_relative_bias.then(|| {
+            (&p / "relative_attention_bias").var(
+                "weight",
+                &[config.relative_attention_num_buckets, config.num_heads],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: f * (d as f64).powf(-0.5),
+                },
+            )
+        });
+        Self {
+            q,
+            k,
+            v,
+            o,
+            relative_attention_bias,
+            num_heads: config.num_heads,
+            d_kv: config.d_kv,
+            bidirectional,
+            num_buckets: config.relative_attention_num_buckets,
+            max_distance: config.relative_attention_max_distance,
+            dropout: config.dropout_rate,
+        }
+    }
+
+    /// The relative-position bias `[1, H, query_len, key_len]` (f32) for queries starting
+    /// at `offset`; zeros for attentions without a table (cross-attention, later blocks).
+    pub fn position_bias(&self, query_len: i64, key_len: i64, offset: i64) -> Tensor {
+        let device = self.q.weight.device();
+        match &self.relative_attention_bias {
+            Some(table) => {
+                let buckets = bucket_grid(
+                    query_len,
+                    key_len,
+                    offset,
+                    self.bidirectional,
+                    self.num_buckets,
+                    self.max_distance,
+                    device,
+                );
+                Tensor::embedding(&in_kind(table, Kind::Float), &buckets, -1, false, false)
+                    .permute([2, 0, 1])
+                    .unsqueeze(0)
+            }
+            None => Tensor::zeros(
+                [1, self.num_heads, query_len, key_len],
+                (Kind::Float, device),
+            ),
+        }
+    }
+
+    fn split_heads(&self, x: &Tensor) -> Tensor {
+        let (batch, len) = (x.size()[0], x.size()[1]);
+        x.view([batch, len, self.num_heads, self.d_kv])
+            .transpose(1, 2)
+    }
+
+    /// Attends from `hidden [B, Tq, d]` over the keys of `input`; `bias` (f32, masks
+    /// included) broadcasts to `[B, H, Tq, Tk]`.
+    pub fn forward(
+        &self,
+        hidden: &Tensor,
+        input: AttentionInput<'_>,
+        bias: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        let (batch, query_len) = (hidden.size()[0], hidden.size()[1]);
+        let query = self.split_heads(&self.q.forward(hidden));
+        let (key, value) = match input {
+            AttentionInput::SelfAttention(cache) => {
+                let key = self.split_heads(&self.k.forward(hidden));
+                let value = self.split_heads(&self.v.forward(hidden));
+                match cache {
+                    Some(cache) => {
+                        let (key, value) = match (&cache.key, &cache.value) {
+                            (Some(k), Some(v)) => {
+                                (Tensor::cat(&[k, &key], 2), Tensor::cat(&[v, &value], 2))
+                            }
+                            _ => (key, value),
+                        };
+                        cache.key = Some(key.shallow_clone());
+                        cache.value = Some(value.shallow_clone());
+                        (key, value)
+                    }
+                    None => (key, value),
+                }
+            }
+            AttentionInput::Cross {
+                encoder_states,
+                cache,
+            } => match cache {
+                Some(cache) => {
+                    if cache.is_empty() {
+                        cache.key = Some(self.split_heads(&self.k.forward(encoder_states)));
+                        cache.value = Some(self.split_heads(&self.v.forward(encoder_states)));
+                    }
+                    match (&cache.key, &cache.value) {
+                        (Some(k), Some(v)) => (k.shallow_clone(), v.shallow_clone()),
+                        _ => unreachable!("cross-attention cache filled above"),
+                    }
+                }
+                None => (
+                    self.split_heads(&self.k.forward(encoder_states)),
+                    self.split_heads(&self.v.forward(encoder_states)),
+                ),
+            },
+        };
+        // No 1/sqrt(d_kv): T5 folds it into q's initialisation.
+        let scores = query.matmul(&key.transpose(-1, -2)).to_kind(Kind::Float) + bias;
+        let weights = scores
+            .softmax(-1, Kind::Float)
+            .to_kind(hidden.kind())
+            .dropout(self.dropout, train);
+        let context = weights.matmul(&value).transpose(1, 2).contiguous().view([
+            batch,
+            query_len,
+            self.num_heads * self.d_kv,
+        ]);
+        self.o.forward(&context)
+    }
+}

@@ -1,0 +1,177 @@
+//! Hugging Face checkpoint directories: `config.json` plus `model.safetensors` or a
+//! sharded `model.safetensors.index.json`, read by name and written back in the same layout.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use tch::{nn::VarStore, Tensor};
+
+use crate::ModelError;
+
+/// Names a loader accepts and drops: aliases of `shared.weight`, and a table some
+/// checkpoints carry that HF ignores on load.
+const ALIASES_OF_SHARED: [&str; 2] = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"];
+const IGNORABLE: [&str; 1] =
+    ["decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"];
+
+/// What a load filled, and what the files held that the model has no place for.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Variables of the model that no file provided.
+    pub missing: Vec<String>,
+    /// File tensors the model has no variable for (e.g. `hyper.*` of a HINT checkpoint).
+    pub unexpected: Vec<String>,
+}
+
+/// The weight files of a checkpoint directory, in load order.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if !index.is_file() {
+        return Err(ModelError::NoWeights {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io {
+        path: index.clone(),
+        source,
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: BTreeMap<String, String>,
+    }
+    let parsed: Index = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        path: index.clone(),
+        message: format!("line {}, column {}: {e}", e.line(), e.column()),
+    })?;
+    let files: BTreeSet<&String> = parsed.weight_map.values().collect();
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
+/// Fills the variables of `vs` from the checkpoint in `dir`, by name, keeping each
+/// variable's dtype and device. With `allow_missing`, absent variables keep their
+/// initialisation and are reported (a fresh hypernetwork on a pretrained T5).
+pub fn load_weights(
+    vs: &VarStore,
+    dir: &Path,
+    allow_missing: bool,
+) -> Result<LoadReport, ModelError> {
+    let mut variables: HashMap<String, Tensor> = vs.variables();
+    let mut filled = BTreeSet::new();
+    let mut unexpected = Vec::new();
+    let has_shared_in_files =
+        |tensors: &[(String, Tensor)]| tensors.iter().any(|(n, _)| n == "shared.weight");
+    let mut shared_filled_from_alias = false;
+    for file in weight_files(dir)? {
+        let tensors = Tensor::read_safetensors(&file).map_err(|source| ModelError::Torch {
+            context: format!("reading {}", file.display()),
+            source,
+        })?;
+        let file_has_shared = has_shared_in_files(&tensors);
+        for (name, tensor) in tensors {
+            let target = if ALIASES_OF_SHARED.contains(&name.as_str()) {
+                // Files keep one name of the tied group; use an alias only when
+                // `shared.weight` itself is absent.
+                if file_has_shared || filled.contains("shared.weight") || shared_filled_from_alias {
+                    continue;
+                }
+                shared_filled_from_alias = true;
+                "shared.weight".to_string()
+            } else if IGNORABLE.contains(&name.as_str()) {
+                continue;
+            } else {
+                name.clone()
+            };
+            let Some(variable) = variables.get_mut(&target) else {
+                if target == "lm_head.weight" && variables.contains_key("shared.weight") {
+                    // A tied model's file may repeat the head; it is `shared`.
+                    continue;
+                }
+                unexpected.push(name);
+                continue;
+            };
+            if variable.size() != tensor.size() {
+                return Err(ModelError::ShapeMismatch {
+                    file: file.clone(),
+                    name,
+                    found: tensor.size(),
+                    expected: variable.size(),
+                });
+            }
+            tch::no_grad(|| variable.f_copy_(&tensor)).map_err(|source| ModelError::Torch {
+                context: format!("copying {name} from {}", file.display()),
+                source,
+            })?;
+            filled.insert(target);
+        }
+    }
+    let mut missing: Vec<String> = variables
+        .keys()
+        .filter(|name| !filled.contains(*name))
+        .cloned()
+        .collect();
+    missing.sort();
+    unexpected.sort();
+    if !missing.is_empty() && !allow_missing {
+        return Err(ModelError::MissingWeights {
+            dir: dir.to_path_buf(),
+            names: missing,
+        });
+    }
+    if !unexpected.is_empty() {
+        tracing::warn!(
+            dir = %dir.display(),
+            "checkpoint tensors without a model variable: {}",
+            unexpected.join(", ")
+        );
+    }
+    Ok(LoadReport {
+        missing,
+        unexpected,
+    })
+}
+
+/// Writes every variable of `vs` as `dir/model.safetensors` (f32 or the variables' dtype)
+/// and `config` as `dir/config.json`, each under a temporary name first and then renamed,
+/// so that an interrupted save never leaves a half-written file under the real name.
+pub fn save_pretrained(
+    vs: &VarStore,
+    config_json: &serde_json::Value,
+    dir: &Path,
+) -> Result<(), ModelError> {
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, t.detach().to_device(tch::Device::Cpu).contiguous()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let weights = dir.join("model.safetensors");
+    let tmp_weights = dir.join(".model.safetensors.tmp");
+    Tensor::write_safetensors(&named, &tmp_weights).map_err(|source| ModelError::Torch {
+        context: format!("writing {}", tmp_weights.display()),
+        source,
+    })?;
+    rename(&tmp_weights, &weights)?;
+    let config_path = dir.join("config.json");
+    let tmp_config = dir.join(".config.json.tmp");
+    let text = serde_json::to_string_pretty(config_json).unwrap_or_default();
+    std::fs::write(&tmp_config, text).map_err(|source| ModelError::Io {
+        path: tmp_config.clone(),
+        source,
+    })?;
+    rename(&tmp_config, &config_path)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), ModelError> {
+    std::fs::rename(from, to).map_err(|source| ModelError::Io {
+        path: to.to_path_buf(),
+        source,
+    })
+}

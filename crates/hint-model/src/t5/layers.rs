@@ -1,0 +1,82 @@
+//! The small building blocks of T5: bias-free linear maps that compute in the activation
+//! dtype, RMS layer norm, and the additive-mask convention.
+
+use tch::{nn, Kind, Tensor};
+
+/// A bias-free `nn.Linear` (`weight [out, in]`, HF's name) whose weight is cast to the
+/// activations' dtype, so that f32 master weights serve bf16 compute (the gradient flows
+/// back through the cast into the f32 weight).
+#[derive(Debug)]
+pub struct Linear {
+    /// `[out_features, in_features]`.
+    pub weight: Tensor,
+}
+
+impl Linear {
+    /// Creates `p/weight` with a normal initialisation of standard deviation `std`.
+    pub fn new(p: nn::Path<'_>, in_features: i64, out_features: i64, std: f64) -> Self {
+        let weight = p.var(
+            "weight",
+            &[out_features, in_features],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        );
+        Self { weight }
+    }
+
+    /// `x · weightᵀ`, in `x`'s dtype.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear::<Tensor>(&in_kind(&self.weight, x.kind()), None)
+    }
+}
+
+/// `tensor` in `kind`, without a copy when it already is.
+pub fn in_kind(tensor: &Tensor, kind: Kind) -> Tensor {
+    if tensor.kind() == kind {
+        tensor.shallow_clone()
+    } else {
+        tensor.to_kind(kind)
+    }
+}
+
+/// T5's RMS norm: no mean subtraction, no bias, statistics in f32.
+#[derive(Debug)]
+pub struct LayerNorm {
+    /// `[d_model]`, initialised to 1.
+    pub weight: Tensor,
+    epsilon: f64,
+}
+
+impl LayerNorm {
+    /// Creates `p/weight`.
+    pub fn new(p: nn::Path<'_>, d_model: i64, epsilon: f64, init: f64) -> Self {
+        let weight = p.var("weight", &[d_model], nn::Init::Const(init));
+        Self { weight, epsilon }
+    }
+
+    /// Normalises over the last dimension; the result has `x`'s dtype.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let x32 = x.to_kind(Kind::Float);
+        let variance = x32.square().mean_dim(-1, true, Kind::Float);
+        let normed = x32 * (variance + self.epsilon).rsqrt();
+        (in_kind(&self.weight, Kind::Float) * normed).to_kind(x.kind())
+    }
+}
+
+/// The value masked positions receive: HF uses `finfo(dtype).min` of the activations.
+pub fn mask_value(kind: Kind) -> f64 {
+    match kind {
+        Kind::BFloat16 => -3.3895313892515355e38,
+        Kind::Half => -65504.0,
+        Kind::Double => f64::MIN,
+        _ => f32::MIN as f64,
+    }
+}
+
+/// Turns a `[B, T]` 0/1 padding mask into an additive `[B, 1, 1, T]` f32 bias.
+pub fn additive_padding_mask(mask: &Tensor, kind: Kind) -> Tensor {
+    let keep = mask.to_kind(Kind::Float).unsqueeze(1).unsqueeze(1);
+    (1.0 - keep) * mask_value(kind)
+}

@@ -1,0 +1,191 @@
+//! t5x's weighted cross-entropy with label smoothing and z-loss, and target scoring.
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Reduction, Tensor};
+
+/// How the summed loss is normalised (t5x's `loss_normalizing_factor`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub enum LossNormalization {
+    /// The plain sum over weighted tokens (HINT's choice).
+    #[default]
+    Sum,
+    /// Divided by the sum of the token weights (HF's mean over non-ignored tokens).
+    NumRealTargetTokens,
+    /// Divided by a constant (t5x passes e.g. `batch_size * target_length`).
+    Constant(f64),
+}
+
+/// Settings of [`cross_entropy`], bindable from gin.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// Coefficient of `logsumexp(logits)²` (t5x default 1e-4).
+    pub z_loss: f64,
+    /// Probability mass spread over the other tokens.
+    pub label_smoothing: f64,
+    /// Normalisation of the summed loss.
+    pub normalization: LossNormalization,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            z_loss: 1e-4,
+            label_smoothing: 0.0,
+            normalization: LossNormalization::Sum,
+        }
+    }
+}
+
+/// The loss of one batch (scalars).
+#[derive(Debug)]
+pub struct Loss {
+    /// Cross-entropy plus z-loss, normalised: what is differentiated.
+    pub total: Tensor,
+    /// The z-loss part of `total`.
+    pub z_loss: Tensor,
+    /// Sum of the token weights (number of real target tokens).
+    pub weight_sum: Tensor,
+}
+
+/// t5x's `compute_weighted_cross_entropy`: `logits [B, T, V]`, `targets [B, T]`,
+/// `weights [B, T]` (0 for padding).
+pub fn cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    config: &LossConfig,
+) -> Loss {
+    let logits = logits.to_kind(Kind::Float);
+    let vocab = *logits.size().last().unwrap_or(&1);
+    let log_z = logits.logsumexp([-1], false);
+    let log_probs = &logits - log_z.unsqueeze(-1);
+    let target_log_prob = log_probs
+        .gather(-1, &targets.unsqueeze(-1), false)
+        .squeeze_dim(-1);
+    let mut token_loss = if config.label_smoothing > 0.0 {
+        let confidence = 1.0 - config.label_smoothing;
+        let low = config.label_smoothing / (vocab - 1) as f64;
+        // The entropy of the smoothed target: t5x subtracts it so that a perfect model
+        // reaches zero loss.
+        let normalizing_constant =
+            -(confidence * confidence.ln() + (vocab - 1) as f64 * low * (low + 1e-20).ln());
+        let all = log_probs.sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
+        -(confidence - low) * &target_log_prob - low * all - normalizing_constant
+    } else {
+        -target_log_prob
+    };
+    let z_token = config.z_loss * log_z.square();
+    token_loss += &z_token;
+    let weights = weights.to_kind(Kind::Float);
+    let weight_sum = weights.sum(Kind::Float);
+    let divisor = match config.normalization {
+        LossNormalization::Sum => None,
+        LossNormalization::NumRealTargetTokens => Some(weight_sum.shallow_clone()),
+        LossNormalization::Constant(c) => Some(Tensor::from(c)),
+    };
+    let mut total = (token_loss * &weights).sum(Kind::Float);
+    let mut z_loss = (z_token * &weights).sum(Kind::Float);
+    if let Some(divisor) = divisor {
+        total /= &divisor;
+        z_loss /= &divisor;
+    }
+    Loss {
+        total,
+        z_loss,
+        weight_sum,
+    }
+}
+
+/// Per-token log-likelihoods `[B, T]` of `targets` under `logits`, zero where `mask` is 0.
+pub fn token_log_likelihoods(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Tensor {
+    logits
+        .to_kind(Kind::Float)
+        .log_softmax(-1, Kind::Float)
+        .gather(-1, &targets.unsqueeze(-1), false)
+        .squeeze_dim(-1)
+        * mask.to_kind(Kind::Float)
+}
+
+/// HF's loss: mean cross-entropy over labels that are not −100.
+pub fn hf_mean_cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
+    let vocab = *logits.size().last().unwrap_or(&1);
+    logits
+        .to_kind(Kind::Float)
+        .view([-1, vocab])
+        .cross_entropy_loss::<Tensor>(&labels.view([-1]), None, Reduction::Mean, -100, 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sum_and_mean_normalisations_agree_with_libtorch() {
+        tch::manual_seed(0);
+        let logits = Tensor::randn([2, 3, 7], (Kind::Float, tch::Device::Cpu));
+        let targets = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6]).view([2, 3]);
+        let weights = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 1.0, 1.0, 1.0]).view([2, 3]);
+        let plain = LossConfig {
+            z_loss: 0.0,
+            ..LossConfig::default()
+        };
+        let mean = cross_entropy(
+            &logits,
+            &targets,
+            &weights,
+            &LossConfig {
+                normalization: LossNormalization::NumRealTargetTokens,
+                ..plain
+            },
+        );
+        let labels = targets.masked_fill(&weights.eq(0.0), -100);
+        let reference = hf_mean_cross_entropy(&logits, &labels);
+        assert!(mean.total.allclose(&reference, 1e-6, 1e-6, false));
+        let sum = cross_entropy(&logits, &targets, &weights, &plain);
+        assert!((sum.total / 5.0).allclose(&reference, 1e-6, 1e-6, false));
+        assert_eq!(f64::try_from(sum.weight_sum).unwrap(), 5.0);
+    }
+
+    #[test]
+    fn z_loss_is_weighted_logsumexp_squared() {
+        let logits = Tensor::from_slice(&[0.0f32, 0.0]).view([1, 1, 2]);
+        let targets = Tensor::from_slice(&[0i64]).view([1, 1]);
+        let weights = Tensor::ones([1, 1], (Kind::Float, tch::Device::Cpu));
+        let loss = cross_entropy(
+            &logits,
+            &targets,
+            &weights,
+            &LossConfig {
+                z_loss: 0.5,
+                ..LossConfig::default()
+            },
+        );
+        let ln2 = 2f64.ln();
+        assert!((f64::try_from(&loss.z_loss).unwrap() - 0.5 * ln2 * ln2).abs() < 1e-6);
+        assert!((f64::try_from(&loss.total).unwrap() - (ln2 + 0.5 * ln2 * ln2)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn label_smoothing_loss_is_zero_for_the_smoothed_distribution() {
+        // Logits whose softmax equals the smoothed target give zero loss after t5x's
+        // normalising constant.
+        let (vocab, smoothing) = (4i64, 0.1);
+        let low = smoothing / (vocab - 1) as f64;
+        let probs = [1.0 - smoothing, low, low, low];
+        let logits = Tensor::from_slice(&probs.map(f64::ln))
+            .to_kind(Kind::Float)
+            .view([1, 1, vocab]);
+        let loss = cross_entropy(
+            &logits,
+            &Tensor::from_slice(&[0i64]).view([1, 1]),
+            &Tensor::ones([1, 1], (Kind::Float, tch::Device::Cpu)),
+            &LossConfig {
+                z_loss: 0.0,
+                label_smoothing: smoothing,
+                normalization: LossNormalization::Sum,
+            },
+        );
+        assert!(f64::try_from(&loss.total).unwrap().abs() < 1e-5);
+    }
+}

@@ -1,0 +1,174 @@
+//! `T5ForConditionalGeneration`: shared embedding, encoder, decoder and LM head.
+
+use tch::{nn, Kind, Tensor};
+
+use super::config::T5Config;
+use super::layers::{in_kind, Linear};
+use super::stack::{DecoderCache, Stack};
+
+/// A T5 encoder-decoder whose variables carry Hugging Face's names (`shared.weight`,
+/// `encoder.block.0.layer.0.SelfAttention.q.weight`, …, `lm_head.weight` when untied).
+///
+/// Parameters stay in their own dtype (f32 master weights); activations use
+/// [`T5::compute_kind`] (f32, or bf16 for speed), with norms, softmax and logits in f32.
+#[derive(Debug)]
+pub struct T5 {
+    /// The architecture.
+    pub config: T5Config,
+    /// `shared.weight` `[vocab, d_model]`, the embedding of encoder and decoder inputs.
+    pub shared: Tensor,
+    /// The encoder stack.
+    pub encoder: Stack,
+    /// The decoder stack.
+    pub decoder: Stack,
+    /// The untied LM head (`None` when tied to `shared`).
+    pub lm_head: Option<Linear>,
+    compute_kind: Kind,
+}
+
+impl T5 {
+    /// Creates the variables under `p` (use the VarStore root for HF names) with HF's
+    /// random initialisation.
+    pub fn new(p: nn::Path<'_>, config: &T5Config) -> Self {
+        let shared = (&p / "shared").var(
+            "weight",
+            &[config.vocab_size, config.d_model],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: config.initializer_factor,
+            },
+        );
+        let lm_head = (!config.tie_word_embeddings).then(|| {
+            Linear::new(
+                &p / "lm_head",
+                config.d_model,
+                config.vocab_size,
+                config.initializer_factor,
+            )
+        });
+        Self {
+            config: config.clone(),
+            shared,
+            encoder: Stack::new(&p / "encoder", config, false),
+            decoder: Stack::new(&p / "decoder", config, true),
+            lm_head,
+            compute_kind: Kind::Float,
+        }
+    }
+
+    /// The dtype activations are computed in.
+    pub fn compute_kind(&self) -> Kind {
+        self.compute_kind
+    }
+
+    /// Sets the activation dtype: `Kind::Float` or `Kind::BFloat16` (mixed precision with
+    /// the parameters' own dtype as master weights).
+    pub fn set_compute_kind(&mut self, kind: Kind) {
+        self.compute_kind = kind;
+    }
+
+    /// Looks up token embeddings in the compute dtype (no √d scaling in T5).
+    pub fn embed(&self, ids: &Tensor) -> Tensor {
+        Tensor::embedding(
+            &in_kind(&self.shared, self.compute_kind),
+            ids,
+            -1,
+            false,
+            false,
+        )
+    }
+
+    /// Encodes `input_ids [B, T]` with its 0/1 `attention_mask` (all ones when `None`).
+    pub fn encode(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
+        let ones;
+        let mask = match attention_mask {
+            Some(mask) => mask,
+            None => {
+                ones = input_ids.ones_like();
+                &ones
+            }
+        };
+        self.encoder
+            .forward(&self.embed(input_ids), Some(mask), None, None, train)
+    }
+
+    /// Runs the decoder on `decoder_input_ids [B, T]` (teacher forcing, or one step with a
+    /// `cache`) against encoder states and their mask; returns hidden states.
+    pub fn decode(
+        &self,
+        decoder_input_ids: &Tensor,
+        encoder_states: &Tensor,
+        encoder_mask: &Tensor,
+        decoder_mask: Option<&Tensor>,
+        cache: Option<&mut DecoderCache>,
+        train: bool,
+    ) -> Tensor {
+        self.decoder.forward(
+            &self.embed(decoder_input_ids),
+            decoder_mask,
+            Some((encoder_states, encoder_mask)),
+            cache,
+            train,
+        )
+    }
+
+    /// LM logits in f32 from decoder hidden states; the tied head rescales by d^-1/2.
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        let hidden = hidden.to_kind(Kind::Float);
+        match &self.lm_head {
+            Some(head) => head.forward(&hidden),
+            None => {
+                let scaled = hidden * (self.config.d_model as f64).powf(-0.5);
+                scaled.linear::<Tensor>(&in_kind(&self.shared, Kind::Float), None)
+            }
+        }
+    }
+
+    /// The full teacher-forced forward: logits `[B, T_dec, vocab]` in f32.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        decoder_input_ids: &Tensor,
+        decoder_attention_mask: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
+        let ones;
+        let mask = match attention_mask {
+            Some(mask) => mask,
+            None => {
+                ones = input_ids.ones_like();
+                &ones
+            }
+        };
+        let encoded = self.encode(input_ids, Some(mask), train);
+        let hidden = self.decode(
+            decoder_input_ids,
+            &encoded,
+            mask,
+            decoder_attention_mask,
+            None,
+            train,
+        );
+        self.logits(&hidden)
+    }
+
+    /// HF's `_shift_right`: prepends the decoder start token, drops the last label and
+    /// replaces −100 by the pad id.
+    pub fn shift_right(&self, labels: &Tensor) -> Tensor {
+        let batch = labels.size()[0];
+        let start = Tensor::full(
+            [batch, 1],
+            self.config.decoder_start_token_id,
+            (Kind::Int64, labels.device()),
+        );
+        let len = labels.size()[1];
+        let shifted = Tensor::cat(&[start, labels.narrow(1, 0, len - 1)], 1);
+        shifted.masked_fill(&shifted.eq(-100), self.config.pad_token_id)
+    }
+}

@@ -1,0 +1,140 @@
+//! The encoder and decoder stacks (`T5Stack`): blocks, the shared position bias, the
+//! final norm.
+
+use tch::{nn, Kind, Tensor};
+
+use super::block::{Block, BlockCache};
+use super::config::T5Config;
+use super::layers::{additive_padding_mask, mask_value, LayerNorm};
+
+/// The caches of every decoder block, for incremental decoding.
+#[derive(Debug, Default)]
+pub struct DecoderCache {
+    /// One per decoder block.
+    pub blocks: Vec<BlockCache>,
+}
+
+impl DecoderCache {
+    /// Decoder positions already processed.
+    pub fn len(&self) -> i64 {
+        self.blocks.first().map_or(0, |b| b.self_attention.len())
+    }
+
+    /// Whether no step has run yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps the rows `indices` of every cache (beam reordering).
+    pub fn reorder(&mut self, indices: &Tensor) {
+        for block in &mut self.blocks {
+            block.self_attention.reorder(indices);
+            block.cross_attention.reorder(indices);
+        }
+    }
+}
+
+/// An encoder or decoder stack.
+#[derive(Debug)]
+pub struct Stack {
+    /// The blocks; block 0 owns the relative-position table.
+    pub blocks: Vec<Block>,
+    /// `final_layer_norm`.
+    pub final_layer_norm: LayerNorm,
+    is_decoder: bool,
+    dropout: f64,
+}
+
+impl Stack {
+    /// Creates `p/block/{i}` and `p/final_layer_norm`.
+    pub fn new(p: nn::Path<'_>, config: &T5Config, is_decoder: bool) -> Self {
+        let layers = if is_decoder {
+            config.decoder_layers()
+        } else {
+            config.num_layers
+        };
+        let blocks = (0..layers as usize)
+            .map(|i| Block::new(&p / "block" / i, config, i, is_decoder))
+            .collect();
+        Self {
+            blocks,
+            final_layer_norm: LayerNorm::new(
+                &p / "final_layer_norm",
+                config.d_model,
+                config.layer_norm_epsilon,
+                config.initializer_factor,
+            ),
+            is_decoder,
+            dropout: config.dropout_rate,
+        }
+    }
+
+    /// The self-attention bias of every block: block 0's position bias plus the masks.
+    /// `offset` is the number of cached decoder positions.
+    fn self_bias(
+        &self,
+        batch: i64,
+        len: i64,
+        offset: i64,
+        mask: Option<&Tensor>,
+        kind: Kind,
+    ) -> Tensor {
+        let key_len = offset + len;
+        let position = self.blocks[0]
+            .self_attention
+            .attention
+            .position_bias(len, key_len, offset);
+        let device = position.device();
+        let padding = match mask {
+            Some(mask) => mask.to_kind(Kind::Float).view([batch, 1, 1, key_len]),
+            None => Tensor::ones([batch, 1, 1, key_len], (Kind::Float, device)),
+        };
+        let keep = if self.is_decoder {
+            let query = Tensor::arange_start(offset, key_len, (Kind::Int64, device)).unsqueeze(1);
+            let key = Tensor::arange(key_len, (Kind::Int64, device)).unsqueeze(0);
+            padding * key.le_tensor(&query).to_kind(Kind::Float)
+        } else {
+            padding
+        };
+        // Masks combine multiplicatively first, so that a position masked twice gets the
+        // mask value once (as in HF), never −inf.
+        position + (1.0 - keep) * mask_value(kind)
+    }
+
+    /// Runs the stack on embedded inputs `[B, T, d]`. `mask` is the `[B, T_key]` padding
+    /// mask of this stack's own keys (for a cached decoder: all keys so far). `encoder`
+    /// gives the encoder states and their `[B, T_enc]` mask (decoder only).
+    pub fn forward(
+        &self,
+        embeddings: &Tensor,
+        mask: Option<&Tensor>,
+        encoder: Option<(&Tensor, &Tensor)>,
+        mut cache: Option<&mut DecoderCache>,
+        train: bool,
+    ) -> Tensor {
+        let (batch, len) = (embeddings.size()[0], embeddings.size()[1]);
+        let kind = embeddings.kind();
+        if let Some(cache) = cache.as_deref_mut() {
+            cache
+                .blocks
+                .resize_with(self.blocks.len(), BlockCache::default);
+        }
+        let offset = cache.as_deref().map_or(0, DecoderCache::len);
+        let self_bias = self.self_bias(batch, len, offset, mask, kind);
+        let encoder = encoder.map(|(states, mask)| (states, additive_padding_mask(mask, kind)));
+        let mut h = embeddings.dropout(self.dropout, train);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let block_cache = cache.as_deref_mut().map(|c| &mut c.blocks[i]);
+            h = block.forward(
+                &h,
+                &self_bias,
+                encoder.as_ref().map(|(s, b)| (*s, b)),
+                block_cache,
+                train,
+            );
+        }
+        self.final_layer_norm
+            .forward(&h)
+            .dropout(self.dropout, train)
+    }
+}
