@@ -3,6 +3,8 @@
 //!
 //! The vocabulary (a `tokenizer.json` with T5's conventions) is the first piece.
 
+mod example;
 mod vocabulary;
 
+pub use example::{Example, Value};
 pub use vocabulary::{Vocabulary, VocabularyError};
