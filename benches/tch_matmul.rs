@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 //! libtorch matrix multiplication at T5-small's feed-forward shape, f32 and bf16: the
 //! floor under every later model bench.
 

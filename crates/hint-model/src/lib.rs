@@ -12,10 +12,14 @@
 //! ```
 
 mod error;
+pub mod hyper;
 mod runtime;
 pub mod t5;
 
 pub use error::ModelError;
+pub use hyper::config::HyperConfig;
+pub use hyper::flops;
+pub use hyper::model::{HyperT5, TaskAdaptation};
 pub use runtime::{libtorch_version, select_device, RuntimeInfo};
 pub use t5::checkpoint::{load_weights, save_pretrained, weight_files, LoadReport};
 pub use t5::config::{FeedForwardProj, T5Config};

@@ -3,6 +3,7 @@
 
 use tch::{nn, Kind, Tensor};
 
+use super::adaptation::AttentionAdaptation;
 use super::config::T5Config;
 use super::layers::{in_kind, Linear};
 use super::position::bucket_grid;
@@ -145,21 +146,38 @@ impl Attention {
             .transpose(1, 2)
     }
 
+    /// A projection plus its LoRA delta, if any.
+    fn project(
+        &self,
+        which: usize,
+        x: &Tensor,
+        adaptation: Option<&AttentionAdaptation>,
+    ) -> Tensor {
+        let linear = [&self.q, &self.k, &self.v, &self.o][which];
+        let base = linear.forward(x);
+        match adaptation.and_then(|a| a.lora[which].as_ref()) {
+            Some(lora) => base + lora.apply(x),
+            None => base,
+        }
+    }
+
     /// Attends from `hidden [B, Tq, d]` over the keys of `input`; `bias` (f32, masks
-    /// included) broadcasts to `[B, H, Tq, Tk]`.
+    /// included, with zero columns in front for a joint prefix) broadcasts to
+    /// `[B, H, Tq, P + Tk]`. Prefixes stay outside the cache.
     pub fn forward(
         &self,
         hidden: &Tensor,
         input: AttentionInput<'_>,
         bias: &Tensor,
+        adaptation: Option<&AttentionAdaptation>,
         train: bool,
     ) -> Tensor {
         let (batch, query_len) = (hidden.size()[0], hidden.size()[1]);
-        let query = self.split_heads(&self.q.forward(hidden));
+        let query = self.split_heads(&self.project(0, hidden, adaptation));
         let (key, value) = match input {
             AttentionInput::SelfAttention(cache) => {
-                let key = self.split_heads(&self.k.forward(hidden));
-                let value = self.split_heads(&self.v.forward(hidden));
+                let key = self.split_heads(&self.project(1, hidden, adaptation));
+                let value = self.split_heads(&self.project(2, hidden, adaptation));
                 match cache {
                     Some(cache) => {
                         let (key, value) = match (&cache.key, &cache.value) {
@@ -181,8 +199,10 @@ impl Attention {
             } => match cache {
                 Some(cache) => {
                     if cache.is_empty() {
-                        cache.key = Some(self.split_heads(&self.k.forward(encoder_states)));
-                        cache.value = Some(self.split_heads(&self.v.forward(encoder_states)));
+                        cache.key =
+                            Some(self.split_heads(&self.project(1, encoder_states, adaptation)));
+                        cache.value =
+                            Some(self.split_heads(&self.project(2, encoder_states, adaptation)));
                     }
                     match (&cache.key, &cache.value) {
                         (Some(k), Some(v)) => (k.shallow_clone(), v.shallow_clone()),
@@ -190,22 +210,55 @@ impl Attention {
                     }
                 }
                 None => (
-                    self.split_heads(&self.k.forward(encoder_states)),
-                    self.split_heads(&self.v.forward(encoder_states)),
+                    self.split_heads(&self.project(1, encoder_states, adaptation)),
+                    self.split_heads(&self.project(2, encoder_states, adaptation)),
                 ),
             },
+        };
+        let prefix = adaptation.and_then(|a| a.prefix.as_ref());
+        let kind = hidden.kind();
+        let (key, value) = match prefix {
+            Some(p) if p.gate.is_none() => (
+                Tensor::cat(
+                    &[
+                        in_kind(&p.key, kind).expand([batch, -1, -1, -1], false),
+                        key,
+                    ],
+                    2,
+                ),
+                Tensor::cat(
+                    &[
+                        in_kind(&p.value, kind).expand([batch, -1, -1, -1], false),
+                        value,
+                    ],
+                    2,
+                ),
+            ),
+            _ => (key, value),
         };
         // No 1/sqrt(d_kv): T5 folds it into q's initialisation.
         let scores = query.matmul(&key.transpose(-1, -2)).to_kind(Kind::Float) + bias;
         let weights = scores
             .softmax(-1, Kind::Float)
-            .to_kind(hidden.kind())
+            .to_kind(kind)
             .dropout(self.dropout, train);
-        let context = weights.matmul(&value).transpose(1, 2).contiguous().view([
+        let mut context = weights.matmul(&value);
+        if let Some(p) = prefix {
+            if let Some(gate) = &p.gate {
+                // Gated prefix: its own softmax over the P prefix keys, added with a gate
+                // that starts at zero, so an untrained prefix changes nothing.
+                let prefix_weights = query
+                    .matmul(&in_kind(&p.key, kind).transpose(-1, -2))
+                    .softmax(-1, Kind::Float)
+                    .to_kind(kind);
+                context += prefix_weights.matmul(&in_kind(&p.value, kind)) * in_kind(gate, kind);
+            }
+        }
+        let context = context.transpose(1, 2).contiguous().view([
             batch,
             query_len,
             self.num_heads * self.d_kv,
         ]);
-        self.o.forward(&context)
+        self.project(3, &context, adaptation)
     }
 }

@@ -2,6 +2,7 @@
 
 use tch::{nn, Tensor};
 
+use super::adaptation::{Adapter, AttentionAdaptation, LayerAdaptation};
 use super::attention::{Attention, AttentionInput, KvCache};
 use super::config::T5Config;
 use super::feed_forward::FeedForward;
@@ -37,11 +38,18 @@ impl AttentionLayer {
         }
     }
 
-    fn forward(&self, x: &Tensor, input: AttentionInput<'_>, bias: &Tensor, train: bool) -> Tensor {
+    fn forward(
+        &self,
+        x: &Tensor,
+        input: AttentionInput<'_>,
+        bias: &Tensor,
+        adaptation: Option<&AttentionAdaptation>,
+        train: bool,
+    ) -> Tensor {
         let normed = self.layer_norm.forward(x);
         x + self
             .attention
-            .forward(&normed, input, bias, train)
+            .forward(&normed, input, bias, adaptation, train)
             .dropout(self.dropout, train)
     }
 }
@@ -70,12 +78,17 @@ impl FeedForwardLayer {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, adapter: Option<&Adapter>, train: bool) -> Tensor {
         let normed = self.layer_norm.forward(x);
-        x + self
+        let out = x + self
             .dense
             .forward(&normed, train)
-            .dropout(self.dropout, train)
+            .dropout(self.dropout, train);
+        match adapter {
+            // HINT's adapter runs parallel to the feed-forward, on the same normalised input.
+            Some(adapter) => out + adapter.apply(&normed),
+            None => out,
+        }
     }
 }
 
@@ -134,6 +147,7 @@ impl Block {
         self_bias: &Tensor,
         encoder: Option<(&Tensor, &Tensor)>,
         cache: Option<&mut BlockCache>,
+        adaptation: Option<&LayerAdaptation>,
         train: bool,
     ) -> Tensor {
         let (self_cache, cross_cache) = match cache {
@@ -144,6 +158,7 @@ impl Block {
             x,
             AttentionInput::SelfAttention(self_cache),
             self_bias,
+            adaptation.map(|a| &a.self_attention),
             train,
         );
         if let (Some(cross), Some((encoder_states, cross_bias))) = (&self.cross_attention, encoder)
@@ -155,9 +170,11 @@ impl Block {
                     cache: cross_cache,
                 },
                 cross_bias,
+                adaptation.map(|a| &a.cross_attention),
                 train,
             );
         }
-        self.feed_forward.forward(&h, train)
+        self.feed_forward
+            .forward(&h, adaptation.and_then(|a| a.adapter.as_ref()), train)
     }
 }

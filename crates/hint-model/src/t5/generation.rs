@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use super::adaptation::StackAdaptation;
 use super::model::T5;
 use super::stack::DecoderCache;
 use crate::ModelError;
@@ -103,9 +104,28 @@ pub fn generate_from_encoded(
     mask: &Tensor,
     config: &GenerationConfig,
 ) -> Result<Generated, ModelError> {
+    generate_adapted(model, encoded, mask, None, config)
+}
+
+/// [`generate_from_encoded`] with a decoder adaptation (HINT's generated prefixes,
+/// adapters and LoRA); its rows are per example or a single per-task row.
+pub fn generate_adapted(
+    model: &T5,
+    encoded: &Tensor,
+    mask: &Tensor,
+    adaptation: Option<&StackAdaptation>,
+    config: &GenerationConfig,
+) -> Result<Generated, ModelError> {
+    if config.max_new_tokens < 1 {
+        return Err(ModelError::Generation(format!(
+            "max_new_tokens must be at least 1, got {}",
+            config.max_new_tokens
+        )));
+    }
+    let step = Step { model, adaptation };
     tch::no_grad(|| match config.strategy {
         DecodeStrategy::Greedy => Ok(sample_or_greedy(
-            model,
+            &step,
             encoded,
             mask,
             config.max_new_tokens,
@@ -123,7 +143,7 @@ pub fn generate_from_encoded(
                 )));
             }
             Ok(sample_or_greedy(
-                model,
+                &step,
                 encoded,
                 mask,
                 config.max_new_tokens,
@@ -146,7 +166,7 @@ pub fn generate_from_encoded(
                 )));
             }
             Ok(beam_search(
-                model,
+                &step,
                 encoded,
                 mask,
                 config.max_new_tokens,
@@ -158,18 +178,34 @@ pub fn generate_from_encoded(
     })
 }
 
-/// One decoder step on the last tokens `[N, 1]`: f32 log-probabilities `[N, vocab]`.
-fn step_log_probs(
-    model: &T5,
-    tokens: &Tensor,
-    encoded: &Tensor,
-    mask: &Tensor,
-    cache: &mut DecoderCache,
-) -> Tensor {
-    let hidden = model.decode(tokens, encoded, mask, None, Some(cache), false);
-    model
-        .logits(&hidden.select(1, -1))
-        .log_softmax(-1, Kind::Float)
+/// The model and the decoder adaptation one decoding step runs with.
+struct Step<'a> {
+    model: &'a T5,
+    adaptation: Option<&'a StackAdaptation>,
+}
+
+impl Step<'_> {
+    /// One decoder step on the last tokens `[N, 1]`: f32 log-probabilities `[N, vocab]`.
+    fn log_probs(
+        &self,
+        tokens: &Tensor,
+        encoded: &Tensor,
+        mask: &Tensor,
+        cache: &mut DecoderCache,
+    ) -> Tensor {
+        let hidden = self.model.decode_adapted(
+            tokens,
+            encoded,
+            mask,
+            None,
+            Some(cache),
+            self.adaptation,
+            false,
+        );
+        self.model
+            .logits(&hidden.select(1, -1))
+            .log_softmax(-1, Kind::Float)
+    }
 }
 
 /// Keeps the top-k / top-p part of `log_probs` (others to −inf).
@@ -194,12 +230,13 @@ fn truncate_distribution(log_probs: Tensor, top_k: i64, top_p: f64) -> Tensor {
 }
 
 fn sample_or_greedy(
-    model: &T5,
+    step: &Step<'_>,
     encoded: &Tensor,
     mask: &Tensor,
     max_new_tokens: i64,
     mut sampling: Option<Sampler>,
 ) -> Generated {
+    let model = step.model;
     let batch = encoded.size()[0];
     let device = encoded.device();
     let (eos, pad) = (model.config.eos_token_id, model.config.pad_token_id);
@@ -213,7 +250,7 @@ fn sample_or_greedy(
     let mut scores = Tensor::zeros([batch], (Kind::Float, device));
     let mut outputs = Vec::new();
     for _ in 0..max_new_tokens {
-        let log_probs = step_log_probs(model, &tokens, encoded, mask, &mut cache);
+        let log_probs = step.log_probs(&tokens, encoded, mask, &mut cache);
         let next = match sampling.as_mut() {
             None => log_probs.argmax(-1, false),
             Some(sampler) => sampler.draw(&log_probs),
@@ -308,7 +345,7 @@ fn gather_beams(tensor: &Tensor, indices: &Tensor) -> Tensor {
 /// per step; finished hypotheses scored `sum_logprobs / generated_len^length_penalty`
 /// with EOS counted in the length.
 fn beam_search(
-    model: &T5,
+    step: &Step<'_>,
     encoded: &Tensor,
     mask: &Tensor,
     max_new_tokens: i64,
@@ -316,8 +353,14 @@ fn beam_search(
     length_penalty: f64,
     early_stopping: EarlyStopping,
 ) -> Generated {
+    let model = step.model;
     let (batch, device) = (encoded.size()[0], encoded.device());
     let k = num_beams;
+    let expanded = step.adaptation.map(|a| a.repeat_rows(k));
+    let step = Step {
+        model,
+        adaptation: expanded.as_ref(),
+    };
     let keep = 2 * k;
     let eos = model.config.eos_token_id;
     let max_length = max_new_tokens + 1; // counts the start token, as HF's max_length
@@ -354,7 +397,7 @@ fn beam_search(
     let mut cur_len = 1i64;
     loop {
         let last = running.select(2, cur_len - 1).reshape([batch * k, 1]);
-        let log_probs = step_log_probs(model, &last, &encoded, &mask, &mut cache);
+        let log_probs = step.log_probs(&last, &encoded, &mask, &mut cache);
         let vocab = log_probs.size()[1];
         let accumulated = (log_probs.view([batch, k, vocab]) + running_scores.unsqueeze(2))
             .reshape([batch, k * vocab]);

@@ -1,5 +1,6 @@
 //! T5 (v1.0, v1.1, LM-adapted) as in Hugging Face transformers: one concept per file.
 
+pub mod adaptation;
 pub mod attention;
 pub mod block;
 pub mod checkpoint;

@@ -2,6 +2,7 @@
 
 use tch::{nn, Kind, Tensor};
 
+use super::adaptation::StackAdaptation;
 use super::config::T5Config;
 use super::layers::{in_kind, Linear};
 use super::stack::{DecoderCache, Stack};
@@ -85,16 +86,29 @@ impl T5 {
         attention_mask: Option<&Tensor>,
         train: bool,
     ) -> Tensor {
+        self.encode_embedded(&self.embed(input_ids), attention_mask, None, train)
+    }
+
+    /// Encodes embedded inputs `[B, T, d]` (e.g. with a generated prompt in front) under
+    /// an optional adaptation.
+    pub fn encode_embedded(
+        &self,
+        embeddings: &Tensor,
+        attention_mask: Option<&Tensor>,
+        adaptation: Option<&StackAdaptation>,
+        train: bool,
+    ) -> Tensor {
         let ones;
         let mask = match attention_mask {
             Some(mask) => mask,
             None => {
-                ones = input_ids.ones_like();
+                let size = embeddings.size();
+                ones = Tensor::ones([size[0], size[1]], (Kind::Int64, embeddings.device()));
                 &ones
             }
         };
         self.encoder
-            .forward(&self.embed(input_ids), Some(mask), None, None, train)
+            .forward(embeddings, Some(mask), None, None, adaptation, train)
     }
 
     /// Runs the decoder on `decoder_input_ids [B, T]` (teacher forcing, or one step with a
@@ -108,11 +122,35 @@ impl T5 {
         cache: Option<&mut DecoderCache>,
         train: bool,
     ) -> Tensor {
+        self.decode_adapted(
+            decoder_input_ids,
+            encoder_states,
+            encoder_mask,
+            decoder_mask,
+            cache,
+            None,
+            train,
+        )
+    }
+
+    /// [`T5::decode`] under an optional adaptation of the decoder stack.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_adapted(
+        &self,
+        decoder_input_ids: &Tensor,
+        encoder_states: &Tensor,
+        encoder_mask: &Tensor,
+        decoder_mask: Option<&Tensor>,
+        cache: Option<&mut DecoderCache>,
+        adaptation: Option<&StackAdaptation>,
+        train: bool,
+    ) -> Tensor {
         self.decoder.forward(
             &self.embed(decoder_input_ids),
             decoder_mask,
             Some((encoder_states, encoder_mask)),
             cache,
+            adaptation,
             train,
         )
     }

@@ -3,6 +3,7 @@
 
 use tch::{nn, Kind, Tensor};
 
+use super::adaptation::{extend_bias_for_prefix, StackAdaptation};
 use super::block::{Block, BlockCache};
 use super::config::T5Config;
 use super::layers::{additive_padding_mask, mask_value, LayerNorm};
@@ -103,13 +104,15 @@ impl Stack {
 
     /// Runs the stack on embedded inputs `[B, T, d]`. `mask` is the `[B, T_key]` padding
     /// mask of this stack's own keys (for a cached decoder: all keys so far). `encoder`
-    /// gives the encoder states and their `[B, T_enc]` mask (decoder only).
+    /// gives the encoder states and their `[B, T_enc]` mask (decoder only). `adaptation`
+    /// carries generated prefixes, LoRA and adapters (one entry per block).
     pub fn forward(
         &self,
         embeddings: &Tensor,
         mask: Option<&Tensor>,
         encoder: Option<(&Tensor, &Tensor)>,
         mut cache: Option<&mut DecoderCache>,
+        adaptation: Option<&StackAdaptation>,
         train: bool,
     ) -> Tensor {
         let (batch, len) = (embeddings.size()[0], embeddings.size()[1]);
@@ -120,8 +123,15 @@ impl Stack {
                 .resize_with(self.blocks.len(), BlockCache::default);
         }
         let offset = cache.as_deref().map_or(0, DecoderCache::len);
-        let self_bias = self.self_bias(batch, len, offset, mask, kind);
-        let encoder = encoder.map(|(states, mask)| (states, additive_padding_mask(mask, kind)));
+        let (self_prefix, cross_prefix) = adaptation.map_or((0, 0), StackAdaptation::prefix_lens);
+        let self_bias =
+            extend_bias_for_prefix(&self.self_bias(batch, len, offset, mask, kind), self_prefix);
+        let encoder = encoder.map(|(states, mask)| {
+            (
+                states,
+                extend_bias_for_prefix(&additive_padding_mask(mask, kind), cross_prefix),
+            )
+        });
         let mut h = embeddings.dropout(self.dropout, train);
         for (i, block) in self.blocks.iter().enumerate() {
             let block_cache = cache.as_deref_mut().map(|c| &mut c.blocks[i]);
@@ -130,6 +140,7 @@ impl Stack {
                 &self_bias,
                 encoder.as_ref().map(|(s, b)| (*s, b)),
                 block_cache,
+                adaptation.and_then(|a| a.layers.get(i)),
                 train,
             );
         }

@@ -1,0 +1,120 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+//! T5 training steps (forward + backward) at the tiny and T5-v1.1-small shapes, f32 and
+//! bf16 compute, and greedy generation throughput. `scripts/t5_bench.py` times transformers'
+//! eager PyTorch on the same shapes for the side-by-side comparison.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use hint_model::generation::{generate_from_encoded, GenerationConfig};
+use hint_model::{cross_entropy, LossConfig, T5Config, T5};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+struct Shape {
+    name: &'static str,
+    config: T5Config,
+    batch: i64,
+    input_len: i64,
+    target_len: i64,
+}
+
+fn shapes() -> Vec<Shape> {
+    let small = T5Config {
+        vocab_size: 32128,
+        ..T5Config::preset("small").expect("preset")
+    };
+    vec![
+        Shape {
+            name: "tiny",
+            config: T5Config {
+                vocab_size: 512,
+                ..T5Config::preset("tiny").expect("preset")
+            },
+            batch: 8,
+            input_len: 64,
+            target_len: 16,
+        },
+        Shape {
+            name: "small",
+            config: small,
+            batch: 8,
+            input_len: 256,
+            target_len: 64,
+        },
+    ]
+}
+
+fn training_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("t5_train_step");
+    group.sample_size(10);
+    for shape in shapes() {
+        tch::manual_seed(0);
+        let vs = VarStore::new(Device::Cpu);
+        let mut model = T5::new(vs.root(), &shape.config);
+        let vocab = shape.config.vocab_size;
+        let inputs = Tensor::randint(
+            vocab,
+            [shape.batch, shape.input_len],
+            (Kind::Int64, Device::Cpu),
+        );
+        let targets = Tensor::randint(
+            vocab,
+            [shape.batch, shape.target_len],
+            (Kind::Int64, Device::Cpu),
+        );
+        let decoder_inputs = model.shift_right(&targets);
+        let weights = targets.ones_like().to_kind(Kind::Float);
+        let tokens = shape.batch * (shape.input_len + shape.target_len);
+        group.throughput(Throughput::Elements(tokens as u64));
+        for kind in [Kind::Float, Kind::BFloat16] {
+            model.set_compute_kind(kind);
+            group.bench_function(format!("{}_{kind:?}", shape.name), |b| {
+                b.iter(|| {
+                    let logits = model.forward(&inputs, None, &decoder_inputs, None, true);
+                    let loss = cross_entropy(&logits, &targets, &weights, &LossConfig::default());
+                    loss.total.backward();
+                    for mut v in vs.trainable_variables() {
+                        v.zero_grad();
+                    }
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn greedy_generation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("t5_greedy");
+    group.sample_size(10);
+    let shape = &shapes()[1];
+    tch::manual_seed(0);
+    let vs = VarStore::new(Device::Cpu);
+    // No EOS id, so every row generates exactly `new_tokens` (as min_new_tokens in the
+    // Python comparison).
+    let config = T5Config {
+        eos_token_id: -1,
+        ..shape.config.clone()
+    };
+    let model = T5::new(vs.root(), &config);
+    let inputs = Tensor::randint(
+        shape.config.vocab_size,
+        [shape.batch, shape.input_len],
+        (Kind::Int64, Device::Cpu),
+    );
+    let mask = inputs.ones_like();
+    let encoded = tch::no_grad(|| model.encode(&inputs, Some(&mask), false));
+    let new_tokens = 32;
+    group.throughput(Throughput::Elements((shape.batch * new_tokens) as u64));
+    let config = GenerationConfig {
+        max_new_tokens: new_tokens,
+        ..GenerationConfig::default()
+    };
+    group.bench_function("small_f32_32_tokens", |b| {
+        b.iter(|| {
+            let out = generate_from_encoded(&model, &encoded, &mask, &config).expect("generate");
+            assert!(out.tokens.iter().all(|t| t.len() as i64 == new_tokens));
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, training_step, greedy_generation);
+criterion_main!(benches);

@@ -1,0 +1,52 @@
+"""Times transformers' eager PyTorch T5 on the shapes of `benches/t5.rs`, for the
+side-by-side comparison in the issue (same machine, same libtorch 2.13.0, same threads).
+
+    /tmp/golden/bin/python crates/hint-model/scripts/t5_bench.py
+"""
+
+import time
+
+import torch
+from transformers import T5Config, T5ForConditionalGeneration
+
+torch.set_num_threads(torch.get_num_threads())
+
+SHAPES = {
+    "tiny": dict(cfg=dict(vocab_size=512, d_model=8, d_kv=3, num_heads=4, d_ff=16, num_layers=2), batch=8, inp=64, tgt=16),
+    "small": dict(cfg=dict(vocab_size=32128, d_model=512, d_kv=64, num_heads=6, d_ff=1024, num_layers=8), batch=8, inp=256, tgt=64),
+}
+
+
+def timeit(fn, warmup=2, reps=10):
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - start) / reps
+
+
+for name, s in SHAPES.items():
+    torch.manual_seed(0)
+    config = T5Config(feed_forward_proj="gated-gelu", tie_word_embeddings=False, dropout_rate=0.0, **s["cfg"])
+    model = T5ForConditionalGeneration(config).train()
+    inputs = torch.randint(config.vocab_size, (s["batch"], s["inp"]))
+    labels = torch.randint(config.vocab_size, (s["batch"], s["tgt"]))
+
+    def step(dtype):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            loss = model(input_ids=inputs, labels=labels).loss
+        loss.backward()
+        model.zero_grad(set_to_none=False)
+
+    for dtype in ("f32", "bf16"):
+        print(f"train_step {name} {dtype}: {timeit(lambda: step(dtype), reps=5 if name == 'small' else 20) * 1e3:.1f} ms")
+    if name == "small":
+        model.eval()
+        mask = torch.ones_like(inputs)
+        with torch.no_grad():
+            def gen():
+                model.generate(input_ids=inputs, attention_mask=mask, max_new_tokens=32, min_new_tokens=32,
+                               do_sample=False, num_beams=1)
+            t = timeit(gen, warmup=1, reps=3)
+        print(f"greedy small f32: {t * 1e3:.1f} ms for {s['batch']}x32 tokens = {s['batch'] * 32 / t:.0f} tokens/s")

@@ -1,0 +1,137 @@
+//! `HyperConfig`: which modules the hypernetwork generates, and how the instruction is
+//! used. The switches carry the reference's gin names (`use_adapter`, `adapter_size`,
+//! `use_prefix`, `num_prefix_tokens`, `use_lora`, `lora_ranks`, `use_fusion_in_decoder`, …).
+
+use serde::{Deserialize, Serialize};
+
+/// HINT's switches. The default is HINT as in the paper: shared instruction encoder with
+/// padding masked, adapters and prefixes, fusion in the decoder, generator dropout 0.
+///
+/// ```
+/// use hint_model::HyperConfig;
+/// let plain = HyperConfig::plain_t5();
+/// assert!(!plain.has_hypernetwork() && !plain.uses_instruction());
+/// let xl = HyperConfig::preset("xl").unwrap();
+/// assert_eq!((xl.adapter_size, xl.num_prefix_tokens), (512, 30));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HyperConfig {
+    /// Feed the instruction to the hypernetwork; without it the learned component
+    /// embeddings alone drive the generators (the reference's "no hypernet input").
+    pub use_instructions: bool,
+    /// Generate adapters parallel to every feed-forward sublayer.
+    pub use_adapter: bool,
+    /// Bottleneck width `a` of the adapters.
+    pub adapter_size: i64,
+    /// Generate prefix keys/values for every attention block.
+    pub use_prefix: bool,
+    /// Prefix length `P`.
+    pub num_prefix_tokens: i64,
+    /// Generate LoRA deltas.
+    pub use_lora: bool,
+    /// LoRA ranks for `(q, k, v, o)`; `None` leaves that projection alone.
+    pub lora_ranks: [Option<i64>; 4],
+    /// LoRA scale numerator: the delta is multiplied by `lora_alpha / rank`.
+    pub lora_alpha: f64,
+    /// Generate soft prompt tokens prepended to the encoder input.
+    pub use_prompt: bool,
+    /// Number of prompt tokens.
+    pub num_prompt_tokens: i64,
+    /// The decoder cross-attends to `[encoded instruction; encoded input]`.
+    pub use_fusion_in_decoder: bool,
+    /// The instruction encoder is the T5 encoder itself (else a separate `hyper.hyper_encoder`).
+    pub share_hnet_encoder: bool,
+    /// Mask instruction padding in the instruction encoder (the reference does not; set
+    /// false, with fixed-length padding, to reproduce it).
+    pub hyperencoder_mask_padding: bool,
+    /// Dropout inside the generator MLPs (paper-era 0.0; the reference's HEAD 0.1).
+    pub generator_dropout: f64,
+    /// Zero-initialise adapter up-projections, LoRA B and a prefix gate, so that an
+    /// untrained HyperT5 computes exactly the plain T5 (prefixes are then attended with
+    /// their own softmax and a gate that starts at 0).
+    pub zero_init_generated: bool,
+    /// tanh instead of GELU in the prefix generators (an ablation of the reference).
+    pub use_tanh_prefix: bool,
+}
+
+impl Default for HyperConfig {
+    fn default() -> Self {
+        Self {
+            use_instructions: true,
+            use_adapter: true,
+            adapter_size: 8,
+            use_prefix: true,
+            num_prefix_tokens: 7,
+            use_lora: false,
+            lora_ranks: [None; 4],
+            lora_alpha: 1.0,
+            use_prompt: false,
+            num_prompt_tokens: 8,
+            use_fusion_in_decoder: true,
+            share_hnet_encoder: true,
+            hyperencoder_mask_padding: true,
+            generator_dropout: 0.0,
+            zero_init_generated: false,
+            use_tanh_prefix: false,
+        }
+    }
+}
+
+impl HyperConfig {
+    /// The adapter and prefix sizes of the reference gins (`hyper_{size}.gin`):
+    /// `tiny`, `small`, `base`, `large`, `xl`, `xxl`.
+    pub fn preset(size: &str) -> Option<Self> {
+        let (adapter_size, num_prefix_tokens) = match size {
+            "tiny" => (8, 2),
+            "small" | "large" => (8, 7),
+            "base" => (64, 30),
+            "xl" | "xxl" => (512, 30),
+            _ => return None,
+        };
+        Some(Self {
+            adapter_size,
+            num_prefix_tokens,
+            ..Self::default()
+        })
+    }
+
+    /// T5 alone: no generated modules, no instruction (the instruction may still be
+    /// concatenated to the input by the data pipeline: the Tk-Instruct / T0 baseline).
+    pub fn plain_t5() -> Self {
+        Self {
+            use_instructions: false,
+            use_adapter: false,
+            use_prefix: false,
+            use_lora: false,
+            use_prompt: false,
+            use_fusion_in_decoder: false,
+            ..Self::default()
+        }
+    }
+
+    /// Instruction fusion in the decoder without a hypernetwork.
+    pub fn fusion_only() -> Self {
+        Self {
+            use_instructions: true,
+            use_fusion_in_decoder: true,
+            ..Self::plain_t5()
+        }
+    }
+
+    /// Whether any module is generated (otherwise the model has no `hyper.` parameters
+    /// besides a separate instruction encoder).
+    pub fn has_hypernetwork(&self) -> bool {
+        self.use_adapter || self.use_prefix || self.lora_enabled() || self.use_prompt
+    }
+
+    /// Whether LoRA is on with at least one rank.
+    pub fn lora_enabled(&self) -> bool {
+        self.use_lora && self.lora_ranks.iter().any(Option::is_some)
+    }
+
+    /// Whether the instruction is encoded at all.
+    pub fn uses_instruction(&self) -> bool {
+        self.use_instructions && (self.has_hypernetwork() || self.use_fusion_in_decoder)
+    }
+}

@@ -1,0 +1,291 @@
+//! The hypernetwork: learned component embeddings attend over the encoded instruction,
+//! and one generator MLP per tensor type turns the component vectors into adapters,
+//! prefixes, LoRA factors and prompt tokens.
+
+use std::collections::HashMap;
+
+use tch::{nn, Kind, Tensor};
+
+use crate::t5::adaptation::{
+    Adapter, AttentionAdaptation, LayerAdaptation, LoraDelta, Prefix, StackAdaptation,
+};
+use crate::t5::config::T5Config;
+use crate::t5::layers::{in_kind, mask_value, Linear};
+
+use super::config::HyperConfig;
+use super::layout::{Generated, Layout};
+
+/// A variable of shape `[out, in]` drawn from t5x's `variance_scaling(1.0, 'fan_in',
+/// 'truncated_normal')`: a normal truncated at two standard deviations, rescaled so that
+/// the variance is `1/fan_in`.
+fn truncated_normal_linear(p: nn::Path<'_>, fan_in: i64, fan_out: i64) -> Linear {
+    let weight = p.var("weight", &[fan_out, fan_in], nn::Init::Const(0.0));
+    tch::no_grad(|| {
+        let mut draw = Tensor::randn([fan_out, fan_in], (Kind::Float, weight.device()));
+        loop {
+            let outside = draw.abs().gt(2.0);
+            if !bool::try_from(outside.any()).unwrap_or(false) {
+                break;
+            }
+            draw = draw.where_self(&outside.logical_not(), &draw.randn_like());
+        }
+        // 0.8796… is the standard deviation of a unit normal truncated to [-2, 2].
+        let std = (1.0 / fan_in as f64).sqrt() / 0.879_625_661_034_239_8;
+        let mut weight = weight.shallow_clone();
+        weight.copy_(&(draw * std).to_kind(weight.kind()));
+    });
+    Linear { weight }
+}
+
+/// One generator MLP: `wo(dropout(act(wi(z))))`, no biases, then divided by √d.
+#[derive(Debug)]
+struct Generator {
+    wi: Linear,
+    wo: Linear,
+    tanh: bool,
+}
+
+impl Generator {
+    fn forward(&self, z: &Tensor, dropout: f64, train: bool, scale: f64) -> Tensor {
+        let hidden = self.wi.forward(z);
+        let hidden = if self.tanh {
+            hidden.tanh()
+        } else {
+            hidden.gelu("tanh")
+        };
+        self.wo.forward(&hidden.dropout(dropout, train)) * scale
+    }
+}
+
+/// The hypernetwork's parameters, all under `hyper.`.
+#[derive(Debug)]
+pub struct Hypernetwork {
+    layout: Layout,
+    component_embedding: Tensor,
+    attention: Option<[Linear; 4]>,
+    generators: HashMap<Generated, Generator>,
+    prefix_gate: Option<Tensor>,
+    row_index: HashMap<Generated, Tensor>,
+    num_heads: i64,
+    d_kv: i64,
+    d_model: i64,
+    attention_dropout: f64,
+    generator_dropout: f64,
+    lora_alpha: f64,
+    lora_ranks: [Option<i64>; 4],
+}
+
+/// The generated component outputs of a batch of instructions, per type:
+/// `[B, S, count, out]` (prompt: `[B, T, d]`).
+pub type GeneratedTensors = HashMap<Generated, Tensor>;
+
+impl Hypernetwork {
+    /// Creates the parameters under `p` (the `hyper` path).
+    pub fn new(p: nn::Path<'_>, t5: &T5Config, hyper: &HyperConfig) -> Self {
+        let layout = Layout::new(t5, hyper);
+        let (d, inner, hd) = (t5.d_model, t5.inner_dim(), t5.d_kv);
+        let component_embedding = p.var(
+            "component_embedding",
+            &[layout.rows(), d],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: (1.0 / d as f64).sqrt(),
+            },
+        );
+        let attention = hyper.use_instructions.then(|| {
+            let attn = &p / "hyperattn";
+            let normal = |name: &str, fan_in: i64, fan_out: i64, std: f64| {
+                Linear::new(&attn / name, fan_in, fan_out, std)
+            };
+            [
+                // 1/sqrt(head dim) lives in the query's initialisation, as in t5x.
+                normal("q", d, inner, (1.0 / (d * hd) as f64).sqrt()),
+                normal("k", d, inner, (1.0 / d as f64).sqrt()),
+                normal("v", d, inner, (1.0 / d as f64).sqrt()),
+                normal("o", inner, d, (1.0 / inner as f64).sqrt()),
+            ]
+        });
+        let mut generators = HashMap::new();
+        let mut row_index = HashMap::new();
+        for kind in layout.kinds() {
+            let g = &p / kind.name();
+            let out = kind.output_dim(t5, hyper);
+            let wi = truncated_normal_linear(&g / "wi", d, d);
+            let wo = if hyper.zero_init_generated && kind.zero_initialised() {
+                Linear::new(&g / "wo", d, out, 0.0)
+            } else {
+                truncated_normal_linear(&g / "wo", d, out)
+            };
+            let tanh = hyper.use_tanh_prefix
+                && matches!(kind, Generated::PrefixKey | Generated::PrefixValue);
+            generators.insert(kind, Generator { wi, wo, tanh });
+            row_index.insert(
+                kind,
+                Tensor::from_slice(&layout.rows_of(kind)).to_device(p.device()),
+            );
+        }
+        let prefix_gate = (hyper.use_prefix && hyper.zero_init_generated)
+            .then(|| p.var("prefix_gate", &[layout.slots], nn::Init::Const(0.0)));
+        Self {
+            layout,
+            component_embedding,
+            attention,
+            generators,
+            prefix_gate,
+            row_index,
+            num_heads: t5.num_heads,
+            d_kv: hd,
+            d_model: d,
+            attention_dropout: t5.dropout_rate,
+            generator_dropout: hyper.generator_dropout,
+            lora_alpha: hyper.lora_alpha,
+            lora_ranks: hyper.lora_ranks,
+        }
+    }
+
+    /// The slot layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Component vectors `[B, rows, d]`: the component embeddings attending over the
+    /// instruction (`states [B, L, d]`, `mask [B, L]`), or the embeddings alone `[1, rows, d]`
+    /// when the model does not read instructions.
+    pub fn components(&self, instruction: Option<(&Tensor, &Tensor)>, train: bool) -> Tensor {
+        let queries = self.component_embedding.unsqueeze(0);
+        let (Some([q, k, v, o]), Some((states, mask))) = (&self.attention, instruction) else {
+            return queries;
+        };
+        let kind = states.kind();
+        let (batch, len) = (states.size()[0], states.size()[1]);
+        let rows = self.layout.rows();
+        let heads =
+            |x: Tensor, n: i64, t: i64| x.view([n, t, self.num_heads, self.d_kv]).transpose(1, 2);
+        let query = heads(q.forward(&in_kind(&queries, kind)), 1, rows);
+        let key = heads(k.forward(states), batch, len);
+        let value = heads(v.forward(states), batch, len);
+        let bias: Tensor =
+            (1.0 - mask.to_kind(Kind::Float).view([batch, 1, 1, len])) * mask_value(kind);
+        let weights = (query.matmul(&key.transpose(-1, -2)).to_kind(Kind::Float) + bias)
+            .softmax(-1, Kind::Float)
+            .to_kind(kind)
+            .dropout(self.attention_dropout, train);
+        let context = weights.matmul(&value).transpose(1, 2).contiguous().view([
+            batch,
+            rows,
+            self.num_heads * self.d_kv,
+        ]);
+        o.forward(&context)
+    }
+
+    /// Runs every generator on its component rows: `[B, S, count, out]` per type.
+    pub fn generate(&self, components: &Tensor, train: bool) -> GeneratedTensors {
+        let scale = (self.d_model as f64).powf(-0.5);
+        let batch = components.size()[0];
+        self.generators
+            .iter()
+            .map(|(kind, generator)| {
+                let rows = components.index_select(1, &self.row_index[kind]);
+                let out = generator.forward(&rows, self.generator_dropout, train, scale);
+                let width = out.size()[2];
+                let shaped = if *kind == Generated::Prompt {
+                    out
+                } else {
+                    out.view([batch, self.layout.slots, self.layout.count(*kind), width])
+                };
+                (*kind, shaped)
+            })
+            .collect()
+    }
+
+    /// Turns generated tensors into per-stack adaptations (slot `i` for encoder layer `i`;
+    /// `L_enc + 2j` and `L_enc + 2j + 1` for decoder layer `j`).
+    pub fn adaptations(&self, generated: &GeneratedTensors) -> (StackAdaptation, StackAdaptation) {
+        let layout = &self.layout;
+        let encoder = (0..layout.encoder_layers)
+            .map(|i| LayerAdaptation {
+                self_attention: self.attention_adaptation(generated, layout.encoder_slot(i)),
+                cross_attention: AttentionAdaptation::default(),
+                adapter: self.adapter(generated, layout.encoder_slot(i)),
+            })
+            .collect();
+        let decoder = (0..layout.decoder_layers)
+            .map(|j| LayerAdaptation {
+                self_attention: self.attention_adaptation(generated, layout.decoder_self_slot(j)),
+                cross_attention: self.attention_adaptation(generated, layout.decoder_cross_slot(j)),
+                adapter: self.adapter(generated, layout.decoder_self_slot(j)),
+            })
+            .collect();
+        (
+            StackAdaptation { layers: encoder },
+            StackAdaptation { layers: decoder },
+        )
+    }
+
+    fn slot(generated: &GeneratedTensors, kind: Generated, slot: i64) -> Option<Tensor> {
+        generated.get(&kind).map(|t| t.select(1, slot))
+    }
+
+    fn adapter(&self, generated: &GeneratedTensors, slot: i64) -> Option<Adapter> {
+        let down = Self::slot(generated, Generated::AdapterDown, slot)?;
+        let (batch, a) = (down.size()[0], down.size()[1]);
+        Some(Adapter {
+            // The [a, d] block of component outputs is read row-major as [d, a] — a
+            // reshape, not a transpose, to stay weight-compatible with the reference.
+            down: down.reshape([batch, self.d_model, a]),
+            up: Self::slot(generated, Generated::AdapterUp, slot)?,
+            down_bias: Self::slot(generated, Generated::AdapterBiasDown, slot)?,
+            up_bias: Self::slot(generated, Generated::AdapterBiasUp, slot)?,
+        })
+    }
+
+    fn attention_adaptation(&self, generated: &GeneratedTensors, slot: i64) -> AttentionAdaptation {
+        let head_space = |t: Tensor| {
+            let (batch, p) = (t.size()[0], t.size()[1]);
+            t.view([batch, p, self.num_heads, self.d_kv])
+                .transpose(1, 2)
+        };
+        let prefix = match (
+            Self::slot(generated, Generated::PrefixKey, slot),
+            Self::slot(generated, Generated::PrefixValue, slot),
+        ) {
+            (Some(key), Some(value)) => Some(Prefix {
+                key: head_space(key),
+                value: head_space(value),
+                gate: self.prefix_gate.as_ref().map(|g| g.narrow(0, slot, 1)),
+            }),
+            _ => None,
+        };
+        let lora = std::array::from_fn(|i| {
+            let rank = self.lora_ranks[i]?;
+            let a = Self::slot(generated, Generated::LoraA(i), slot)?;
+            let b = Self::slot(generated, Generated::LoraB(i), slot)?;
+            let (batch, r, width) = (a.size()[0], a.size()[1], a.size()[2]);
+            Some(LoraDelta {
+                // As for adapters: r component vectors of width `in`, read as [in, r].
+                a: a.reshape([batch, width, r]),
+                b,
+                scale: self.lora_alpha / rank as f64,
+            })
+        });
+        AttentionAdaptation { prefix, lora }
+    }
+
+    /// Number of scalar parameters (component embedding, hyper-attention, generators,
+    /// prefix gate).
+    pub fn parameter_count(&self) -> i64 {
+        let mut count = self.component_embedding.numel() as i64;
+        if let Some(attention) = &self.attention {
+            count += attention
+                .iter()
+                .map(|l| l.weight.numel() as i64)
+                .sum::<i64>();
+        }
+        count += self
+            .generators
+            .values()
+            .map(|g| (g.wi.weight.numel() + g.wo.weight.numel()) as i64)
+            .sum::<i64>();
+        count + self.prefix_gate.as_ref().map_or(0, |g| g.numel() as i64)
+    }
+}

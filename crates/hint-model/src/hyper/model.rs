@@ -1,0 +1,264 @@
+//! `HyperT5`: T5 plus the hypernetwork, with "encode once, run many": `adapt` turns
+//! instructions into a [`TaskAdaptation`] that forward, generation and scoring reuse for
+//! any number of inputs.
+
+use tch::{nn, Kind, Tensor};
+
+use crate::t5::adaptation::StackAdaptation;
+use crate::t5::config::T5Config;
+use crate::t5::generation::{generate_adapted, Generated, GenerationConfig};
+use crate::t5::model::T5;
+use crate::t5::stack::Stack;
+use crate::ModelError;
+
+use super::config::HyperConfig;
+use super::hypernet::Hypernetwork;
+
+/// Everything a task's instruction contributes, computed once: the generated modules of
+/// both stacks, the encoded instruction (for fusion in the decoder) and prompt tokens.
+/// Rows are one per instruction; a single row serves a whole batch of that task.
+#[derive(Debug)]
+pub struct TaskAdaptation {
+    /// Generated modules of the encoder.
+    pub encoder: StackAdaptation,
+    /// Generated modules of the decoder.
+    pub decoder: StackAdaptation,
+    /// The encoded instruction `[R, L_I, d]` and its mask `[R, L_I]` (fusion only).
+    pub instruction: Option<(Tensor, Tensor)>,
+    /// Generated prompt tokens `[R, T, d]`.
+    pub prompt: Option<Tensor>,
+    /// Number of rows `R`.
+    pub rows: i64,
+}
+
+/// A HINT model. Parameters: the T5's Hugging Face names, and everything the
+/// hypernetwork owns under `hyper.`.
+#[derive(Debug)]
+pub struct HyperT5 {
+    /// The underlying model.
+    pub t5: T5,
+    /// The hypernetwork, when any module is generated.
+    pub hypernetwork: Option<Hypernetwork>,
+    /// The switches.
+    pub config: HyperConfig,
+    separate_encoder: Option<Stack>,
+}
+
+impl HyperT5 {
+    /// Creates T5 at the root of `p` and the hypernetwork under `p/hyper`.
+    pub fn new(p: nn::Path<'_>, t5: &T5Config, config: &HyperConfig) -> Self {
+        let model = T5::new(p.clone(), t5);
+        let hyper = &p / "hyper";
+        let hypernetwork = config
+            .has_hypernetwork()
+            .then(|| Hypernetwork::new(hyper.clone(), t5, config));
+        let separate_encoder = (config.uses_instruction() && !config.share_hnet_encoder)
+            .then(|| Stack::new(&hyper / "hyper_encoder", t5, false));
+        Self {
+            t5: model,
+            hypernetwork,
+            config: config.clone(),
+            separate_encoder,
+        }
+    }
+
+    /// Encodes instructions `[B, L_I]` with the generated modules off: the shared T5
+    /// encoder (or the separate one). Returns states with padding rows zeroed, and the mask.
+    pub fn encode_instruction(&self, hyper_ids: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let mask = hyper_ids
+            .ne(self.t5.config.pad_token_id)
+            .to_kind(Kind::Int64);
+        let attention_mask = if self.config.hyperencoder_mask_padding {
+            mask.shallow_clone()
+        } else {
+            // The reference lets instruction tokens attend to padding.
+            mask.ones_like()
+        };
+        let embedded = self.t5.embed(hyper_ids);
+        let states = match &self.separate_encoder {
+            Some(stack) => stack.forward(&embedded, Some(&attention_mask), None, None, None, train),
+            None => self
+                .t5
+                .encode_embedded(&embedded, Some(&attention_mask), None, train),
+        };
+        let zeroed = states * mask.unsqueeze(-1).to_kind(self.t5.compute_kind());
+        (zeroed, mask)
+    }
+
+    /// Runs the hypernetwork once per row of `hyper_ids [R, L_I]`.
+    pub fn adapt(&self, hyper_ids: &Tensor, train: bool) -> TaskAdaptation {
+        let rows = hyper_ids.size()[0];
+        let instruction = self
+            .config
+            .uses_instruction()
+            .then(|| self.encode_instruction(hyper_ids, train));
+        let (encoder, decoder, prompt) = match &self.hypernetwork {
+            Some(hypernetwork) => {
+                let components = hypernetwork.components(
+                    instruction
+                        .as_ref()
+                        .map(|(s, m)| (s, m))
+                        .filter(|_| self.config.use_instructions),
+                    train,
+                );
+                let generated = hypernetwork.generate(&components, train);
+                let (encoder, decoder) = hypernetwork.adaptations(&generated);
+                let prompt = generated
+                    .get(&super::layout::Generated::Prompt)
+                    .map(Tensor::shallow_clone);
+                (encoder, decoder, prompt)
+            }
+            None => (StackAdaptation::default(), StackAdaptation::default(), None),
+        };
+        let instruction = instruction.filter(|_| self.config.use_fusion_in_decoder);
+        TaskAdaptation {
+            encoder,
+            decoder,
+            instruction,
+            prompt,
+            rows,
+        }
+    }
+
+    /// The adaptation for a batch whose rows may repeat instructions: the hypernetwork runs
+    /// once per *distinct* instruction and the results are gathered back to the rows.
+    pub fn adapt_deduplicated(&self, hyper_ids: &Tensor, train: bool) -> TaskAdaptation {
+        let (unique, inverse, _) = hyper_ids.unique_dim(0, true, true, false);
+        let adaptation = self.adapt(&unique, train);
+        adaptation.select_rows(&inverse)
+    }
+
+    /// Encodes `input_ids [B, T]` under an adaptation and returns the states the decoder
+    /// attends to and their mask (with the instruction in front under fusion).
+    pub fn encode(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        adaptation: &TaskAdaptation,
+        train: bool,
+    ) -> (Tensor, Tensor) {
+        let batch = input_ids.size()[0];
+        let mut embedded = self.t5.embed(input_ids);
+        let mut mask = attention_mask.shallow_clone();
+        if let Some(prompt) = &adaptation.prompt {
+            let prompt = prompt
+                .to_kind(embedded.kind())
+                .expand([batch, -1, -1], false);
+            let prompt_mask = Tensor::ones([batch, prompt.size()[1]], (Kind::Int64, mask.device()));
+            embedded = Tensor::cat(&[prompt, embedded], 1);
+            mask = Tensor::cat(&[prompt_mask, mask], 1);
+        }
+        let encoded =
+            self.t5
+                .encode_embedded(&embedded, Some(&mask), Some(&adaptation.encoder), train);
+        match &adaptation.instruction {
+            Some((states, instruction_mask)) => (
+                Tensor::cat(
+                    &[
+                        states
+                            .to_kind(encoded.kind())
+                            .expand([batch, -1, -1], false),
+                        encoded,
+                    ],
+                    1,
+                ),
+                Tensor::cat(&[instruction_mask.expand([batch, -1], false), mask], 1),
+            ),
+            None => (encoded, mask),
+        }
+    }
+
+    /// Teacher-forced logits `[B, T_dec, vocab]` (f32) of inputs under an adaptation.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        decoder_input_ids: &Tensor,
+        adaptation: &TaskAdaptation,
+        train: bool,
+    ) -> Tensor {
+        let (encoded, mask) = self.encode(input_ids, attention_mask, adaptation, train);
+        let hidden = self.t5.decode_adapted(
+            decoder_input_ids,
+            &encoded,
+            &mask,
+            None,
+            None,
+            Some(&adaptation.decoder),
+            train,
+        );
+        self.t5.logits(&hidden)
+    }
+
+    /// The training forward: each row brings its own instruction; the hypernetwork runs
+    /// once per distinct instruction in the batch.
+    pub fn forward_batch(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        hyper_ids: &Tensor,
+        decoder_input_ids: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        let adaptation = self.adapt_deduplicated(hyper_ids, train);
+        self.forward(
+            input_ids,
+            attention_mask,
+            decoder_input_ids,
+            &adaptation,
+            train,
+        )
+    }
+
+    /// Generates for inputs of the task(s) of `adaptation`.
+    pub fn generate(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        adaptation: &TaskAdaptation,
+        config: &GenerationConfig,
+    ) -> Result<Generated, ModelError> {
+        let (encoded, mask) =
+            tch::no_grad(|| self.encode(input_ids, attention_mask, adaptation, false));
+        generate_adapted(&self.t5, &encoded, &mask, Some(&adaptation.decoder), config)
+    }
+
+    /// Summed (and per-token) log-likelihoods of `targets` under an adaptation: rank
+    /// classification's primitive.
+    pub fn score(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        targets: &Tensor,
+        target_mask: &Tensor,
+        adaptation: &TaskAdaptation,
+    ) -> (Tensor, Tensor) {
+        tch::no_grad(|| {
+            let decoder_inputs = self.t5.shift_right(targets);
+            let logits = self.forward(
+                input_ids,
+                attention_mask,
+                &decoder_inputs,
+                adaptation,
+                false,
+            );
+            let per_token = crate::t5::loss::token_log_likelihoods(&logits, targets, target_mask);
+            (
+                per_token.sum_dim_intlist([1i64].as_slice(), false, Kind::Float),
+                per_token,
+            )
+        })
+    }
+
+    /// Parameters the hypernetwork owns (excluding the shared encoder; including a separate one).
+    pub fn hypernetwork_parameter_count(&self) -> i64 {
+        let separate = self.separate_encoder.as_ref().map_or(0, |_| {
+            let c = &self.t5.config;
+            super::flops::encoder_parameters(c)
+        });
+        self.hypernetwork
+            .as_ref()
+            .map_or(0, Hypernetwork::parameter_count)
+            + separate
+    }
+}

@@ -1,0 +1,295 @@
+//! Operations on a [`TaskAdaptation`]: gathering rows (deduplicated training batches) and
+//! saving/loading as safetensors, so that a served task no longer needs the hypernetwork.
+
+use std::path::Path;
+
+use tch::{Device, Tensor};
+
+use crate::t5::adaptation::{
+    Adapter, AttentionAdaptation, LayerAdaptation, LoraDelta, Prefix, StackAdaptation,
+};
+use crate::ModelError;
+
+use super::model::TaskAdaptation;
+
+const PROJECTIONS: [&str; 4] = ["q", "k", "v", "o"];
+
+/// Applies `rows` to a tensor with a row dimension, leaving broadcast (size-1) tensors alone
+/// unless every row is the same one.
+fn map_attention(a: &AttentionAdaptation, rows: &dyn Fn(&Tensor) -> Tensor) -> AttentionAdaptation {
+    AttentionAdaptation {
+        prefix: a.prefix.as_ref().map(|p| Prefix {
+            key: rows(&p.key),
+            value: rows(&p.value),
+            gate: p.gate.as_ref().map(Tensor::shallow_clone),
+        }),
+        lora: std::array::from_fn(|i| {
+            a.lora[i].as_ref().map(|l| LoraDelta {
+                a: rows(&l.a),
+                b: rows(&l.b),
+                scale: l.scale,
+            })
+        }),
+    }
+}
+
+fn map_stack(stack: &StackAdaptation, rows: &dyn Fn(&Tensor) -> Tensor) -> StackAdaptation {
+    StackAdaptation {
+        layers: stack
+            .layers
+            .iter()
+            .map(|layer| LayerAdaptation {
+                self_attention: map_attention(&layer.self_attention, rows),
+                cross_attention: map_attention(&layer.cross_attention, rows),
+                adapter: layer.adapter.as_ref().map(|a| Adapter {
+                    down: rows(&a.down),
+                    down_bias: rows(&a.down_bias),
+                    up: rows(&a.up),
+                    up_bias: rows(&a.up_bias),
+                }),
+            })
+            .collect(),
+    }
+}
+
+fn attention_tensors(prefix: &str, a: &AttentionAdaptation, out: &mut Vec<(String, Tensor)>) {
+    if let Some(p) = &a.prefix {
+        out.push((format!("{prefix}.prefix.key"), p.key.shallow_clone()));
+        out.push((format!("{prefix}.prefix.value"), p.value.shallow_clone()));
+        if let Some(gate) = &p.gate {
+            out.push((format!("{prefix}.prefix.gate"), gate.shallow_clone()));
+        }
+    }
+    for (i, lora) in a.lora.iter().enumerate() {
+        if let Some(l) = lora {
+            let name = format!("{prefix}.lora.{}", PROJECTIONS[i]);
+            out.push((format!("{name}.a"), l.a.shallow_clone()));
+            out.push((format!("{name}.b"), l.b.shallow_clone()));
+            out.push((format!("{name}.scale"), Tensor::from_slice(&[l.scale])));
+        }
+    }
+}
+
+impl TaskAdaptation {
+    /// The rows `index` (e.g. the inverse of a deduplication), in order.
+    pub fn select_rows(&self, index: &Tensor) -> Self {
+        let rows = self.rows;
+        let select = |t: &Tensor| {
+            if t.size()[0] == rows {
+                t.index_select(0, index)
+            } else {
+                t.shallow_clone()
+            }
+        };
+        Self {
+            encoder: map_stack(&self.encoder, &select),
+            decoder: map_stack(&self.decoder, &select),
+            instruction: self
+                .instruction
+                .as_ref()
+                .map(|(s, m)| (select(s), select(m))),
+            prompt: self.prompt.as_ref().map(select),
+            rows: index.size()[0],
+        }
+    }
+
+    /// Detaches every tensor (a served adaptation needs no graph).
+    pub fn detach(&self) -> Self {
+        let detach = |t: &Tensor| t.detach();
+        Self {
+            encoder: map_stack(&self.encoder, &detach),
+            decoder: map_stack(&self.decoder, &detach),
+            instruction: self
+                .instruction
+                .as_ref()
+                .map(|(s, m)| (s.detach(), m.detach())),
+            prompt: self.prompt.as_ref().map(Tensor::detach),
+            rows: self.rows,
+        }
+    }
+
+    /// Named tensors, as written by [`TaskAdaptation::save`].
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("rows".to_string(), Tensor::from_slice(&[self.rows]))];
+        for (stack_name, stack) in [("encoder", &self.encoder), ("decoder", &self.decoder)] {
+            for (i, layer) in stack.layers.iter().enumerate() {
+                let base = format!("{stack_name}.{i}");
+                attention_tensors(
+                    &format!("{base}.self_attention"),
+                    &layer.self_attention,
+                    &mut out,
+                );
+                attention_tensors(
+                    &format!("{base}.cross_attention"),
+                    &layer.cross_attention,
+                    &mut out,
+                );
+                if let Some(a) = &layer.adapter {
+                    out.push((format!("{base}.adapter.down"), a.down.shallow_clone()));
+                    out.push((
+                        format!("{base}.adapter.down_bias"),
+                        a.down_bias.shallow_clone(),
+                    ));
+                    out.push((format!("{base}.adapter.up"), a.up.shallow_clone()));
+                    out.push((format!("{base}.adapter.up_bias"), a.up_bias.shallow_clone()));
+                }
+            }
+        }
+        if let Some((states, mask)) = &self.instruction {
+            out.push(("instruction.states".into(), states.shallow_clone()));
+            out.push(("instruction.mask".into(), mask.shallow_clone()));
+        }
+        if let Some(prompt) = &self.prompt {
+            out.push(("prompt".into(), prompt.shallow_clone()));
+        }
+        out
+    }
+
+    /// Writes the adaptation as safetensors (under a temporary name, then renamed).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let tensors: Vec<(String, Tensor)> = self
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
+            .collect();
+        let tmp = path.with_extension("safetensors.tmp");
+        Tensor::write_safetensors(&tensors, &tmp).map_err(|source| ModelError::Torch {
+            context: format!("writing {}", tmp.display()),
+            source,
+        })?;
+        std::fs::rename(&tmp, path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Reads an adaptation written by [`TaskAdaptation::save`] onto `device`.
+    pub fn load(path: &Path, device: Device) -> Result<Self, ModelError> {
+        let tensors = Tensor::read_safetensors(path).map_err(|source| ModelError::Torch {
+            context: format!("reading {}", path.display()),
+            source,
+        })?;
+        let malformed = |what: String| ModelError::Config {
+            path: path.to_path_buf(),
+            message: what,
+        };
+        let mut adaptation = Self {
+            encoder: StackAdaptation::default(),
+            decoder: StackAdaptation::default(),
+            instruction: None,
+            prompt: None,
+            rows: 1,
+        };
+        let mut instruction_states = None;
+        let mut instruction_mask = None;
+        for (name, tensor) in tensors {
+            let tensor = tensor.to_device(device);
+            let parts: Vec<&str> = name.split('.').collect();
+            match parts.as_slice() {
+                ["rows"] => {
+                    adaptation.rows =
+                        i64::try_from(&tensor).map_err(|e| malformed(format!("rows: {e}")))?
+                }
+                ["instruction", "states"] => instruction_states = Some(tensor),
+                ["instruction", "mask"] => instruction_mask = Some(tensor),
+                ["prompt"] => adaptation.prompt = Some(tensor),
+                [stack, layer, rest @ ..] => {
+                    let stack = match *stack {
+                        "encoder" => &mut adaptation.encoder,
+                        "decoder" => &mut adaptation.decoder,
+                        other => {
+                            return Err(malformed(format!("unknown stack `{other}` in `{name}`")))
+                        }
+                    };
+                    let index: usize = layer
+                        .parse()
+                        .map_err(|_| malformed(format!("bad layer index in `{name}`")))?;
+                    if stack.layers.len() <= index {
+                        stack
+                            .layers
+                            .resize_with(index + 1, LayerAdaptation::default);
+                    }
+                    place(&mut stack.layers[index], rest, tensor)
+                        .map_err(|what| malformed(format!("`{name}`: {what}")))?;
+                }
+                _ => return Err(malformed(format!("unknown tensor `{name}`"))),
+            }
+        }
+        adaptation.instruction = match (instruction_states, instruction_mask) {
+            (Some(s), Some(m)) => Some((s, m)),
+            (None, None) => None,
+            _ => {
+                return Err(malformed(
+                    "instruction states without mask, or the reverse".into(),
+                ))
+            }
+        };
+        Ok(adaptation)
+    }
+}
+
+/// Puts one tensor into its place in a layer; partial adapters are completed by later tensors.
+fn place(layer: &mut LayerAdaptation, rest: &[&str], tensor: Tensor) -> Result<(), String> {
+    let placeholder = || Tensor::zeros([1], (tch::Kind::Float, Device::Cpu));
+    match rest {
+        ["adapter", part] => {
+            let adapter = layer.adapter.get_or_insert_with(|| Adapter {
+                down: placeholder(),
+                down_bias: placeholder(),
+                up: placeholder(),
+                up_bias: placeholder(),
+            });
+            match *part {
+                "down" => adapter.down = tensor,
+                "down_bias" => adapter.down_bias = tensor,
+                "up" => adapter.up = tensor,
+                "up_bias" => adapter.up_bias = tensor,
+                other => return Err(format!("unknown adapter part `{other}`")),
+            }
+        }
+        [attention, kind, rest @ ..] => {
+            let target = match *attention {
+                "self_attention" => &mut layer.self_attention,
+                "cross_attention" => &mut layer.cross_attention,
+                other => return Err(format!("unknown attention `{other}`")),
+            };
+            match (*kind, rest) {
+                ("prefix", [part]) => {
+                    let prefix = target.prefix.get_or_insert_with(|| Prefix {
+                        key: placeholder(),
+                        value: placeholder(),
+                        gate: None,
+                    });
+                    match *part {
+                        "key" => prefix.key = tensor,
+                        "value" => prefix.value = tensor,
+                        "gate" => prefix.gate = Some(tensor),
+                        other => return Err(format!("unknown prefix part `{other}`")),
+                    }
+                }
+                ("lora", [projection, part]) => {
+                    let i = PROJECTIONS
+                        .iter()
+                        .position(|p| p == projection)
+                        .ok_or_else(|| format!("unknown projection `{projection}`"))?;
+                    let lora = target.lora[i].get_or_insert_with(|| LoraDelta {
+                        a: placeholder(),
+                        b: placeholder(),
+                        scale: 1.0,
+                    });
+                    match *part {
+                        "a" => lora.a = tensor,
+                        "b" => lora.b = tensor,
+                        "scale" => {
+                            lora.scale = f64::try_from(&tensor).map_err(|e| e.to_string())?
+                        }
+                        other => return Err(format!("unknown LoRA part `{other}`")),
+                    }
+                }
+                _ => return Err("unknown attention tensor".into()),
+            }
+        }
+        _ => return Err("unknown layer tensor".into()),
+    }
+    Ok(())
+}

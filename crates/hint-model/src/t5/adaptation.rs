@@ -1,0 +1,178 @@
+//! Per-example (or per-task) modifications of a T5 forward pass: attention prefixes,
+//! LoRA deltas and parallel adapters, as HINT's hypernetwork generates them.
+//!
+//! Every tensor has a leading batch dimension that is either the batch size (one
+//! adaptation per example) or 1 (one task shared by the whole batch, broadcast).
+
+use tch::{Kind, Tensor};
+
+use super::layers::in_kind;
+
+/// A low-rank delta `x · A · B · scale` added to a projection's output.
+#[derive(Debug)]
+pub struct LoraDelta {
+    /// `[B|1, in, rank]`.
+    pub a: Tensor,
+    /// `[B|1, rank, out]`.
+    pub b: Tensor,
+    /// `alpha / rank`.
+    pub scale: f64,
+}
+
+impl LoraDelta {
+    /// The delta for `x [B, T, in]`.
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        x.matmul(&in_kind(&self.a, kind))
+            .matmul(&in_kind(&self.b, kind))
+            * self.scale
+    }
+
+    fn repeat_rows(&self, repeats: i64) -> Self {
+        Self {
+            a: repeat_rows(&self.a, repeats),
+            b: repeat_rows(&self.b, repeats),
+            scale: self.scale,
+        }
+    }
+}
+
+/// Generated key/value vectors that every query of an attention block can see.
+#[derive(Debug)]
+pub struct Prefix {
+    /// `[B|1, H, P, d_kv]`.
+    pub key: Tensor,
+    /// `[B|1, H, P, d_kv]`.
+    pub value: Tensor,
+    /// With a gate (zero-initialised mode), the prefix is attended separately and its
+    /// context added as `gate · context`, so that a zero gate leaves T5 exactly unchanged;
+    /// without one, prefix keys join the keys of the block (the reference behaviour).
+    pub gate: Option<Tensor>,
+}
+
+/// What modifies one attention block.
+#[derive(Debug, Default)]
+pub struct AttentionAdaptation {
+    /// Prefix keys/values.
+    pub prefix: Option<Prefix>,
+    /// LoRA on `q`, `k`, `v`, `o`.
+    pub lora: [Option<LoraDelta>; 4],
+}
+
+/// A bottleneck adapter parallel to a feed-forward sublayer:
+/// `gelu_tanh(h · W_d + b_d) · W_u + b_u`.
+#[derive(Debug)]
+pub struct Adapter {
+    /// `[B|1, d, a]`.
+    pub down: Tensor,
+    /// `[B|1, 1, a]`.
+    pub down_bias: Tensor,
+    /// `[B|1, a, d]`.
+    pub up: Tensor,
+    /// `[B|1, 1, d]`.
+    pub up_bias: Tensor,
+}
+
+impl Adapter {
+    /// The adapter's output for normalised `h [B, T, d]`.
+    pub fn apply(&self, h: &Tensor) -> Tensor {
+        let kind = h.kind();
+        let hidden =
+            (h.matmul(&in_kind(&self.down, kind)) + in_kind(&self.down_bias, kind)).gelu("tanh");
+        hidden.matmul(&in_kind(&self.up, kind)) + in_kind(&self.up_bias, kind)
+    }
+}
+
+/// What modifies one block.
+#[derive(Debug, Default)]
+pub struct LayerAdaptation {
+    /// Self-attention.
+    pub self_attention: AttentionAdaptation,
+    /// Cross-attention (decoder blocks).
+    pub cross_attention: AttentionAdaptation,
+    /// The adapter of the feed-forward sublayer.
+    pub adapter: Option<Adapter>,
+}
+
+/// What modifies one stack: a [`LayerAdaptation`] per block.
+#[derive(Debug, Default)]
+pub struct StackAdaptation {
+    /// One per block, in order.
+    pub layers: Vec<LayerAdaptation>,
+}
+
+fn repeat_rows(tensor: &Tensor, repeats: i64) -> Tensor {
+    if tensor.size()[0] == 1 || repeats == 1 {
+        tensor.shallow_clone()
+    } else {
+        tensor.repeat_interleave_self_int(repeats, 0, None)
+    }
+}
+
+impl AttentionAdaptation {
+    /// Number of prefix positions (0 without a prefix, or with a gated prefix, which is
+    /// attended separately).
+    pub fn joint_prefix_len(&self) -> i64 {
+        match &self.prefix {
+            Some(p) if p.gate.is_none() => p.key.size()[2],
+            _ => 0,
+        }
+    }
+
+    fn repeat_rows(&self, repeats: i64) -> Self {
+        Self {
+            prefix: self.prefix.as_ref().map(|p| Prefix {
+                key: repeat_rows(&p.key, repeats),
+                value: repeat_rows(&p.value, repeats),
+                gate: p.gate.as_ref().map(Tensor::shallow_clone),
+            }),
+            lora: std::array::from_fn(|i| self.lora[i].as_ref().map(|l| l.repeat_rows(repeats))),
+        }
+    }
+}
+
+impl StackAdaptation {
+    /// Repeats every per-example row `repeats` times (beam search expands each input
+    /// into beams); per-task tensors (batch 1) broadcast and are left alone.
+    pub fn repeat_rows(&self, repeats: i64) -> Self {
+        Self {
+            layers: self
+                .layers
+                .iter()
+                .map(|layer| LayerAdaptation {
+                    self_attention: layer.self_attention.repeat_rows(repeats),
+                    cross_attention: layer.cross_attention.repeat_rows(repeats),
+                    adapter: layer.adapter.as_ref().map(|a| Adapter {
+                        down: repeat_rows(&a.down, repeats),
+                        down_bias: repeat_rows(&a.down_bias, repeats),
+                        up: repeat_rows(&a.up, repeats),
+                        up_bias: repeat_rows(&a.up_bias, repeats),
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    /// The joint prefix length of self- and cross-attention (the same in every layer).
+    pub fn prefix_lens(&self) -> (i64, i64) {
+        self.layers.first().map_or((0, 0), |l| {
+            (
+                l.self_attention.joint_prefix_len(),
+                l.cross_attention.joint_prefix_len(),
+            )
+        })
+    }
+}
+
+/// Prepends `prefix_len` zero columns to an additive attention bias `[.., Tq, Tk]`:
+/// prefix positions carry no position bias and no mask.
+pub fn extend_bias_for_prefix(bias: &Tensor, prefix_len: i64) -> Tensor {
+    if prefix_len == 0 {
+        return bias.shallow_clone();
+    }
+    let mut shape = bias.size();
+    let last = shape.len() - 1;
+    shape[last] = prefix_len;
+    let zeros = Tensor::zeros(shape.as_slice(), (Kind::Float, bias.device()));
+    Tensor::cat(&[zeros, bias.shallow_clone()], -1)
+}

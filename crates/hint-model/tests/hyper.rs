@@ -1,0 +1,393 @@
+//! HyperT5: encode once per task, batches of mixed instructions, zero-init exactness,
+//! gradients, every module combination, saved adaptations, FLOPs accounting.
+
+use hint_model::flops::{hypernetwork_parameters, inference_flops, Workload};
+use hint_model::generation::{DecodeStrategy, EarlyStopping, GenerationConfig};
+use hint_model::{cross_entropy, HyperConfig, HyperT5, LossConfig, T5Config, TaskAdaptation};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+fn tiny_t5() -> T5Config {
+    T5Config {
+        vocab_size: 40,
+        d_model: 16,
+        d_kv: 4,
+        num_heads: 4,
+        d_ff: 24,
+        num_layers: 2,
+        num_decoder_layers: Some(2),
+        dropout_rate: 0.0,
+        ..T5Config::preset("tiny").unwrap()
+    }
+}
+
+fn build(hyper: &HyperConfig) -> (VarStore, HyperT5) {
+    tch::manual_seed(7);
+    let vs = VarStore::new(Device::Cpu);
+    let model = HyperT5::new(vs.root(), &tiny_t5(), hyper);
+    (vs, model)
+}
+
+fn ids(rows: &[&[i64]]) -> Tensor {
+    let width = rows.iter().map(|r| r.len()).max().unwrap();
+    let flat: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| {
+            r.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0, width - r.len()))
+        })
+        .collect();
+    Tensor::from_slice(&flat).view([rows.len() as i64, width as i64])
+}
+
+/// Three inputs; rows 0 and 2 share an instruction.
+fn batch() -> (Tensor, Tensor, Tensor, Tensor) {
+    let inputs = ids(&[&[5, 6, 7, 1], &[8, 9, 1], &[10, 11, 12, 13, 1]]);
+    let mask = inputs.ne(0).to_kind(Kind::Int64);
+    let instructions = ids(&[&[20, 21, 22, 1], &[23, 24, 1], &[20, 21, 22, 1]]);
+    let decoder_inputs = ids(&[&[0, 3, 4], &[0, 5, 6], &[0, 7, 8]]);
+    (inputs, mask, instructions, decoder_inputs)
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    f64::try_from((a - b).abs().max()).unwrap()
+}
+
+#[test]
+fn zero_initialised_hyper_t5_without_fusion_equals_plain_t5() {
+    let config = HyperConfig {
+        zero_init_generated: true,
+        use_fusion_in_decoder: false,
+        use_lora: true,
+        lora_ranks: [Some(2), Some(2), Some(2), Some(2)],
+        ..HyperConfig::preset("tiny").unwrap()
+    };
+    let (_vs, model) = build(&config);
+    let (inputs, mask, instructions, decoder_inputs) = batch();
+    let hint =
+        tch::no_grad(|| model.forward_batch(&inputs, &mask, &instructions, &decoder_inputs, false));
+    let plain = tch::no_grad(|| {
+        model
+            .t5
+            .forward(&inputs, Some(&mask), &decoder_inputs, None, false)
+    });
+    assert!(
+        max_diff(&hint, &plain) <= 1e-6,
+        "{}",
+        max_diff(&hint, &plain)
+    );
+    // Without zero-init the generated modules do change the model.
+    let (_vs, perturbed) = build(&HyperConfig {
+        zero_init_generated: false,
+        ..config
+    });
+    let hint = tch::no_grad(|| {
+        perturbed.forward_batch(&inputs, &mask, &instructions, &decoder_inputs, false)
+    });
+    let plain = tch::no_grad(|| {
+        perturbed
+            .t5
+            .forward(&inputs, Some(&mask), &decoder_inputs, None, false)
+    });
+    assert!(max_diff(&hint, &plain) > 1e-4);
+}
+
+#[test]
+fn a_mixed_batch_equals_each_row_alone_and_deduplication_changes_nothing() {
+    let (_vs, model) = build(&HyperConfig::preset("tiny").unwrap());
+    let (inputs, mask, instructions, decoder_inputs) = batch();
+    let batched =
+        tch::no_grad(|| model.forward_batch(&inputs, &mask, &instructions, &decoder_inputs, false));
+    let per_example = tch::no_grad(|| {
+        let adaptation = model.adapt(&instructions, false);
+        assert_eq!(adaptation.rows, 3);
+        model.forward(&inputs, &mask, &decoder_inputs, &adaptation, false)
+    });
+    assert!(max_diff(&batched, &per_example) <= 1e-5);
+    for row in 0..3 {
+        let len = i64::try_from(mask.get(row).sum(Kind::Int64)).unwrap();
+        let input = inputs.get(row).narrow(0, 0, len).unsqueeze(0);
+        let instruction_len = i64::try_from(instructions.get(row).ne(0).sum(Kind::Int64)).unwrap();
+        let instruction = instructions
+            .get(row)
+            .narrow(0, 0, instruction_len)
+            .unsqueeze(0);
+        let alone = tch::no_grad(|| {
+            let adaptation = model.adapt(&instruction, false);
+            model.forward(
+                &input,
+                &input.ones_like(),
+                &decoder_inputs.get(row).unsqueeze(0),
+                &adaptation,
+                false,
+            )
+        });
+        let diff = max_diff(&batched.get(row).unsqueeze(0), &alone);
+        assert!(diff <= 1e-5, "row {row}: {diff}");
+    }
+}
+
+#[test]
+fn the_reference_unmasked_instruction_encoder_depends_on_padding() {
+    let (_vs, model) = build(&HyperConfig {
+        hyperencoder_mask_padding: false,
+        ..HyperConfig::preset("tiny").unwrap()
+    });
+    let short = ids(&[&[20, 21, 1]]);
+    let padded = ids(&[&[20, 21, 1, 0, 0, 0]]);
+    let (a, _) = tch::no_grad(|| model.encode_instruction(&short, false));
+    let (b, _) = tch::no_grad(|| model.encode_instruction(&padded, false));
+    assert!(
+        max_diff(&a, &b.narrow(1, 0, 3)) > 1e-4,
+        "padding should leak in, as in the reference"
+    );
+    let (_vs, masked) = build(&HyperConfig::preset("tiny").unwrap());
+    let (a, _) = tch::no_grad(|| masked.encode_instruction(&short, false));
+    let (b, _) = tch::no_grad(|| masked.encode_instruction(&padded, false));
+    assert!(max_diff(&a, &b.narrow(1, 0, 3)) <= 1e-6);
+    assert_eq!(
+        f64::try_from(b.narrow(1, 3, 3).abs().sum(Kind::Float)).unwrap(),
+        0.0,
+        "pad rows are zero"
+    );
+}
+
+#[test]
+fn a_saved_task_adaptation_gives_the_same_logits_and_generations() {
+    let config = HyperConfig {
+        use_lora: true,
+        lora_ranks: [Some(2), None, Some(2), None],
+        use_prompt: true,
+        num_prompt_tokens: 3,
+        ..HyperConfig::preset("tiny").unwrap()
+    };
+    let (_vs, model) = build(&config);
+    let (inputs, mask, _, decoder_inputs) = batch();
+    let instruction = ids(&[&[20, 21, 22, 1]]);
+    let adaptation = tch::no_grad(|| model.adapt(&instruction, false));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("task.safetensors");
+    adaptation.save(&path).unwrap();
+    let loaded = TaskAdaptation::load(&path, Device::Cpu).unwrap();
+    let a = tch::no_grad(|| model.forward(&inputs, &mask, &decoder_inputs, &adaptation, false));
+    let b = tch::no_grad(|| model.forward(&inputs, &mask, &decoder_inputs, &loaded, false));
+    assert!(a.equal(&b));
+    // One task row serves the whole batch, in greedy and in beam search.
+    for strategy in [
+        DecodeStrategy::Greedy,
+        DecodeStrategy::Beam {
+            num_beams: 3,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::Heuristic,
+        },
+    ] {
+        let config = GenerationConfig {
+            max_new_tokens: 5,
+            strategy,
+        };
+        let shared = model.generate(&inputs, &mask, &loaded, &config).unwrap();
+        let per_row = model
+            .generate(
+                &inputs,
+                &mask,
+                &adaptation.select_rows(&Tensor::from_slice(&[0i64, 0, 0])),
+                &config,
+            )
+            .unwrap();
+        assert_eq!(shared.tokens, per_row.tokens);
+        assert_eq!(shared.tokens.len(), 3);
+    }
+    let (scores, _) = model.score(
+        &inputs,
+        &mask,
+        &decoder_inputs,
+        &decoder_inputs.ne(0),
+        &loaded,
+    );
+    assert_eq!(scores.size(), vec![3]);
+}
+
+#[test]
+fn gradients_reach_every_hypernetwork_parameter_and_both_uses_of_the_encoder() {
+    let config = HyperConfig {
+        use_lora: true,
+        lora_ranks: [Some(2), Some(2), Some(2), Some(2)],
+        use_prompt: true,
+        num_prompt_tokens: 2,
+        ..HyperConfig::preset("tiny").unwrap()
+    };
+    let (vs, model) = build(&config);
+    let (inputs, mask, instructions, decoder_inputs) = batch();
+    let targets = ids(&[&[3, 4, 1], &[5, 6, 1], &[7, 8, 1]]);
+    let weights = targets.ne(0).to_kind(Kind::Float);
+    let encoder_weight = "encoder.block.0.layer.0.SelfAttention.q.weight";
+    let grad_of = |name: &str| vs.variables()[name].grad().copy();
+    // Full loss: every hyper parameter receives a gradient.
+    let logits = model.forward_batch(&inputs, &mask, &instructions, &decoder_inputs, true);
+    cross_entropy(&logits, &targets, &weights, &LossConfig::default())
+        .total
+        .backward();
+    for (name, var) in vs.variables() {
+        if name.starts_with("hyper.") {
+            let norm = f64::try_from(var.grad().norm()).unwrap();
+            assert!(norm > 0.0, "{name} received no gradient");
+        }
+    }
+    let full = grad_of(encoder_weight);
+    vs.variables().values_mut().for_each(|v| v.zero_grad());
+    // The input path alone (adaptation detached) gives a different encoder gradient…
+    let detached = model.adapt_deduplicated(&instructions, true).detach();
+    let logits = model.forward(&inputs, &mask, &decoder_inputs, &detached, true);
+    cross_entropy(&logits, &targets, &weights, &LossConfig::default())
+        .total
+        .backward();
+    let input_only = grad_of(encoder_weight);
+    vs.variables().values_mut().for_each(|v| v.zero_grad());
+    assert!(f64::try_from(input_only.norm()).unwrap() > 0.0);
+    assert!(
+        max_diff(&full, &input_only) > 1e-7,
+        "the instruction path adds nothing"
+    );
+    // …and the instruction path alone reaches the encoder too.
+    let adaptation = model.adapt(&instructions, true);
+    adaptation.encoder.layers[0]
+        .adapter
+        .as_ref()
+        .unwrap()
+        .up
+        .sum(Kind::Float)
+        .backward();
+    assert!(f64::try_from(grad_of(encoder_weight).norm()).unwrap() > 0.0);
+}
+
+#[test]
+fn every_combination_of_modules_runs_forward_and_backward() {
+    let (inputs, mask, instructions, decoder_inputs) = batch();
+    let targets = ids(&[&[3, 4, 1], &[5, 6, 1], &[7, 8, 1]]);
+    let weights = targets.ne(0).to_kind(Kind::Float);
+    for bits in 0..32u32 {
+        let on = |i: u32| bits & (1 << i) != 0;
+        let config = HyperConfig {
+            use_adapter: on(0),
+            use_prefix: on(1),
+            use_lora: on(2),
+            lora_ranks: [Some(2), None, Some(3), Some(1)],
+            use_prompt: on(3),
+            num_prompt_tokens: 2,
+            use_fusion_in_decoder: on(4),
+            ..HyperConfig::preset("tiny").unwrap()
+        };
+        let (vs, model) = build(&config);
+        let logits = model.forward_batch(&inputs, &mask, &instructions, &decoder_inputs, true);
+        assert_eq!(logits.size(), vec![3, 3, 40], "{config:?}");
+        cross_entropy(&logits, &targets, &weights, &LossConfig::default())
+            .total
+            .backward();
+        let hyper_vars = vs
+            .variables()
+            .keys()
+            .filter(|n| n.starts_with("hyper."))
+            .count();
+        assert_eq!(hyper_vars > 0, config.has_hypernetwork(), "{config:?}");
+        let counted = model.hypernetwork_parameter_count();
+        assert_eq!(
+            counted,
+            hypernetwork_parameters(&tiny_t5(), &config),
+            "{config:?}"
+        );
+        let stored: i64 = vs
+            .variables()
+            .iter()
+            .filter(|(n, _)| n.starts_with("hyper."))
+            .map(|(_, v)| v.numel() as i64)
+            .sum();
+        assert_eq!(stored, counted, "{config:?}");
+    }
+}
+
+/// `hint.md` §3: the hypernetwork of the tiny reference size has 2,272 parameters.
+#[test]
+fn tiny_hypernetwork_parameter_count_matches_the_reference_table() {
+    let count = hypernetwork_parameters(
+        &T5Config::preset("tiny").unwrap(),
+        &HyperConfig::preset("tiny").unwrap(),
+    );
+    assert_eq!(count, 2_272);
+}
+
+/// The FLOPs function against a count done by hand for a small configuration.
+#[test]
+fn flops_match_a_hand_count() {
+    // d = 4, one head of 4 (inner 4), d_ff 8, ReLU, one encoder and one decoder layer,
+    // vocab 10; adapters a = 2, prefix P = 1; L_I = 3, L_x = 2, L_y = 2, N = 4.
+    let t5 = T5Config {
+        vocab_size: 10,
+        d_model: 4,
+        d_kv: 4,
+        num_heads: 1,
+        d_ff: 8,
+        num_layers: 1,
+        num_decoder_layers: Some(1),
+        feed_forward_proj: hint_model::FeedForwardProj::Relu,
+        ..T5Config::default()
+    };
+    let hyper = HyperConfig {
+        adapter_size: 2,
+        num_prefix_tokens: 1,
+        ..HyperConfig::default()
+    };
+    let w = Workload {
+        instruction_len: 3,
+        input_len: 2,
+        output_len: 2,
+        instances_per_task: 4,
+    };
+    let report = inference_flops(&t5, &hyper, &w);
+    // Encoder layer over T tokens, K keys, adapter a: 4·2·T·4·4 (q,k,v,o) + 2·2·T·4·K
+    // (scores, context) + 2·T·4·8 + 2·T·8·4 (FFN) + 2·2·T·4·a (adapter).
+    let enc = |t: f64, k: f64, a: f64| 128.0 * t + 16.0 * t * k + 128.0 * t + 16.0 * t * a;
+    // Per task: instruction encoder (3 tokens, no adaptation) = 384 + 144 + 384 = 912;
+    // S = 3 slots, C = 2a + 2 + 2P = 8 → 24 rows: queries 2·24·4·4 = 768, keys/values
+    // 2·2·3·4·4 = 192, scores/context 2·2·24·4·3 = 1152, output 768;
+    // generators, rows·(2·4·4 + 2·4·out): adapter_down 6·64, adapter_up 6·64,
+    // bias_down 3·(32 + 16), bias_up 3·64, prefix k/v 2·3·64 → 384+384+144+192+384.
+    let per_task =
+        enc(3.0, 3.0, 0.0) + 768.0 + 192.0 + 1152.0 + 768.0 + 384.0 + 384.0 + 144.0 + 192.0 + 384.0;
+    assert_eq!(report.hint_per_task, per_task);
+    // Per instance: encoder over 2 tokens with 1 prefix key; decoder with memory
+    // M = L_I + L_x = 5 (fusion): per step t: 4·32 (self) + 2·2·4·(t+1) + 2·32 (cross q,o)
+    // + 2·2·4·(M+1) + FFN 128 + adapter 32; plus cross K/V 2·2·M·4·4 once; LM head 2·4·10 per step.
+    let step = |t: f64| 128.0 + 16.0 * (t + 1.0) + 64.0 + 16.0 * 6.0 + 128.0 + 32.0;
+    let dec = step(1.0) + step(2.0) + 16.0 * 5.0 * 4.0 + 2.0 * 80.0;
+    assert_eq!(report.hint_per_instance, enc(2.0, 3.0, 2.0) + dec);
+    assert_eq!(
+        report.hint_amortised,
+        report.hint_per_instance + per_task / 4.0
+    );
+    // Concatenation: encoder over 5 tokens, no adaptation; decoder memory 5, no prefix/adapter.
+    let plain_step = |t: f64| 128.0 + 16.0 * t + 64.0 + 16.0 * 5.0 + 128.0;
+    let concat = enc(5.0, 5.0, 0.0) + plain_step(1.0) + plain_step(2.0) + 16.0 * 5.0 * 4.0 + 160.0;
+    assert_eq!(report.concat_per_instance, concat);
+}
+
+#[test]
+fn long_instructions_cost_the_concatenation_baseline_more() {
+    let t5 = T5Config::preset("small").unwrap();
+    let hyper = HyperConfig::preset("small").unwrap();
+    let mut w = Workload {
+        instruction_len: 256,
+        input_len: 64,
+        output_len: 16,
+        instances_per_task: 100,
+    };
+    let long = inference_flops(&t5, &hyper, &w);
+    assert!(long.concat_per_instance > long.hint_amortised);
+    w.instruction_len = 1024;
+    let longer = inference_flops(&t5, &hyper, &w);
+    let concat_growth = longer.concat_per_instance - long.concat_per_instance;
+    let hint_growth = longer.hint_amortised - long.hint_amortised;
+    assert!(
+        concat_growth > 3.0 * hint_growth,
+        "{concat_growth} vs {hint_growth}"
+    );
+}
