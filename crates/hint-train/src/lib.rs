@@ -1,9 +1,22 @@
 //! hint-train: the training loop, checkpoints and evaluation that tie hint-config,
 //! hint-data, hint-model and hint-optim together, as t5x's `train`, `eval` and `infer` do.
 //!
-//! The model directory comes first: where a run writes, and the rule that a run never
-//! writes into a folder that belongs to something else.
+//! - [`ModelDir`]: where a run writes, and the rule that it never writes into a folder
+//!   that belongs to something else.
+//! - [`CheckpointManager`]: atomic checkpoints, the newest K kept.
+//! - [`Trainer`]: the loop, with exact resume.
 
+mod checkpoint;
+mod error;
+mod metrics;
 mod model_dir;
+mod trainer;
 
+pub use checkpoint::{CheckpointInfo, CheckpointManager, TRAIN_STATE_FILE};
+pub use error::{Result, TrainError};
+pub use metrics::{read_metrics, truncate_after, MetricsLine, MetricsWriter, StepMetrics};
 pub use model_dir::{ModelDir, ModelDirError};
+pub use trainer::{
+    load_parameters, save_parameters, BatchSource, ComputeDtype, NoHooks, TrainBatch, TrainConfig,
+    TrainHooks, TrainOutcome, TrainState, Trainer,
+};

@@ -1,0 +1,182 @@
+//! Checkpoints: `checkpoint_<step>/` folders in the model directory, each written under a
+//! temporary name, synced and renamed, so that a crash at any instant leaves every earlier
+//! checkpoint intact; only the newest `keep` survive.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use crate::error::{io_error, Result, TrainError};
+
+/// The file that completes a checkpoint (written last, inside the temporary folder).
+pub const TRAIN_STATE_FILE: &str = "train_state.json";
+
+/// A complete checkpoint on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointInfo {
+    /// The global step it holds.
+    pub step: u64,
+    /// Its folder.
+    pub path: PathBuf,
+}
+
+/// Writes, lists and prunes the checkpoints of one model directory.
+#[derive(Debug, Clone)]
+pub struct CheckpointManager {
+    dir: PathBuf,
+    keep: usize,
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error(path))
+}
+
+impl CheckpointManager {
+    /// Manages `checkpoint_*` folders under `dir`, keeping the newest `keep` (at least 1).
+    pub fn new(dir: impl Into<PathBuf>, keep: usize) -> Self {
+        Self {
+            dir: dir.into(),
+            keep: keep.max(1),
+        }
+    }
+
+    /// The folder name of a step's checkpoint.
+    pub fn name(step: u64) -> String {
+        format!("checkpoint_{step:08}")
+    }
+
+    /// Complete checkpoints, oldest first. Leftover temporary folders (from a crash) and
+    /// folders without their state file are not checkpoints.
+    pub fn list(&self) -> Result<Vec<CheckpointInfo>> {
+        let mut found = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(io_error(&self.dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_error(&self.dir))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(step) = name
+                .strip_prefix("checkpoint_")
+                .and_then(|s| s.parse().ok())
+            else {
+                continue;
+            };
+            if entry.path().join(TRAIN_STATE_FILE).is_file() {
+                found.push(CheckpointInfo {
+                    step,
+                    path: entry.path(),
+                });
+            }
+        }
+        found.sort_by_key(|c| c.step);
+        Ok(found)
+    }
+
+    /// The newest complete checkpoint.
+    pub fn latest(&self) -> Result<Option<CheckpointInfo>> {
+        Ok(self.list()?.pop())
+    }
+
+    /// Writes the checkpoint of `step`: `write` fills a temporary folder (it must write
+    /// [`TRAIN_STATE_FILE`]); every file is synced, the folder renamed into place and the
+    /// directory synced; then older checkpoints beyond `keep` are removed.
+    pub fn save(
+        &self,
+        step: u64,
+        write: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<CheckpointInfo> {
+        let final_path = self.dir.join(Self::name(step));
+        let tmp = self
+            .dir
+            .join(format!(".tmp-{}-{}", Self::name(step), std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
+        }
+        fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
+        write(&tmp)?;
+        if !tmp.join(TRAIN_STATE_FILE).is_file() {
+            return Err(TrainError::Checkpoint {
+                path: tmp,
+                message: format!("the writer did not produce {TRAIN_STATE_FILE}"),
+            });
+        }
+        for entry in fs::read_dir(&tmp).map_err(io_error(&tmp))? {
+            let path = entry.map_err(io_error(&tmp))?.path();
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io_error(&path))?;
+        }
+        sync_dir(&tmp)?;
+        if final_path.exists() {
+            // Re-saving a step (after a resume) replaces the old copy only once the new
+            // one is complete.
+            let old = self
+                .dir
+                .join(format!(".old-{}-{}", Self::name(step), std::process::id()));
+            fs::rename(&final_path, &old).map_err(io_error(&final_path))?;
+            fs::rename(&tmp, &final_path).map_err(io_error(&final_path))?;
+            fs::remove_dir_all(&old).map_err(io_error(&old))?;
+        } else {
+            fs::rename(&tmp, &final_path).map_err(io_error(&final_path))?;
+        }
+        sync_dir(&self.dir)?;
+        self.prune()?;
+        Ok(CheckpointInfo {
+            step,
+            path: final_path,
+        })
+    }
+
+    fn prune(&self) -> Result<()> {
+        let all = self.list()?;
+        let excess = all.len().saturating_sub(self.keep);
+        for old in &all[..excess] {
+            fs::remove_dir_all(&old.path).map_err(io_error(&old.path))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_state(dir: &Path) -> Result<()> {
+        fs::write(dir.join(TRAIN_STATE_FILE), "{}").map_err(io_error(dir))
+    }
+
+    #[test]
+    fn keeps_the_newest_and_ignores_incomplete_folders() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manager = CheckpointManager::new(tmp.path(), 2);
+        for step in [10, 20, 30] {
+            manager.save(step, write_state).unwrap();
+        }
+        // A crash mid-write leaves a temporary folder and a folder without state.
+        fs::create_dir_all(tmp.path().join(".tmp-checkpoint_00000040-1")).unwrap();
+        fs::create_dir_all(tmp.path().join("checkpoint_00000050")).unwrap();
+        let steps: Vec<u64> = manager.list().unwrap().iter().map(|c| c.step).collect();
+        assert_eq!(steps, vec![20, 30]);
+        assert_eq!(manager.latest().unwrap().unwrap().step, 30);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_earlier_checkpoints_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manager = CheckpointManager::new(tmp.path(), 3);
+        manager.save(1, write_state).unwrap();
+        let err = manager
+            .save(2, |_| Err(TrainError::Data("disk full".into())))
+            .unwrap_err();
+        assert!(err.to_string().contains("disk full"));
+        let steps: Vec<u64> = manager.list().unwrap().iter().map(|c| c.step).collect();
+        assert_eq!(steps, vec![1]);
+        assert!(
+            manager.save(3, |_| Ok(())).is_err(),
+            "a checkpoint without state is refused"
+        );
+    }
+}

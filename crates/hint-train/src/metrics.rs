@@ -1,0 +1,113 @@
+//! `metrics.jsonl`: one JSON object per logged step, appended and flushed, so that a run
+//! killed at any moment keeps every line written so far.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{io_error, Result};
+
+/// The scalars of one training step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// Global step after the update.
+    pub step: u64,
+    /// Total loss (cross-entropy plus z-loss), as optimised.
+    pub loss: f64,
+    /// The z-loss part.
+    pub z_loss: f64,
+    /// Loss per target token (the loss divided by the number of real target tokens).
+    pub loss_per_token: f64,
+    /// Learning rate of each optimizer group at this step.
+    pub learning_rate: BTreeMap<String, f64>,
+    /// Global norm of the gradients before the update.
+    pub grad_norm: f64,
+    /// Non-padding tokens (inputs, instructions, targets) per second.
+    pub tokens_per_second: f64,
+    /// Examples per second.
+    pub examples_per_second: f64,
+}
+
+/// A line of `metrics.jsonl`: a training step or an evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MetricsLine {
+    /// A training step.
+    Train(StepMetrics),
+    /// Evaluation scores at a step: `{"step": …, "eval": {"task/metric": value}}`.
+    Eval {
+        /// The step.
+        step: u64,
+        /// Scores by `task/metric`.
+        eval: BTreeMap<String, f64>,
+    },
+}
+
+/// Appends lines to a `metrics.jsonl`.
+#[derive(Debug)]
+pub struct MetricsWriter {
+    path: PathBuf,
+    file: File,
+}
+
+impl MetricsWriter {
+    /// Opens (creating or appending) `path`.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        Ok(Self { path, file })
+    }
+
+    /// Appends one line and flushes it.
+    pub fn write(&mut self, line: &MetricsLine) -> Result<()> {
+        let mut text = serde_json::to_string(line).unwrap_or_default();
+        text.push('\n');
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|_| self.file.flush())
+            .map_err(io_error(&self.path))
+    }
+}
+
+/// Reads a `metrics.jsonl`, skipping lines that are not metrics (and a torn last line).
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>> {
+    let file = File::open(path).map_err(io_error(path))?;
+    let mut lines = Vec::new();
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(io_error(path))?;
+        if let Ok(parsed) = serde_json::from_str(&line) {
+            lines.push(parsed);
+        }
+    }
+    Ok(lines)
+}
+
+/// Keeps only the lines of steps `≤ step` (after a resume, later lines belong to the run
+/// that was interrupted and are rewritten by the resumed one).
+pub fn truncate_after(path: &Path, step: u64) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let kept: Vec<MetricsLine> = read_metrics(path)?
+        .into_iter()
+        .filter(|line| match line {
+            MetricsLine::Train(m) => m.step <= step,
+            MetricsLine::Eval { step: s, .. } => *s <= step,
+        })
+        .collect();
+    let tmp = path.with_extension("jsonl.tmp");
+    let mut text = String::new();
+    for line in &kept {
+        text.push_str(&serde_json::to_string(line).unwrap_or_default());
+        text.push('\n');
+    }
+    std::fs::write(&tmp, text).map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
+}
