@@ -4,7 +4,7 @@
 use std::f64::consts::PI;
 use std::str::FromStr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A schedule string that names an unknown factor.
@@ -66,7 +66,7 @@ impl FromStr for ScheduleFactor {
 /// assert_eq!(schedule.learning_rate(5).unwrap(), 0.01);      // flat before warmup_steps
 /// assert_eq!(schedule.learning_rate(40_000).unwrap(), 0.005); // then 1/sqrt(step)
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Schedule {
     /// Factors joined by `*`.
