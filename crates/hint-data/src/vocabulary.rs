@@ -70,6 +70,65 @@ impl Vocabulary {
         Ok(ids)
     }
 
+    /// Encodes `text` with EOS appended only when `add_eos` is true (seqio's `encode` plus
+    /// its `append_eos` rule). The tokenizer's own special tokens are not added, so T5's
+    /// post-processor does not slip in an EOS for features with `add_eos = false`.
+    pub fn encode_with(&self, text: &str, add_eos: bool) -> Result<Vec<u32>, VocabularyError> {
+        // `encode_fast` skips character offsets, which ids do not need.
+        let encoding = self
+            .tokenizer
+            .encode_fast(text, false)
+            .map_err(|e| VocabularyError::Tokenizer(e.to_string()))?;
+        let mut ids = encoding.get_ids().to_vec();
+        if add_eos {
+            ids.push(Self::EOS_ID);
+        }
+        Ok(ids)
+    }
+
+    /// Encodes many texts on all cores (`tokenizers`' `encode_batch`), with the EOS rule of
+    /// [`Vocabulary::encode_with`].
+    pub fn encode_batch(
+        &self,
+        texts: &[&str],
+        add_eos: bool,
+    ) -> Result<Vec<Vec<u32>>, VocabularyError> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), false)
+            .map_err(|e| VocabularyError::Tokenizer(e.to_string()))?;
+        Ok(encodings
+            .into_iter()
+            .map(|encoding| {
+                let mut ids = encoding.get_ids().to_vec();
+                if add_eos {
+                    ids.push(Self::EOS_ID);
+                }
+                ids
+            })
+            .collect())
+    }
+
+    /// A stable 64-bit fingerprint of the whole tokenizer (FNV-1a over its JSON form), so
+    /// that a cache can tell whether it was written with the same vocabulary.
+    pub fn fingerprint(&self) -> u64 {
+        let json = self.tokenizer.to_string(false).unwrap_or_default();
+        json.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    /// Writes the tokenizer as `tokenizer.json` (so a model directory carries its vocabulary).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), VocabularyError> {
+        let path = path.as_ref();
+        self.tokenizer
+            .save(path, false)
+            .map_err(|e| VocabularyError::Load {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+    }
+
     /// Decodes ids, stopping at the first EOS and skipping special tokens.
     pub fn decode(&self, ids: &[u32]) -> Result<String, VocabularyError> {
         let end = ids

@@ -1,0 +1,613 @@
+//! Feature converters: task features (`inputs`, `hyper_inputs`, `targets`…) → model features,
+//! trimmed and padded with 0 to fixed lengths (seqio's feature converters, `seqio.md` §6).
+//!
+//! A converter turns a window of examples into [`Row`]s (one per example, or fewer when
+//! packing); [`Batch::from_rows`] stacks rows into `[batch, length]` arrays of `i64`.
+//! hint-data has no tensor type: the trainer wraps [`BatchFeature::data`] with its
+//! [`BatchFeature::shape`].
+//!
+//! * [`HintConverter`] (HINT's `HyperEncDecContFeatureConverter`): `encoder_input_tokens`,
+//!   `hyper_encoder_input_tokens`, `decoder_input_tokens` (targets shifted right, start 0),
+//!   `decoder_target_tokens`, `decoder_loss_weights`, `task_ids`; never packs.
+//! * [`EncDecConverter`] (seqio's `EncDecFeatureConverter`): plain T5, optionally packed with
+//!   segment ids and positions exactly as seqio (§6.1–6.2).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DataError;
+use crate::example::{Example, Value};
+use crate::source::kind_name;
+
+/// Lengths per task feature (`inputs`, `hyper_inputs`, `targets`…).
+pub type FeatureLengths = BTreeMap<String, usize>;
+
+/// One model-ready row: model feature → ids of that feature's length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    /// The task the row came from (the first task, for a packed row).
+    pub task: String,
+    /// Model features.
+    pub features: BTreeMap<String, Vec<i64>>,
+}
+
+/// One model feature of a batch: row-major `[rows, length]` ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchFeature {
+    /// `[rows, length]`.
+    pub shape: [usize; 2],
+    /// Row-major values.
+    pub data: Vec<i64>,
+}
+
+impl BatchFeature {
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[i64] {
+        &self.data[i * self.shape[1]..(i + 1) * self.shape[1]]
+    }
+
+    /// The distinct rows in order of first appearance, and for each row the index of its
+    /// distinct row: with `hyper_encoder_input_tokens` this lets the model encode each
+    /// instruction once per batch.
+    pub fn unique_rows(&self) -> (BatchFeature, Vec<usize>) {
+        let mut seen: BTreeMap<&[i64], usize> = BTreeMap::new();
+        let mut data = Vec::new();
+        let mut index = Vec::with_capacity(self.shape[0]);
+        for i in 0..self.shape[0] {
+            let row = self.row(i);
+            let next = seen.len();
+            let id = *seen.entry(row).or_insert_with(|| {
+                data.extend_from_slice(row);
+                next
+            });
+            index.push(id);
+        }
+        (
+            BatchFeature {
+                shape: [seen.len(), self.shape[1]],
+                data,
+            },
+            index,
+        )
+    }
+}
+
+/// A batch of model features, plus the task of each row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Model feature → `[rows, length]` ids.
+    pub features: BTreeMap<String, BatchFeature>,
+    /// The task of each row.
+    pub tasks: Vec<String>,
+}
+
+impl Batch {
+    /// Stacks rows; all rows must have the same features and lengths.
+    pub fn from_rows(rows: &[Row]) -> Result<Self, DataError> {
+        let mut features: BTreeMap<String, BatchFeature> = BTreeMap::new();
+        if let Some(first) = rows.first() {
+            for (name, values) in &first.features {
+                features.insert(
+                    name.clone(),
+                    BatchFeature {
+                        shape: [rows.len(), values.len()],
+                        data: Vec::with_capacity(rows.len() * values.len()),
+                    },
+                );
+            }
+        }
+        for row in rows {
+            if row.features.len() != features.len() {
+                return Err(DataError::Config(format!(
+                    "rows of one batch have different features (task `{}`)",
+                    row.task
+                )));
+            }
+            for (name, values) in &row.features {
+                let Some(feature) = features.get_mut(name) else {
+                    return Err(DataError::Config(format!(
+                        "feature `{name}` of task `{}` is not in the batch's first row",
+                        row.task
+                    )));
+                };
+                if values.len() != feature.shape[1] {
+                    return Err(DataError::Config(format!(
+                        "feature `{name}` has length {} in task `{}`, {} elsewhere",
+                        values.len(),
+                        row.task,
+                        feature.shape[1]
+                    )));
+                }
+                feature.data.extend_from_slice(values);
+            }
+        }
+        Ok(Self {
+            features,
+            tasks: rows.iter().map(|r| r.task.clone()).collect(),
+        })
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// A model feature.
+    pub fn get(&self, name: &str) -> Option<&BatchFeature> {
+        self.features.get(name)
+    }
+}
+
+/// Turns windows of examples into rows.
+pub trait FeatureConverter: Send + Sync {
+    /// How many examples the converter wants at once (1 unless it packs).
+    fn window(&self) -> usize {
+        1
+    }
+
+    /// Converts a window of (task name, example) into rows.
+    fn convert(&self, examples: Vec<(String, Example)>) -> Result<Vec<Row>, DataError>;
+}
+
+fn length(lengths: &FeatureLengths, name: &str) -> Result<usize, DataError> {
+    match lengths.get(name) {
+        Some(&n) if n > 0 => Ok(n),
+        _ => Err(DataError::Config(format!(
+            "the feature converter needs a positive length for `{name}`"
+        ))),
+    }
+}
+
+/// The tokens of a task feature, as i64, trimmed to `len`.
+fn trimmed(example: &Example, name: &str, len: usize) -> Result<Vec<i64>, DataError> {
+    match example.get(name) {
+        Some(Value::Tokens(t)) => Ok(t.iter().take(len).map(|&x| i64::from(x)).collect()),
+        Some(Value::Int(i)) => Ok(vec![*i]),
+        Some(other) => Err(DataError::field(
+            name,
+            format!(
+                "expected token ids, found {} (is `Tokenize` in the task's preprocessors?)",
+                kind_name(other)
+            ),
+        )),
+        None => Err(DataError::field(name, "missing")),
+    }
+}
+
+fn padded(mut ids: Vec<i64>, len: usize) -> Vec<i64> {
+    ids.resize(len, 0);
+    ids
+}
+
+/// Targets shifted right by one with 0 in front; with segment ids, 0 also starts every
+/// segment (seqio's `make_autoregressive_inputs`).
+pub fn autoregressive_inputs(targets: &[i64], segment_ids: Option<&[i64]>) -> Vec<i64> {
+    let mut out = Vec::with_capacity(targets.len());
+    for i in 0..targets.len() {
+        let shifted = if i == 0 { 0 } else { targets[i - 1] };
+        let restart = segment_ids.is_some_and(|s| i > 0 && s[i] != s[i - 1]);
+        out.push(if restart { 0 } else { shifted });
+    }
+    out
+}
+
+fn loss_weights(targets: &[i64]) -> Vec<i64> {
+    targets.iter().map(|&t| i64::from(t != 0)).collect()
+}
+
+fn wrap(task: &str, err: DataError) -> DataError {
+    DataError::InTask {
+        task: task.to_string(),
+        split: "?".into(),
+        origin: "feature conversion".into(),
+        source: Box::new(err),
+    }
+}
+
+/// HINT's converter (never packs: each row would need its own generated adapters).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct HintConverter {
+    /// Lengths of `inputs`, `hyper_inputs`, `targets`.
+    pub lengths: FeatureLengths,
+    /// Extra task features copied as model features of the same name (token lists trimmed
+    /// and padded to their length in `lengths`, integers as length 1), e.g. `is_correct`,
+    /// `example_id` for rank-classification evaluation.
+    #[serde(default)]
+    pub passthrough: Vec<String>,
+}
+
+impl HintConverter {
+    /// A converter with these lengths of `inputs`, `hyper_inputs`, `targets`.
+    pub fn new(inputs: usize, hyper_inputs: usize, targets: usize) -> Self {
+        Self {
+            lengths: [
+                ("inputs".to_string(), inputs),
+                ("hyper_inputs".to_string(), hyper_inputs),
+                ("targets".to_string(), targets),
+            ]
+            .into_iter()
+            .collect(),
+            passthrough: Vec::new(),
+        }
+    }
+
+    fn row(&self, task: String, example: &Example) -> Result<Row, DataError> {
+        let li = length(&self.lengths, "inputs")?;
+        let lh = length(&self.lengths, "hyper_inputs")?;
+        let lt = length(&self.lengths, "targets")?;
+        let inputs = trimmed(example, "inputs", li)?;
+        let hyper = trimmed(example, "hyper_inputs", lh)?;
+        let targets = padded(trimmed(example, "targets", lt)?, lt);
+        let task_id = match example.get("task_names") {
+            Some(Value::Int(i)) => *i,
+            Some(Value::Tokens(t)) => t.first().map_or(0, |&x| i64::from(x)),
+            _ => 0,
+        };
+        let mut features = BTreeMap::new();
+        features.insert("encoder_input_tokens".into(), padded(inputs, li));
+        features.insert("hyper_encoder_input_tokens".into(), padded(hyper, lh));
+        features.insert(
+            "decoder_input_tokens".into(),
+            autoregressive_inputs(&targets, None),
+        );
+        features.insert("decoder_loss_weights".into(), loss_weights(&targets));
+        features.insert("decoder_target_tokens".into(), targets);
+        features.insert("task_ids".into(), vec![task_id]);
+        for name in &self.passthrough {
+            let len = self.lengths.get(name).copied().unwrap_or(1);
+            features.insert(name.clone(), padded(trimmed(example, name, len)?, len));
+        }
+        Ok(Row { task, features })
+    }
+}
+
+impl FeatureConverter for HintConverter {
+    fn convert(&self, examples: Vec<(String, Example)>) -> Result<Vec<Row>, DataError> {
+        examples
+            .into_iter()
+            .map(|(task, example)| {
+                let err_task = task.clone();
+                self.row(task, &example).map_err(|e| wrap(&err_task, e))
+            })
+            .collect()
+    }
+}
+
+/// seqio's `EncDecFeatureConverter`, packed or not.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EncDecConverter {
+    /// Lengths of `inputs` and `targets`.
+    pub lengths: FeatureLengths,
+    /// Pack several examples per row (segment ids and positions added).
+    pub pack: bool,
+}
+
+impl EncDecConverter {
+    /// A converter with these lengths.
+    pub fn new(inputs: usize, targets: usize, pack: bool) -> Self {
+        Self {
+            lengths: [
+                ("inputs".to_string(), inputs),
+                ("targets".to_string(), targets),
+            ]
+            .into_iter()
+            .collect(),
+            pack,
+        }
+    }
+
+    fn unpacked(&self, task: String, example: &Example) -> Result<Row, DataError> {
+        let li = length(&self.lengths, "inputs")?;
+        let lt = length(&self.lengths, "targets")?;
+        let targets = padded(trimmed(example, "targets", lt)?, lt);
+        let mut features = BTreeMap::new();
+        features.insert(
+            "encoder_input_tokens".into(),
+            padded(trimmed(example, "inputs", li)?, li),
+        );
+        features.insert(
+            "decoder_input_tokens".into(),
+            autoregressive_inputs(&targets, None),
+        );
+        features.insert("decoder_loss_weights".into(), loss_weights(&targets));
+        features.insert("decoder_target_tokens".into(), targets);
+        Ok(Row { task, features })
+    }
+}
+
+/// Ids, segment ids and positions of one feature of a packed row.
+type Track = (Vec<i64>, Vec<i64>, Vec<i64>);
+
+/// A row being packed: per task feature, the ids, segment ids and positions so far.
+#[derive(Default)]
+struct OpenRow {
+    task: Option<String>,
+    segments: i64,
+    ids: BTreeMap<&'static str, Track>,
+}
+
+impl OpenRow {
+    fn fits(
+        &self,
+        example: &[(&'static str, Vec<i64>)],
+        lengths: &[(&'static str, usize)],
+    ) -> bool {
+        example.iter().zip(lengths).all(|((name, ids), (_, len))| {
+            self.ids.get(name).map_or(0, |(v, _, _)| v.len()) + ids.len() <= *len
+        })
+    }
+
+    fn push(&mut self, task: &str, example: Vec<(&'static str, Vec<i64>)>) {
+        self.task.get_or_insert_with(|| task.to_string());
+        self.segments += 1;
+        for (name, ids) in example {
+            let entry = self.ids.entry(name).or_default();
+            for (position, id) in ids.into_iter().enumerate() {
+                entry.0.push(id);
+                entry.1.push(self.segments);
+                entry.2.push(position as i64);
+            }
+        }
+    }
+
+    fn finish(self, li: usize, lt: usize) -> Row {
+        let mut ids = self.ids;
+        let (inputs, in_seg, in_pos) = ids.remove("inputs").unwrap_or_default();
+        let (targets, t_seg, t_pos) = ids.remove("targets").unwrap_or_default();
+        let targets = padded(targets, lt);
+        let t_seg = padded(t_seg, lt);
+        let mut features = BTreeMap::new();
+        features.insert("encoder_input_tokens".into(), padded(inputs, li));
+        features.insert("encoder_segment_ids".into(), padded(in_seg, li));
+        features.insert("encoder_positions".into(), padded(in_pos, li));
+        features.insert(
+            "decoder_input_tokens".into(),
+            autoregressive_inputs(&targets, Some(&t_seg)),
+        );
+        features.insert("decoder_loss_weights".into(), loss_weights(&targets));
+        features.insert("decoder_target_tokens".into(), targets);
+        features.insert("decoder_segment_ids".into(), t_seg);
+        features.insert("decoder_positions".into(), padded(t_pos, lt));
+        Row {
+            task: self.task.unwrap_or_default(),
+            features,
+        }
+    }
+}
+
+impl FeatureConverter for EncDecConverter {
+    fn window(&self) -> usize {
+        if self.pack {
+            // seqio packs windows of max(feature lengths) examples.
+            self.lengths.values().copied().max().unwrap_or(1).max(1)
+        } else {
+            1
+        }
+    }
+
+    fn convert(&self, examples: Vec<(String, Example)>) -> Result<Vec<Row>, DataError> {
+        if !self.pack {
+            return examples
+                .into_iter()
+                .map(|(task, example)| {
+                    let err_task = task.clone();
+                    self.unpacked(task, &example)
+                        .map_err(|e| wrap(&err_task, e))
+                })
+                .collect();
+        }
+        let li = length(&self.lengths, "inputs")?;
+        let lt = length(&self.lengths, "targets")?;
+        let lengths = [("inputs", li), ("targets", lt)];
+        let mut rows = Vec::new();
+        let mut open = OpenRow::default();
+        for (task, example) in examples {
+            let mut parts = Vec::with_capacity(2);
+            for (name, len) in lengths {
+                parts.push((
+                    name,
+                    trimmed(&example, name, len).map_err(|e| wrap(&task, e))?,
+                ));
+            }
+            if open.segments > 0 && !open.fits(&parts, &lengths) {
+                rows.push(std::mem::take(&mut open).finish(li, lt));
+            }
+            open.push(&task, parts);
+        }
+        if open.segments > 0 {
+            rows.push(open.finish(li, lt));
+        }
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(inputs: &[u32], targets: &[u32]) -> (String, Example) {
+        let mut e = Example::new();
+        e.insert("inputs".into(), Value::Tokens(inputs.to_vec()));
+        e.insert("targets".into(), Value::Tokens(targets.to_vec()));
+        ("t".into(), e)
+    }
+
+    fn feature<'a>(batch: &'a Batch, name: &str) -> &'a [i64] {
+        batch.get(name).unwrap().row(0)
+    }
+
+    /// The packed worked example of seqio's documentation (`seqio.md` §6.1).
+    #[test]
+    fn packing_reproduces_the_seqio_worked_example() {
+        let converter = EncDecConverter::new(10, 7, true);
+        let rows = converter
+            .convert(vec![
+                example(&[7, 8, 5, 1], &[3, 9, 1]),
+                example(&[8, 4, 9, 3, 1], &[4, 1]),
+            ])
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let batch = Batch::from_rows(&rows).unwrap();
+        assert_eq!(
+            feature(&batch, "encoder_input_tokens"),
+            [7, 8, 5, 1, 8, 4, 9, 3, 1, 0]
+        );
+        assert_eq!(
+            feature(&batch, "encoder_segment_ids"),
+            [1, 1, 1, 1, 2, 2, 2, 2, 2, 0]
+        );
+        assert_eq!(
+            feature(&batch, "encoder_positions"),
+            [0, 1, 2, 3, 0, 1, 2, 3, 4, 0]
+        );
+        assert_eq!(
+            feature(&batch, "decoder_target_tokens"),
+            [3, 9, 1, 4, 1, 0, 0]
+        );
+        assert_eq!(
+            feature(&batch, "decoder_input_tokens"),
+            [0, 3, 9, 0, 4, 0, 0]
+        );
+        assert_eq!(
+            feature(&batch, "decoder_loss_weights"),
+            [1, 1, 1, 1, 1, 0, 0]
+        );
+        assert_eq!(
+            feature(&batch, "decoder_segment_ids"),
+            [1, 1, 1, 2, 2, 0, 0]
+        );
+        assert_eq!(feature(&batch, "decoder_positions"), [0, 1, 2, 0, 1, 0, 0]);
+        assert_eq!(batch.get("decoder_positions").unwrap().shape, [1, 7]);
+    }
+
+    /// `seqio.md` §6.2: both examples fit one row of length 10.
+    #[test]
+    fn packing_follows_trim_and_pack_example() {
+        let converter = EncDecConverter::new(10, 10, true);
+        let rows = converter
+            .convert(vec![
+                example(&[8, 7, 1], &[4, 1]),
+                example(&[2, 3, 4, 1], &[5, 6, 1]),
+            ])
+            .unwrap();
+        let batch = Batch::from_rows(&rows).unwrap();
+        assert_eq!(
+            feature(&batch, "encoder_input_tokens"),
+            [8, 7, 1, 2, 3, 4, 1, 0, 0, 0]
+        );
+        assert_eq!(
+            feature(&batch, "encoder_segment_ids"),
+            [1, 1, 1, 2, 2, 2, 2, 0, 0, 0]
+        );
+        assert_eq!(
+            feature(&batch, "encoder_positions"),
+            [0, 1, 2, 0, 1, 2, 3, 0, 0, 0]
+        );
+        assert_eq!(
+            feature(&batch, "decoder_target_tokens"),
+            [4, 1, 5, 6, 1, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            feature(&batch, "decoder_segment_ids"),
+            [1, 1, 2, 2, 2, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            feature(&batch, "decoder_positions"),
+            [0, 1, 0, 1, 2, 0, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn packing_opens_a_new_row_when_a_feature_does_not_fit() {
+        let converter = EncDecConverter::new(6, 6, true);
+        let rows = converter
+            .convert(vec![
+                example(&[1, 2, 3, 1], &[4, 1]),
+                example(&[5, 6, 1], &[7, 1]),
+                example(&[8, 1], &[9, 1]),
+            ])
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].features["encoder_input_tokens"], [1, 2, 3, 1, 0, 0]);
+        assert_eq!(rows[1].features["encoder_input_tokens"], [5, 6, 1, 8, 1, 0]);
+        assert_eq!(rows[1].features["encoder_segment_ids"], [1, 1, 1, 2, 2, 0]);
+        assert_eq!(converter.window(), 6);
+    }
+
+    #[test]
+    fn unpacked_shift_carries_eos() {
+        let converter = EncDecConverter::new(6, 5, false);
+        let rows = converter
+            .convert(vec![example(&[7, 8, 5, 1], &[3, 9, 1])])
+            .unwrap();
+        let batch = Batch::from_rows(&rows).unwrap();
+        assert_eq!(feature(&batch, "encoder_input_tokens"), [7, 8, 5, 1, 0, 0]);
+        assert_eq!(feature(&batch, "decoder_target_tokens"), [3, 9, 1, 0, 0]);
+        assert_eq!(feature(&batch, "decoder_input_tokens"), [0, 3, 9, 1, 0]);
+        assert_eq!(feature(&batch, "decoder_loss_weights"), [1, 1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn autoregressive_inputs_restart_per_segment() {
+        assert_eq!(
+            autoregressive_inputs(
+                &[3, 8, 1, 9, 1, 5, 4, 1, 0, 0],
+                Some(&[1, 1, 1, 2, 2, 3, 3, 3, 0, 0])
+            ),
+            vec![0, 3, 8, 0, 9, 0, 5, 4, 0, 0]
+        );
+    }
+
+    #[test]
+    fn hint_converter_trims_pads_and_dedups_instructions() {
+        let mut converter = HintConverter::new(4, 3, 3);
+        converter.lengths.insert("example_id".into(), 1);
+        converter.passthrough.push("example_id".into());
+        let make = |hyper: &[u32], id: i64| {
+            let (task, mut e) = example(&[5, 6, 7, 8, 9, 1], &[3, 4, 5, 1]);
+            e.insert("hyper_inputs".into(), Value::Tokens(hyper.to_vec()));
+            e.insert("task_names".into(), Value::Int(63));
+            e.insert("example_id".into(), Value::Int(id));
+            (task, e)
+        };
+        let rows = converter
+            .convert(vec![
+                make(&[11, 1], 0),
+                make(&[12, 13, 14, 1], 1),
+                make(&[11, 1], 2),
+            ])
+            .unwrap();
+        let batch = Batch::from_rows(&rows).unwrap();
+        assert_eq!(batch.len(), 3);
+        assert_eq!(feature(&batch, "encoder_input_tokens"), [5, 6, 7, 8]);
+        assert_eq!(feature(&batch, "hyper_encoder_input_tokens"), [11, 1, 0]);
+        assert_eq!(feature(&batch, "decoder_target_tokens"), [3, 4, 5]);
+        assert_eq!(feature(&batch, "decoder_input_tokens"), [0, 3, 4]);
+        assert_eq!(feature(&batch, "decoder_loss_weights"), [1, 1, 1]);
+        assert_eq!(feature(&batch, "task_ids"), [63]);
+        assert_eq!(batch.get("example_id").unwrap().data, [0, 1, 2]);
+        let (unique, index) = batch
+            .get("hyper_encoder_input_tokens")
+            .unwrap()
+            .unique_rows();
+        assert_eq!(unique.shape, [2, 3]);
+        assert_eq!(unique.data, [11, 1, 0, 12, 13, 14]);
+        assert_eq!(index, [0, 1, 0]);
+    }
+
+    #[test]
+    fn untokenized_features_are_reported_by_name() {
+        let converter = HintConverter::new(4, 3, 3);
+        let mut e = Example::new();
+        e.insert("inputs".into(), Value::Text("raw".into()));
+        let err = converter.convert(vec![("t".into(), e)]).unwrap_err();
+        assert_eq!(err.field_name(), Some("inputs"));
+        assert!(err.to_string().contains("Tokenize"), "{err}");
+    }
+}
