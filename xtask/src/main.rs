@@ -16,6 +16,7 @@ commands:
   setup           install torch 2.13.0 into HINT_TORCH_DIR (default ~/.cache/hint/torch-2.13.0)
                   unless LIBTORCH or LIBTORCH_USE_PYTORCH is set; idempotent
   train [ARGS…]   build the `hint` binary (release) and train on the embedded default
+                  (configs/builtin.gin); ARGS go to `hint train`, e.g. --gin.TRAIN_STEPS=100
   test [ARGS…]    the whole workspace test suite; with HINT_SHARED_DATA set, the tests
                   that need the shared data run too
   ci              cargo fmt --check, clippy -D warnings, cargo doc, then `test`
@@ -136,26 +137,20 @@ fn bench(extra: &[String]) -> Result<()> {
     cargo(&vars, &args)
 }
 
-/// Until the trainer lands (issue #8), `train` runs the smallest real path there is:
-/// the release `hint` binary reporting its libtorch and devices.
+/// Builds the release `hint` and trains on the embedded default (`configs/builtin.gin`);
+/// extra arguments go to `hint train` (e.g. `--gin.TRAIN_STEPS=100`).
 fn train(extra: &[String]) -> Result<()> {
     let vars = setup()?;
     cargo(&vars, &["build", "--release", "--package", "hint-cli"])?;
     let hint = workspace_root().join("target/release/hint");
     let status = Command::new(&hint)
-        .arg("version")
+        .arg("train")
+        .args(extra)
+        .envs(vars.iter().map(|(k, v)| (k, v)))
         .status()
         .with_context(|| format!("cannot run {}", hint.display()))?;
     if !status.success() {
-        bail!("`hint version` failed ({status})");
+        bail!("`hint train` failed ({status})");
     }
-    eprintln!(
-        "xtask: `hint train` is not built yet (issue #8); ran the smallest real path, `hint version`{}",
-        if extra.is_empty() {
-            String::new()
-        } else {
-            format!(" (ignored arguments: {})", extra.join(" "))
-        }
-    );
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! `hint`: the command-line face of the HINT crates, with t5x's gin conventions.
 
+mod config_cmd;
 mod gin_args;
+mod tasks_cmd;
+mod train_cmd;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -34,9 +37,9 @@ enum Command {
     Config(ConfigCommand),
     /// List and show registered tasks and mixtures.
     #[command(subcommand)]
-    Tasks(TasksCommand),
+    Tasks(tasks_cmd::TasksCommand),
     /// Tokenize tasks and write them as a Parquet cache (seqio_cache_tasks).
-    CacheTasks(GinArgs),
+    CacheTasks(tasks_cmd::CacheTasksArgs),
     /// Draw loss and metric curves of a model directory as PNG.
     Plot {
         /// The model directory of a run.
@@ -50,17 +53,12 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Print the resolved bindings of gin files and overrides.
-    Show(GinArgs),
-}
-
-#[derive(Debug, Subcommand)]
-enum TasksCommand {
-    /// List registered tasks and mixtures.
-    List,
-    /// Show preprocessed and tokenized examples of a task.
     Show {
-        /// Task or mixture name.
-        name: String,
+        #[command(flatten)]
+        gin: GinArgs,
+        /// Output format: gin text, or JSON with one object per binding.
+        #[arg(long, value_enum, default_value_t = config_cmd::ShowFormat::Gin)]
+        format: config_cmd::ShowFormat,
     },
 }
 
@@ -101,13 +99,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print_version().context("writing to stdout")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Train(_) => not_built("train", "#8 (hint-train and the CLI)"),
+        Command::Train(args) => train_cmd::train(&args),
         Command::Eval(_) => not_built("eval", "#8 (hint-train and the CLI)"),
         Command::Infer(_) => not_built("infer", "#8 (hint-train and the CLI)"),
-        Command::Config(ConfigCommand::Show(_)) => not_built("config show", "#3 (hint-config)"),
-        Command::Tasks(_) => not_built("tasks", "#6 (hint-data)"),
-        Command::CacheTasks(_) => not_built("cache-tasks", "#6 (hint-data)"),
-        Command::Plot { .. } => not_built("plot", "#8 (hint-train and the CLI)"),
+        Command::Config(ConfigCommand::Show { gin, format }) => config_cmd::show(&gin, format),
+        Command::Tasks(command) => tasks_cmd::run_tasks(command),
+        Command::CacheTasks(args) => tasks_cmd::run_cache_tasks(args),
+        Command::Plot { model_dir } => train_cmd::plot(&model_dir),
         Command::Experiment(_) => not_built("experiment", "#9 (experiments)"),
     }
 }

@@ -52,3 +52,80 @@ fn a_gin_flag_without_value_is_rejected() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("--gin.TRAIN_STEPS"), "{stderr}");
 }
+
+#[test]
+fn config_show_prints_resolved_bindings_as_gin_and_json() {
+    let dir = std::env::temp_dir().join(format!("hint-config-show-{}", std::process::id()));
+    let gins = dir.join("gins");
+    std::fs::create_dir_all(&gins).unwrap();
+    std::fs::write(
+        gins.join("base.gin"),
+        "DROPOUT = 0.1\nmodel.Config:\n  d_model = 512\n  dropout_rate = %DROPOUT\n",
+    )
+    .unwrap();
+    std::fs::write(
+        gins.join("run.gin"),
+        "include 'base.gin'\nMODEL_DIR = %gin.REQUIRED\ntrainer.Trainer.model_dir = %MODEL_DIR\n",
+    )
+    .unwrap();
+    let search = format!("--gin_search_paths={}", gins.display());
+
+    let output = hint()
+        .args(["config", "show", "--gin_file=run.gin", &search])
+        .args([
+            "--gin.MODEL_DIR=\"/runs/a\"",
+            "--gin.model.Config.d_model=768",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("model.Config.d_model = 768"), "{stdout}");
+    assert!(stdout.contains("MODEL_DIR = '/runs/a'"), "{stdout}");
+    assert!(
+        stdout.contains("# Parameters for trainer.Trainer:"),
+        "{stdout}"
+    );
+
+    let output = hint()
+        .args([
+            "config",
+            "show",
+            "--gin_file=run.gin",
+            &search,
+            "--format",
+            "json",
+        ])
+        .arg("--gin.MODEL_DIR='/runs/b'")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("\"parameter\": \"model_dir\""), "{stdout}");
+    assert!(stdout.contains("\"str\": \"/runs/b\""), "{stdout}");
+    assert!(
+        stdout.contains("\"float\": \"0.1\""),
+        "macros are substituted: {stdout}"
+    );
+
+    let output = hint()
+        .args(["config", "show", "--gin_file=run.gin", &search])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("`MODEL_DIR` set to `%gin.REQUIRED`"),
+        "{stderr}"
+    );
+
+    std::fs::write(gins.join("bad.gin"), "a.b = 1\nc.d = [1,\n").unwrap();
+    let output = hint()
+        .args(["config", "show", "--gin_file=bad.gin", &search])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("bad.gin:3:1"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -34,10 +34,21 @@ fn inference(c: &mut Criterion) {
     let mut group = c.benchmark_group("hint_vs_concat_small");
     group.sample_size(10);
     for n in [1i64, 10, 100] {
-        let instruction = Tensor::randint_low(2, t5.vocab_size, [1, INSTRUCTION], (Kind::Int64, Device::Cpu));
+        let instruction = Tensor::randint_low(
+            2,
+            t5.vocab_size,
+            [1, INSTRUCTION],
+            (Kind::Int64, Device::Cpu),
+        );
         let inputs = Tensor::randint_low(2, t5.vocab_size, [n, INPUT], (Kind::Int64, Device::Cpu));
         let mask = inputs.ones_like();
-        let concatenated = Tensor::cat(&[instruction.expand([n, INSTRUCTION], false), inputs.shallow_clone()], 1);
+        let concatenated = Tensor::cat(
+            &[
+                instruction.expand([n, INSTRUCTION], false),
+                inputs.shallow_clone(),
+            ],
+            1,
+        );
         let concat_mask = concatenated.ones_like();
         let predicted = inference_flops(
             &t5,
@@ -58,7 +69,8 @@ fn inference(c: &mut Criterion) {
         group.bench_function(format!("hint_n{n}"), |b| {
             b.iter(|| {
                 let adaptation = tch::no_grad(|| hint.adapt(&instruction, false));
-                hint.generate(&inputs, &mask, &adaptation, &generation).expect("generate")
+                hint.generate(&inputs, &mask, &adaptation, &generation)
+                    .expect("generate")
             })
         });
         group.bench_function(format!("concat_n{n}"), |b| {

@@ -8,8 +8,11 @@
 
 mod checkpoint;
 mod error;
+pub mod eval;
 mod metrics;
 mod model_dir;
+pub mod plot;
+pub mod run;
 mod trainer;
 
 pub use checkpoint::{CheckpointInfo, CheckpointManager, TRAIN_STATE_FILE};

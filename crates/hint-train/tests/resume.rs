@@ -198,3 +198,39 @@ fn a_checkpoint_that_does_not_fit_the_model_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn plot_draws_the_loss_and_eval_curves_of_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ModelDir::prepare(tmp.path().join("run")).unwrap();
+    let mut writer = hint_train::MetricsWriter::open(dir.metrics_path()).unwrap();
+    for step in 1..=20u64 {
+        writer
+            .write(&MetricsLine::Train(hint_train::StepMetrics {
+                step,
+                loss: 100.0 / step as f64,
+                z_loss: 0.01,
+                loss_per_token: 10.0 / step as f64,
+                learning_rate: [("t5".to_string(), 1e-3)].into(),
+                grad_norm: 1.0,
+                tokens_per_second: 1000.0,
+                examples_per_second: 10.0,
+            }))
+            .unwrap();
+        if step % 5 == 0 {
+            let eval = [("seen/exact_match".to_string(), step as f64 * 3.0)].into();
+            writer.write(&MetricsLine::Eval { step, eval }).unwrap();
+        }
+    }
+    let written = hint_train::plot::plot_run(dir.path()).unwrap();
+    assert_eq!(written.len(), 2);
+    for png in written {
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(
+            bytes.len() > 5_000,
+            "{} is too small to hold a chart",
+            png.display()
+        );
+        assert_eq!(&bytes[..4], b"\x89PNG");
+    }
+}

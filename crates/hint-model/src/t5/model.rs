@@ -40,11 +40,14 @@ impl T5 {
             },
         );
         let lm_head = (!config.tie_word_embeddings).then(|| {
+            // t5x's fan-in initialisation (std d^-1/2) rather than HF's std 1: with HF's,
+            // fresh logits have a standard deviation of √d and training from scratch starts
+            // far from uniform. Loaded checkpoints overwrite it either way.
             Linear::new(
                 &p / "lm_head",
                 config.d_model,
                 config.vocab_size,
-                config.initializer_factor,
+                config.initializer_factor * (config.d_model as f64).powf(-0.5),
             )
         });
         Self {

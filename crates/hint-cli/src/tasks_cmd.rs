@@ -1,0 +1,193 @@
+//! `hint tasks list|show` and `hint cache-tasks` over hint-data's default registry.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use hint_data::cache::{cache_task, CacheOptions};
+use hint_data::task::{EntryKind, ReadOptions, TaskRegistry};
+use hint_data::{default_registry, Example, Task, Value};
+use regex::Regex;
+
+/// `hint tasks …`.
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// List registered tasks and mixtures.
+    List {
+        /// Only names matching this regular expression (searched anywhere in the name).
+        #[arg(long)]
+        regex: Option<String>,
+    },
+    /// Show preprocessed and tokenized examples of a task (or of each task of a mixture).
+    Show {
+        /// Task or mixture name.
+        name: String,
+        /// Examples to show per task.
+        #[arg(long, default_value_t = 3)]
+        n: usize,
+        /// The split.
+        #[arg(long, default_value = "train")]
+        split: String,
+    },
+}
+
+/// `hint cache-tasks` (seqio's `seqio_cache_tasks`).
+#[derive(Debug, Args)]
+pub struct CacheTasksArgs {
+    /// Cache every task whose whole name matches this regular expression.
+    #[arg(long)]
+    tasks: String,
+    /// The cache folder; each task goes to `<dir>/<task name, ':' → '/'>`.
+    #[arg(long = "output_cache_dir")]
+    output_cache_dir: PathBuf,
+    /// Parquet shards per split.
+    #[arg(long = "min_shards", default_value_t = 1)]
+    min_shards: usize,
+    /// Count and skip bad records instead of failing.
+    #[arg(long = "skip_bad_records")]
+    skip_bad_records: bool,
+    /// Seed of the preprocessors that run before caching.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn registry() -> Result<TaskRegistry> {
+    default_registry().context("building the task registry")
+}
+
+/// Runs `hint tasks …`.
+pub fn run_tasks(command: TasksCommand) -> Result<ExitCode> {
+    let registry = registry()?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        TasksCommand::List { regex } => {
+            let regex = regex
+                .map(|r| Regex::new(&r).with_context(|| format!("bad --regex {r:?}")))
+                .transpose()?;
+            for (name, kind) in registry.list(regex.as_ref()) {
+                let kind = match kind {
+                    EntryKind::Task => "task",
+                    EntryKind::Mixture => "mixture",
+                };
+                writeln!(out, "{name}\t{kind}")?;
+            }
+        }
+        TasksCommand::Show { name, n, split } => {
+            let tasks = match registry.entry_kind(&name)? {
+                EntryKind::Task => vec![registry.task(&name)?],
+                EntryKind::Mixture => {
+                    writeln!(out, "mixture {name} ({split}):")?;
+                    let resolved = registry.resolve(&name, &split, &[])?;
+                    for (task, rate) in &resolved {
+                        writeln!(out, "  {:<40} rate {rate:.4}", task.name())?;
+                    }
+                    writeln!(out)?;
+                    resolved.into_iter().map(|(t, _)| t).collect()
+                }
+            };
+            for task in tasks {
+                show_task(&mut out, &task, &split, n)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_task(
+    out: &mut impl Write,
+    task: &std::sync::Arc<Task>,
+    split: &str,
+    n: usize,
+) -> Result<()> {
+    writeln!(out, "task {} ({split})", task.name())?;
+    writeln!(out, "  splits: {}", task.splits().join(", "))?;
+    writeln!(
+        out,
+        "  preprocessors: {}",
+        task.preprocessor_names().join(" → ")
+    )?;
+    let features: Vec<String> = task
+        .output_features()
+        .iter()
+        .map(|(name, f)| {
+            format!(
+                "{name} ({}EOS{})",
+                if f.add_eos { "" } else { "no " },
+                f.default_length
+                    .map(|l| format!(", length {l}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    writeln!(out, "  output features: {}", features.join(", "))?;
+    writeln!(out, "  metrics: {}", task.metrics().join(", "))?;
+    let stream = task.open(split, &ReadOptions::default())?;
+    for (i, example) in stream.take(n).enumerate() {
+        let example = example?;
+        writeln!(out, "example {}:", i + 1)?;
+        render(out, task, &example)?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// One line per feature; token ids of output features are followed by their decoding, so
+/// the user sees exactly what the model gets.
+fn render(out: &mut impl Write, task: &Task, example: &Example) -> Result<()> {
+    for (name, value) in example {
+        let text = match value {
+            Value::Text(t) => serde_json::to_string(t)?,
+            Value::Texts(t) => serde_json::to_string(t)?,
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Tokens(ids) => {
+                let shown = format!("{ids:?}");
+                match task.output_features().get(name) {
+                    Some(feature) => {
+                        let decoded = feature.vocabulary.decode(ids)?;
+                        format!("{shown} = {}", serde_json::to_string(&decoded)?)
+                    }
+                    None => shown,
+                }
+            }
+        };
+        writeln!(out, "  {name}: {text}")?;
+    }
+    Ok(())
+}
+
+/// Runs `hint cache-tasks`.
+pub fn run_cache_tasks(args: CacheTasksArgs) -> Result<ExitCode> {
+    let registry = registry()?;
+    let regex = Regex::new(&args.tasks).with_context(|| format!("bad --tasks {:?}", args.tasks))?;
+    let tasks = registry.tasks_matching(&regex);
+    if tasks.is_empty() {
+        tracing::error!(
+            "no task matches --tasks={:?} (see `hint tasks list`)",
+            args.tasks
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let options = CacheOptions {
+        min_shards: args.min_shards.max(1),
+        seed: args.seed,
+        skip_bad_records: args.skip_bad_records,
+        ..CacheOptions::default()
+    };
+    let mut out = std::io::stdout().lock();
+    for task in tasks {
+        let summary = cache_task(&task, &args.output_cache_dir, &options)
+            .with_context(|| format!("caching task `{}`", task.name()))?;
+        for (split, examples, skipped) in &summary.splits {
+            writeln!(
+                out,
+                "{}\t{split}\t{examples} examples\t{skipped} skipped\t{}",
+                task.name(),
+                summary.dir.display()
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
