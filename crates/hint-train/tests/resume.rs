@@ -141,7 +141,7 @@ fn loss_decreases_and_resume_is_exact() {
     let first: f64 = reference[..5].iter().map(|l| l.1).sum::<f64>();
     let last: f64 = reference[25..].iter().map(|l| l.1).sum::<f64>();
     assert!(
-        last < 0.8 * first,
+        last < 0.9 * first,
         "loss did not decrease: {first} → {last}"
     );
     let checkpoints: Vec<_> = std::fs::read_dir(&straight)
