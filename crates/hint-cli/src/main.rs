@@ -2,6 +2,7 @@
 
 mod config_cmd;
 mod gin_args;
+mod infer_cmd;
 mod tasks_cmd;
 mod train_cmd;
 
@@ -28,10 +29,10 @@ enum Command {
     Version,
     /// Train a model from gin files (t5x `train`).
     Train(GinArgs),
-    /// Evaluate a checkpoint on a task or mixture (t5x `eval`).
-    Eval(GinArgs),
+    /// Evaluate a checkpoint on the run's evaluation sets (t5x `eval`).
+    Eval(infer_cmd::EvalArgs),
     /// Run inference for one instruction over many inputs, encoding the instruction once.
-    Infer(GinArgs),
+    Infer(infer_cmd::InferArgs),
     /// Inspect configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -100,8 +101,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Train(args) => train_cmd::train(&args),
-        Command::Eval(_) => not_built("eval", "#8 (hint-train and the CLI)"),
-        Command::Infer(_) => not_built("infer", "#8 (hint-train and the CLI)"),
+        Command::Eval(args) => infer_cmd::eval(&args),
+        Command::Infer(args) => infer_cmd::infer(&args),
         Command::Config(ConfigCommand::Show { gin, format }) => config_cmd::show(&gin, format),
         Command::Tasks(command) => tasks_cmd::run_tasks(command),
         Command::CacheTasks(args) => tasks_cmd::run_cache_tasks(args),

@@ -95,6 +95,58 @@ fn trains_evaluates_plots_and_writes_checkpoints() {
         .output()
         .unwrap();
     assert!(plot.status.success());
+    // Evaluation of a checkpoint, and inference with one instruction for several inputs.
+    let eval = hint()
+        .args([
+            "eval",
+            "--model_dir",
+            dir.to_str().unwrap(),
+            "--gin.Run.eval_examples_per_task=1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    assert!(String::from_utf8_lossy(&eval.stdout).contains("### held-out"));
+    assert!(dir
+        .join("eval_checkpoint_00000020/eval_results.md")
+        .is_file());
+    let inputs = tmp.path().join("inputs.jsonl");
+    std::fs::write(&inputs, "{\"input\": \"3 9 4\"}\n{\"input\": \"7 2\"}\n").unwrap();
+    let checkpoint = dir.join("checkpoint_00000020");
+    let infer = hint()
+        .args(["infer", "--checkpoint", checkpoint.to_str().unwrap()])
+        .args([
+            "--instruction",
+            "Reverse the list.",
+            "--inputs",
+            inputs.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        infer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&infer.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&infer.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["input"], "7 2");
+    assert!(lines[0]["prediction"].is_string());
+    std::fs::write(&inputs, "{\"text\": \"no input field\"}\n").unwrap();
+    let bad = hint()
+        .args(["infer", "--checkpoint", checkpoint.to_str().unwrap()])
+        .args(["--instruction", "x", "--inputs", inputs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("inputs.jsonl:1: field `input`"));
 }
 
 #[test]

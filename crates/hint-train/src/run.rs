@@ -599,3 +599,127 @@ pub fn write_results(model_dir: &Path, results: &[(String, Vec<TaskResult>)]) ->
     std::fs::write(&md_path, &markdown).map_err(io_error(&md_path))?;
     Ok(markdown)
 }
+
+/// A trained model loaded back from its model directory: the configuration the run
+/// wrote (`config.gin`), its tokenizer and a checkpoint's parameters.
+pub struct LoadedRun {
+    /// The run's settings.
+    pub settings: RunSettings,
+    /// Tasks and vocabulary.
+    pub data: RunData,
+    /// Parameters.
+    pub vs: VarStore,
+    /// The model.
+    pub model: HyperT5,
+    /// Where it runs.
+    pub device: Device,
+    /// The checkpoint that was loaded.
+    pub checkpoint: PathBuf,
+}
+
+/// Loads `checkpoint` (or the newest checkpoint of `model_dir`) with the run's own
+/// configuration; `bindings` override it (e.g. other evaluation sets).
+pub fn load_run(
+    model_dir: &Path,
+    checkpoint: Option<&Path>,
+    bindings: &[String],
+) -> Result<LoadedRun> {
+    let config_path = model_dir.join("config.gin");
+    if !config_path.is_file() {
+        return Err(TrainError::Checkpoint {
+            path: model_dir.to_path_buf(),
+            message: "no config.gin: not the model directory of a `hint train` run".into(),
+        });
+    }
+    let config = load_config(&[config_path], bindings, &[], false)?;
+    let mut settings = RunSettings::from_config(&config)?;
+    // The checkpoint supersedes the initial one the run started from.
+    settings.run.initial_checkpoint.clear();
+    let device = select_device(&settings.run.device)
+        .ok_or_else(|| TrainError::Data(format!("unknown device `{}`", settings.run.device)))?;
+    let checkpoint = match checkpoint {
+        Some(path) => path.to_path_buf(),
+        None => {
+            crate::checkpoint::CheckpointManager::new(model_dir, 1)
+                .latest()?
+                .ok_or_else(|| TrainError::Checkpoint {
+                    path: model_dir.to_path_buf(),
+                    message: "holds no complete checkpoint".into(),
+                })?
+                .path
+        }
+    };
+    let data = build_data(&settings.run, Some(&model_dir.join("tokenizer.json")))?;
+    let (vs, model) = build_model(&settings, device)?;
+    crate::trainer::load_parameters(&vs, &checkpoint.join("model.safetensors"))?;
+    Ok(LoadedRun {
+        settings,
+        data,
+        vs,
+        model,
+        device,
+        checkpoint,
+    })
+}
+
+impl LoadedRun {
+    /// Evaluates the run's evaluation sets.
+    pub fn evaluate(&self) -> Result<Vec<(String, Vec<TaskResult>)>> {
+        evaluate_sets(&self.model, &self.data, &self.settings, self.device)
+    }
+
+    /// Generates an answer for every input of one instruction, adapting to the instruction
+    /// once (in concatenation mode the instruction is prepended to each input instead).
+    pub fn infer(&self, instruction: &str, inputs: &[String]) -> Result<Vec<String>> {
+        let vocab = &self.data.vocabulary;
+        let encode = |text: &str| -> Result<Vec<i64>> {
+            vocab
+                .encode(text)
+                .map(|ids| ids.into_iter().map(i64::from).collect())
+                .map_err(|e| TrainError::Data(e.to_string()))
+        };
+        let (li, lh, _) = self.settings.run.lengths;
+        let mut hyper = encode(instruction)?;
+        hyper.truncate(lh);
+        let mut examples = Vec::new();
+        for input in inputs {
+            let mut ids = encode(input)?;
+            ids.truncate(li);
+            let ids = match self.settings.run.instruction_mode {
+                InstructionMode::Hyper => ids,
+                InstructionMode::Concat => concatenate(&hyper, &ids),
+            };
+            examples.push(EvalExample {
+                input: ids,
+                references: vec![String::new()],
+                choices: None,
+            });
+        }
+        let task = EvalTask {
+            name: "infer".into(),
+            instruction: match self.settings.run.instruction_mode {
+                InstructionMode::Hyper => hyper,
+                InstructionMode::Concat => Vec::new(),
+            },
+            examples,
+        };
+        let decode = |ids: &[i64]| {
+            let ids: Vec<u32> = ids.iter().filter_map(|&t| u32::try_from(t).ok()).collect();
+            vocab.decode(&ids).unwrap_or_default()
+        };
+        let results = tch::no_grad(|| {
+            evaluate(
+                &self.model,
+                &[task],
+                &decode,
+                &self.settings.eval,
+                self.device,
+            )
+        })?;
+        Ok(results
+            .into_iter()
+            .next()
+            .map(|r| r.predictions)
+            .unwrap_or_default())
+    }
+}

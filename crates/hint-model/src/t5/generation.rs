@@ -84,12 +84,6 @@ pub fn generate(
     attention_mask: &Tensor,
     config: &GenerationConfig,
 ) -> Result<Generated, ModelError> {
-    if config.max_new_tokens < 1 {
-        return Err(ModelError::Generation(format!(
-            "max_new_tokens must be at least 1, got {}",
-            config.max_new_tokens
-        )));
-    }
     tch::no_grad(|| {
         let encoded = model.encode(input_ids, Some(attention_mask), false);
         generate_from_encoded(model, &encoded, attention_mask, config)

@@ -101,17 +101,10 @@ impl T5 {
         adaptation: Option<&StackAdaptation>,
         train: bool,
     ) -> Tensor {
-        let ones;
-        let mask = match attention_mask {
-            Some(mask) => mask,
-            None => {
-                let size = embeddings.size();
-                ones = Tensor::ones([size[0], size[1]], (Kind::Int64, embeddings.device()));
-                &ones
-            }
-        };
+        let size = embeddings.size();
+        let mask = mask_or_ones(attention_mask, [size[0], size[1]], embeddings.device());
         self.encoder
-            .forward(embeddings, Some(mask), None, None, adaptation, train)
+            .forward(embeddings, Some(&mask), None, None, adaptation, train)
     }
 
     /// Runs the decoder on `decoder_input_ids [B, T]` (teacher forcing, or one step with a
@@ -179,19 +172,13 @@ impl T5 {
         decoder_attention_mask: Option<&Tensor>,
         train: bool,
     ) -> Tensor {
-        let ones;
-        let mask = match attention_mask {
-            Some(mask) => mask,
-            None => {
-                ones = input_ids.ones_like();
-                &ones
-            }
-        };
-        let encoded = self.encode(input_ids, Some(mask), train);
+        let size = input_ids.size();
+        let mask = mask_or_ones(attention_mask, [size[0], size[1]], input_ids.device());
+        let encoded = self.encode(input_ids, Some(&mask), train);
         let hidden = self.decode(
             decoder_input_ids,
             &encoded,
-            mask,
+            &mask,
             decoder_attention_mask,
             None,
             train,
@@ -211,5 +198,13 @@ impl T5 {
         let len = labels.size()[1];
         let shifted = Tensor::cat(&[start, labels.narrow(1, 0, len - 1)], 1);
         shifted.masked_fill(&shifted.eq(-100), self.config.pad_token_id)
+    }
+}
+
+/// The given padding mask, or all ones (no padding) of `shape`.
+fn mask_or_ones(mask: Option<&Tensor>, shape: [i64; 2], device: tch::Device) -> Tensor {
+    match mask {
+        Some(mask) => mask.shallow_clone(),
+        None => Tensor::ones(shape, (Kind::Int64, device)),
     }
 }

@@ -1,0 +1,115 @@
+//! `hint eval` and `hint infer` on a trained model directory.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hint_train::run::{load_run, write_results};
+
+/// Arguments of `hint eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The model directory of a `hint train` run.
+    #[arg(long = "model_dir")]
+    pub model_dir: PathBuf,
+    /// A checkpoint folder (default: the newest in the model directory).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Where to write `eval_results.json` and `.md` (default: the checkpoint folder's
+    /// name under the model directory, `eval_<checkpoint>`).
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Overrides of the run's configuration, e.g. `--gin.Run.eval_examples_per_task=10`.
+    #[arg(long = "gin_bindings", value_name = "BINDING")]
+    pub gin_bindings: Vec<String>,
+}
+
+/// Arguments of `hint infer`.
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// A checkpoint folder of a `hint train` run (its parent is the model directory).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The task's instruction (encoded once for all inputs).
+    #[arg(long)]
+    pub instruction: String,
+    /// One input.
+    #[arg(long, conflicts_with = "inputs", required_unless_present = "inputs")]
+    pub input: Option<String>,
+    /// A JSON Lines file of `{"input": "…"}` objects.
+    #[arg(long)]
+    pub inputs: Option<PathBuf>,
+}
+
+/// `hint eval`.
+pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
+    let run = load_run(
+        &args.model_dir,
+        args.checkpoint.as_deref(),
+        &args.gin_bindings,
+    )?;
+    let results = run.evaluate()?;
+    let name = run.checkpoint.file_name().map_or_else(
+        || "checkpoint".to_string(),
+        |n| n.to_string_lossy().to_string(),
+    );
+    let output = args
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| args.model_dir.join(format!("eval_{name}")));
+    std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
+    let markdown = write_results(&output, &results)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{markdown}")?;
+    writeln!(out, "results: {}", output.display())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hint infer`: JSON Lines out, one `{"input", "prediction"}` per input.
+pub fn infer(args: &InferArgs) -> Result<ExitCode> {
+    let Some(model_dir) = args.checkpoint.parent() else {
+        bail!(
+            "{} has no parent model directory",
+            args.checkpoint.display()
+        );
+    };
+    let inputs: Vec<String> = match (&args.input, &args.inputs) {
+        (Some(input), _) => vec![input.clone()],
+        (None, Some(path)) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let mut inputs = Vec::new();
+            for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
+                let line = line.with_context(|| format!("reading {}", path.display()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let value: serde_json::Value = serde_json::from_str(&line)
+                    .with_context(|| format!("{}:{}: not JSON", path.display(), number + 1))?;
+                let Some(input) = value.get("input").and_then(|v| v.as_str()) else {
+                    bail!(
+                        "{}:{}: field `input` (a string) is missing",
+                        path.display(),
+                        number + 1
+                    );
+                };
+                inputs.push(input.to_string());
+            }
+            inputs
+        }
+        (None, None) => bail!("give --input TEXT or --inputs FILE.jsonl"),
+    };
+    let run = load_run(model_dir, Some(&args.checkpoint), &[])?;
+    let predictions = run.infer(&args.instruction, &inputs)?;
+    let mut out = std::io::stdout().lock();
+    for (input, prediction) in inputs.iter().zip(predictions) {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"input": input, "prediction": prediction})
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
