@@ -28,7 +28,8 @@ def timeit(fn, warmup=2, reps=10):
 
 for name, s in SHAPES.items():
     torch.manual_seed(0)
-    config = T5Config(feed_forward_proj="gated-gelu", tie_word_embeddings=False, dropout_rate=0.0, **s["cfg"])
+    config = T5Config(feed_forward_proj="gated-gelu", tie_word_embeddings=False, dropout_rate=0.0,
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **s["cfg"])
     model = T5ForConditionalGeneration(config).train()
     inputs = torch.randint(config.vocab_size, (s["batch"], s["inp"]))
     labels = torch.randint(config.vocab_size, (s["batch"], s["tgt"]))
