@@ -242,11 +242,7 @@ impl HyperT5 {
                 adaptation,
                 false,
             );
-            let per_token = crate::t5::loss::token_log_likelihoods(&logits, targets, target_mask);
-            (
-                per_token.sum_dim_intlist([1i64].as_slice(), false, Kind::Float),
-                per_token,
-            )
+            crate::t5::loss::sequence_log_likelihoods(&logits, targets, target_mask)
         })
     }
 

@@ -478,11 +478,7 @@ impl T5 {
                 None,
                 false,
             );
-            let per_token = super::loss::token_log_likelihoods(&logits, targets, target_mask);
-            (
-                per_token.sum_dim_intlist([1i64].as_slice(), false, Kind::Float),
-                per_token,
-            )
+            super::loss::sequence_log_likelihoods(&logits, targets, target_mask)
         })
     }
 }

@@ -107,6 +107,20 @@ pub fn token_log_likelihoods(logits: &Tensor, targets: &Tensor, mask: &Tensor) -
         * mask.to_kind(Kind::Float)
 }
 
+/// Summed log-likelihood of each target row `[B]` (EOS included, no length
+/// normalisation: rank classification's score) and the per-token values `[B, T]`.
+pub fn sequence_log_likelihoods(
+    logits: &Tensor,
+    targets: &Tensor,
+    mask: &Tensor,
+) -> (Tensor, Tensor) {
+    let per_token = token_log_likelihoods(logits, targets, mask);
+    (
+        per_token.sum_dim_intlist([1i64].as_slice(), false, Kind::Float),
+        per_token,
+    )
+}
+
 /// HF's loss: mean cross-entropy over labels that are not −100.
 pub fn hf_mean_cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
     let vocab = *logits.size().last().unwrap_or(&1);
