@@ -1,10 +1,9 @@
 //! JSON Lines: one object per line, streamed line by line.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
+use super::lines::Lines;
 use super::{json_object_to_example, Record};
 use crate::error::{DataError, Position};
 
@@ -12,23 +11,16 @@ use crate::error::{DataError, Position};
 /// line only (reading continues with the next one).
 #[derive(Debug)]
 pub struct JsonLinesReader {
-    reader: BufReader<File>,
+    lines: Lines,
     path: Arc<Path>,
-    line: u64,
-    buffer: String,
-    done: bool,
 }
 
 impl JsonLinesReader {
     /// Opens `path`.
     pub fn open(path: &Path) -> Result<Self, DataError> {
-        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
         Ok(Self {
-            reader: BufReader::with_capacity(1 << 20, file),
+            lines: Lines::open(path)?,
             path: Arc::from(path),
-            line: 0,
-            buffer: String::new(),
-            done: false,
         })
     }
 }
@@ -37,51 +29,26 @@ impl Iterator for JsonLinesReader {
     type Item = Result<Record, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while !self.done {
-            self.buffer.clear();
-            match self.reader.read_line(&mut self.buffer) {
-                Ok(0) => self.done = true,
-                Ok(_) => {
-                    self.line += 1;
-                    let text = self.buffer.trim();
-                    if text.is_empty() {
-                        continue;
-                    }
-                    let position = Position::Line(self.line);
-                    let parsed = serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
-                        DataError::Record {
-                            path: self.path.to_path_buf(),
-                            position,
-                            field: None,
-                            message: format!("malformed JSON: {e}"),
-                        }
-                    });
-                    return Some(
-                        parsed
-                            .and_then(|v| json_object_to_example(v, &self.path, position))
-                            .map(|example| Record {
-                                example,
-                                path: Some(Arc::clone(&self.path)),
-                                position,
-                            }),
-                    );
-                }
-                Err(e) => {
-                    // Invalid UTF-8 is a record error; anything else ends the file.
-                    self.line += 1;
-                    if e.kind() != std::io::ErrorKind::InvalidData {
-                        self.done = true;
-                        return Some(Err(DataError::io(self.path.to_path_buf(), e)));
-                    }
-                    return Some(Err(DataError::Record {
-                        path: self.path.to_path_buf(),
-                        position: Position::Line(self.line),
-                        field: None,
-                        message: format!("not UTF-8: {e}"),
-                    }));
-                }
-            }
-        }
-        None
+        let (line, text) = match self.lines.next_line(&self.path, None)? {
+            Ok(found) => found,
+            Err(e) => return Some(Err(e)),
+        };
+        let position = Position::Line(line);
+        let parsed =
+            serde_json::from_str::<serde_json::Value>(text.trim()).map_err(|e| DataError::Record {
+                path: self.path.to_path_buf(),
+                position,
+                field: None,
+                message: format!("malformed JSON: {e}"),
+            });
+        Some(
+            parsed
+                .and_then(|v| json_object_to_example(v, &self.path, position))
+                .map(|example| Record {
+                    example,
+                    path: Some(Arc::clone(&self.path)),
+                    position,
+                }),
+        )
     }
 }

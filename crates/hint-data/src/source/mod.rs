@@ -19,6 +19,7 @@
 pub(crate) mod columnar;
 mod json_array;
 mod jsonl;
+mod lines;
 mod text;
 
 use std::path::{Path, PathBuf};
