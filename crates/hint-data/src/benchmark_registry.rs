@@ -12,8 +12,10 @@ use crate::bigbench::{
 };
 use crate::error::{DataError, Position};
 use crate::features::Feature;
-use crate::preprocessors::Tokenize;
-use crate::source::{FnSource, MemorySource, OpenOptions, Record, RecordStream};
+use crate::preprocessors::{PretrainSplit, Tokenize};
+use crate::source::{
+    FileSource, FnSource, Format, MemorySource, OpenOptions, Record, RecordStream,
+};
 use crate::superni::{
     sample_train_instances, test_instances, to_examples_with_budget, SuperNiCheckout,
     SuperNiVariant,
@@ -232,6 +234,50 @@ pub fn register_bigbench(
         ))?;
     }
     Ok(names)
+}
+
+/// Registers `name`, the hypernetwork pretraining task over a text corpus (`hint.md` §12):
+/// each text of `train_files` (and `validation_files`, when given) is cut into segments of
+/// `segment_length` tokens, each split into hypernetwork input, encoder input and target
+/// continuation ([`PretrainSplit`]). Files are plain text (one text per line) or JSON Lines,
+/// Parquet or Arrow with a `text` field.
+pub fn register_text_corpus(
+    registry: &mut TaskRegistry,
+    name: &str,
+    train_files: &[PathBuf],
+    validation_files: &[PathBuf],
+    segment_length: usize,
+    vocabulary: Arc<Vocabulary>,
+    lengths: (usize, usize, usize),
+) -> Result<(), DataError> {
+    let first = train_files
+        .first()
+        .ok_or_else(|| DataError::Config(format!("text corpus `{name}`: no training files")))?;
+    let format = Format::from_path(first).ok_or_else(|| {
+        DataError::Config(format!(
+            "text corpus `{name}`: cannot tell the format of {} (use .txt, .jsonl, .parquet or .arrow)",
+            first.display()
+        ))
+    })?;
+    let mut source = FileSource::new(format).split("train", train_files.to_vec());
+    if !validation_files.is_empty() {
+        source = source.split("validation", validation_files.to_vec());
+    }
+    let (li, lh, lt) = lengths;
+    let task = Task::builder(name, source)
+        .preprocessor(PretrainSplit {
+            field: "text".into(),
+            segment_length,
+        })
+        .output_feature("inputs", Feature::new(Arc::clone(&vocabulary)).length(li))
+        .output_feature(
+            "hyper_inputs",
+            Feature::new(Arc::clone(&vocabulary)).length(lh),
+        )
+        .output_feature("targets", Feature::new(Arc::clone(&vocabulary)).length(lt))
+        .build()?;
+    registry.add_task(task)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@
 //!
 //! Content: [`builtin`] (the embedded instruction suite, mixtures `builtin_train` and
 //! `builtin_heldout`), [`superni`] and [`bigbench`] (readers and templates) with their registry
-//! builders in [`benchmark_registry`], [`tokenizer_training`] (a vocabulary without a
+//! builders in [`benchmark_registry`], [`p3`] (P3 Parquet with HINT's edited prompts),
+//! [`spec`] (tasks and mixtures described in gin), [`tokenizer_training`] (a vocabulary without a
 //! download), and [`metrics`] (Super-NI ROUGE-L / exact match, accuracy, rank classification).
 
 pub mod benchmark_registry;
@@ -29,10 +30,12 @@ pub mod feature_converter;
 mod features;
 pub mod iterator;
 pub mod metrics;
+pub mod p3;
 pub mod preprocessors;
 mod registry;
 pub mod rng;
 pub mod source;
+pub mod spec;
 pub mod superni;
 pub mod task;
 pub mod tokenizer_training;
@@ -45,5 +48,6 @@ pub use features::{Feature, OutputFeatures};
 pub use iterator::{BatchIterator, DatasetConfig, IteratorState};
 pub use registry::{default_registry, register_toy_tasks, toy_vocabulary};
 pub use source::{FileSource, Format, MemorySource, Source};
+pub use spec::{MixtureSpec, TaskSpec};
 pub use task::{Mixture, Rate, Task, TaskRegistry};
 pub use vocabulary::{Vocabulary, VocabularyError};

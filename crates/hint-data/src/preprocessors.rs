@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
 use crate::example::{Example, Value};
@@ -591,8 +591,8 @@ impl Preprocessor for FnPreprocessor {
 }
 
 /// The built-in preprocessors in serde form, for configuration files.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", deny_unknown_fields)]
 pub enum PreprocessorSpec {
     /// [`Rekey`].
     Rekey {

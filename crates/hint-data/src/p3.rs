@@ -1,0 +1,293 @@
+//! P3 (`bigscience/P3`, the T0 training and evaluation data) in its current Parquet layout,
+//! `<root>/<task_name>/<split>-00000-of-00001.parquet` (`data.md` §5), with HINT's
+//! hypernetwork input: the task's edited prompt template (`all_edited_prompts.txt`) with
+//! every `[placeholder]` masked.
+//!
+//! The text fields are tokenized with the run's vocabulary (P3's own `inputs`/`targets`
+//! ids are T5 ids and would be wrong for any other vocabulary); `inputs` and
+//! `hyper_inputs` get no EOS, `targets` do, as in T0.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use regex::Regex;
+
+use crate::error::DataError;
+use crate::example::{Example, Value};
+use crate::features::Feature;
+use crate::preprocessors::{FnPreprocessor, Tokenize};
+use crate::source::{FileSource, Format};
+use crate::task::{Mixture, Rate, Task, TaskRegistry};
+use crate::vocabulary::Vocabulary;
+
+/// promptsource's `task_clean`: every run of characters other than word characters, `.`
+/// and `_` becomes one `_` (`super_glue rte GPT-3 style` → `super_glue_rte_GPT_3_style`).
+pub fn task_clean(name: &str) -> String {
+    static RUN: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| Regex::new(r"[^\w\d\._]+").expect("valid regex"))
+        .replace_all(name, "_")
+        .into_owned()
+}
+
+/// Parses HINT's `all_edited_prompts.txt`: records `dataset_subset\t||||\ttemplate_name\t||||\t
+/// template` separated by lines of asterisks. Returns task name → template with every
+/// `[placeholder]` replaced by `[MASK]`.
+pub fn parse_edited_prompts(
+    text: &str,
+    path: &Path,
+) -> Result<BTreeMap<String, String>, DataError> {
+    let placeholder = Regex::new(r"\[[A-Za-z0-9_]+\]").expect("valid regex");
+    let mut prompts = BTreeMap::new();
+    let mut record = String::new();
+    let mut start_line = 1;
+    let mut flush = |record: &str, line: usize| -> Result<(), DataError> {
+        let record = record.trim_matches('\n');
+        if record.trim().is_empty() {
+            return Ok(());
+        }
+        let parts: Vec<&str> = record.splitn(3, "\t||||\t").collect();
+        let [subset, template_name, template] = parts[..] else {
+            return Err(DataError::Config(format!(
+                "{}:{line}: a prompt record needs `dataset_subset\\t||||\\ttemplate_name\\t||||\\ttemplate`",
+                path.display()
+            )));
+        };
+        prompts.insert(
+            task_clean(&format!("{}_{}", subset.trim(), template_name.trim())),
+            placeholder
+                .replace_all(template.trim(), "[MASK]")
+                .into_owned(),
+        );
+        Ok(())
+    };
+    for (i, line) in text.lines().enumerate() {
+        if !line.is_empty() && line.chars().all(|c| c == '*') {
+            flush(&record, start_line)?;
+            record.clear();
+            start_line = i + 2;
+        } else {
+            record.push_str(line);
+            record.push('\n');
+        }
+    }
+    flush(&record, start_line)?;
+    Ok(prompts)
+}
+
+/// Options of [`register_p3`].
+#[derive(Debug, Clone, Default)]
+pub struct P3Options {
+    /// Task name → masked prompt (from [`parse_edited_prompts`]); tasks without one get an
+    /// empty hypernetwork input (the plain T0 setup).
+    pub prompts: BTreeMap<String, String>,
+    /// The example-proportional cap of the training mixture (T0: 500,000).
+    pub max_examples: Option<f64>,
+    /// Lengths of `inputs`, `hyper_inputs`, `targets`.
+    pub lengths: (usize, usize, usize),
+}
+
+/// The Parquet files of one split of a P3 task (`<split>-*.parquet`), if any.
+fn split_files(dir: &Path, split: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{split}-")) && n.ends_with(".parquet"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Expands `*` in task names against the folders under `root` (sorted); a pattern that
+/// does not mention `score_eval` leaves out the `*_score_eval` folders (one row per choice,
+/// for seqio's rank classification; evaluation here scores `answer_choices` directly).
+pub fn expand_task_patterns(root: &Path, patterns: &[String]) -> Result<Vec<String>, DataError> {
+    let mut out = Vec::new();
+    let mut folders: Option<Vec<String>> = None;
+    for pattern in patterns {
+        if !pattern.contains('*') {
+            out.push(pattern.clone());
+            continue;
+        }
+        let folders = match &mut folders {
+            Some(f) => f,
+            None => {
+                let mut names: Vec<String> = std::fs::read_dir(root)
+                    .map_err(|e| DataError::io(root, e))?
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .collect();
+                names.sort();
+                folders.insert(names)
+            }
+        };
+        let regex = Regex::new(&format!(
+            "^{}$",
+            pattern
+                .split('*')
+                .map(regex::escape)
+                .collect::<Vec<_>>()
+                .join(".*")
+        ))
+        .map_err(|e| DataError::Config(format!("bad P3 task pattern `{pattern}`: {e}")))?;
+        let keep_score_eval = pattern.contains("score_eval");
+        let matched: Vec<&String> = folders
+            .iter()
+            .filter(|n| regex.is_match(n) && (keep_score_eval || !n.ends_with("_score_eval")))
+            .collect();
+        if matched.is_empty() {
+            return Err(DataError::Config(format!(
+                "P3 task pattern `{pattern}` matches no folder under {}",
+                root.display()
+            )));
+        }
+        for name in matched {
+            if !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Registers the P3 tasks `train_tasks` and `eval_tasks` (names or `*` patterns, see
+/// [`expand_task_patterns`]) found under `root`, plus the
+/// mixtures `p3_train` (example-proportional, capped) and `p3_eval` (uniform). Each example
+/// has `inputs`, `hyper_inputs`, `targets` (stripped) and, when the template has them,
+/// `answer_choices` for rank classification.
+pub fn register_p3(
+    registry: &mut TaskRegistry,
+    root: &Path,
+    train_tasks: &[String],
+    eval_tasks: &[String],
+    vocabulary: Arc<Vocabulary>,
+    options: &P3Options,
+) -> Result<(), DataError> {
+    let train_tasks = expand_task_patterns(root, train_tasks)?;
+    let eval_tasks = expand_task_patterns(root, eval_tasks)?;
+    let mut registered = std::collections::BTreeSet::new();
+    for name in train_tasks.iter().chain(&eval_tasks) {
+        if !registered.insert(name.clone()) {
+            continue;
+        }
+        let dir = root.join(name);
+        if !dir.is_dir() {
+            return Err(DataError::Config(format!(
+                "P3 task `{name}`: no folder {}",
+                dir.display()
+            )));
+        }
+        let mut source = FileSource::new(Format::Parquet);
+        let mut any = false;
+        for split in ["train", "validation", "test"] {
+            let files = split_files(&dir, split);
+            if !files.is_empty() {
+                any = true;
+                source = source.split(split, files);
+            }
+        }
+        if !any {
+            return Err(DataError::Config(format!(
+                "P3 task `{name}`: {} holds no <split>-*.parquet files",
+                dir.display()
+            )));
+        }
+        let prompt = options.prompts.get(name).cloned().unwrap_or_default();
+        let task_name = name.clone();
+        let to_hint = FnPreprocessor::new("p3_to_hint", move |example: Example, _ctx| {
+            let text = |field: &str| -> Result<String, DataError> {
+                match example.get(field) {
+                    Some(Value::Text(t)) => Ok(t.clone()),
+                    Some(_) => Err(DataError::field(field, "expected text")),
+                    None => Err(DataError::field(field, "missing")),
+                }
+            };
+            let mut out = Example::new();
+            out.insert("inputs".into(), Value::Text(text("inputs_pretokenized")?));
+            out.insert(
+                "targets".into(),
+                Value::Text(text("targets_pretokenized")?.trim().to_string()),
+            );
+            out.insert("hyper_inputs".into(), Value::Text(prompt.clone()));
+            out.insert("task_name".into(), Value::Text(task_name.clone()));
+            if let Some(Value::Texts(choices)) = example.get("answer_choices") {
+                out.insert(
+                    "answer_choices".into(),
+                    Value::Texts(choices.iter().map(|c| c.trim().to_string()).collect()),
+                );
+            }
+            Ok(vec![out])
+        });
+        let (li, lh, lt) = options.lengths;
+        let task = Task::builder(name.clone(), source)
+            .preprocessor(to_hint)
+            .preprocessor(Tokenize::default())
+            .output_feature(
+                "inputs",
+                Feature::new(Arc::clone(&vocabulary))
+                    .add_eos(false)
+                    .length(li),
+            )
+            .output_feature(
+                "hyper_inputs",
+                Feature::new(Arc::clone(&vocabulary))
+                    .add_eos(false)
+                    .length(lh),
+            )
+            .output_feature("targets", Feature::new(Arc::clone(&vocabulary)).length(lt))
+            .metric("rank_classification")
+            .metric("exact_match")
+            .build()?;
+        registry.add_task(task)?;
+    }
+    if !train_tasks.is_empty() {
+        registry.add_mixture(Mixture::new(
+            "p3_train",
+            train_tasks
+                .iter()
+                .map(|t| (t.clone(), Rate::proportional(options.max_examples))),
+        ))?;
+    }
+    if !eval_tasks.is_empty() {
+        registry.add_mixture(Mixture::uniform("p3_eval", eval_tasks))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_clean_matches_promptsource() {
+        assert_eq!(
+            task_clean("super_glue_rte_GPT-3 style"),
+            "super_glue_rte_GPT_3_style"
+        );
+        assert_eq!(task_clean("a  -- b.c"), "a_b.c");
+    }
+
+    #[test]
+    fn edited_prompts_parse_and_mask() {
+        let text = "super_glue_rte\t||||\tGPT-3 style\t||||\t[premise]\nQuestion: [hypothesis] True or False?\n\
+                    ****************************\n\
+                    ag_news\t||||\tclassify\t||||\tWhat label best describes this news article?\n";
+        let prompts = parse_edited_prompts(text, Path::new("prompts.txt")).unwrap();
+        assert_eq!(
+            prompts["super_glue_rte_GPT_3_style"],
+            "[MASK]\nQuestion: [MASK] True or False?"
+        );
+        assert_eq!(
+            prompts["ag_news_classify"],
+            "What label best describes this news article?"
+        );
+        let err = parse_edited_prompts("only one field\n", Path::new("p.txt")).unwrap_err();
+        assert!(err.to_string().contains("p.txt:1"), "{err}");
+    }
+}
