@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hint_train::run::{load_run, write_results};
+use hint_train::run::{load_run, write_results, Overrides};
+
+use crate::gin_args::GinArgs;
 
 /// Arguments of `hint eval`.
 #[derive(Debug, Args)]
@@ -21,9 +23,10 @@ pub struct EvalArgs {
     /// name under the model directory, `eval_<checkpoint>`).
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
-    /// Overrides of the run's configuration, e.g. `--gin.Run.eval_examples_per_task=10`.
-    #[arg(long = "gin_bindings", value_name = "BINDING")]
-    pub gin_bindings: Vec<String>,
+    /// Gin files parsed after the run's own `config.gin` (e.g. `configs/ni_eval.gin`) and
+    /// bindings after them, e.g. `--gin.Run.eval_examples_per_task=10`.
+    #[command(flatten)]
+    pub gin: GinArgs,
 }
 
 /// Arguments of `hint infer`.
@@ -45,11 +48,12 @@ pub struct InferArgs {
 
 /// `hint eval`.
 pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
-    let run = load_run(
-        &args.model_dir,
-        args.checkpoint.as_deref(),
-        &args.gin_bindings,
-    )?;
+    let overrides = Overrides {
+        files: args.gin.gin_files.clone(),
+        search_paths: args.gin.gin_search_paths.clone(),
+        bindings: args.gin.gin_bindings.clone(),
+    };
+    let run = load_run(&args.model_dir, args.checkpoint.as_deref(), &overrides)?;
     let results = run.evaluate()?;
     let name = run.checkpoint.file_name().map_or_else(
         || "checkpoint".to_string(),
@@ -101,7 +105,7 @@ pub fn infer(args: &InferArgs) -> Result<ExitCode> {
         }
         (None, None) => bail!("give --input TEXT or --inputs FILE.jsonl"),
     };
-    let run = load_run(model_dir, Some(&args.checkpoint), &[])?;
+    let run = load_run(model_dir, Some(&args.checkpoint), &Overrides::default())?;
     let predictions = run.infer(&args.instruction, &inputs)?;
     let mut out = std::io::stdout().lock();
     for (input, prediction) in inputs.iter().zip(predictions) {

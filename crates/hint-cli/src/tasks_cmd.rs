@@ -1,4 +1,6 @@
-//! `hint tasks list|show` and `hint cache-tasks` over hint-data's default registry.
+//! `hint tasks list|show` and `hint cache-tasks`: over hint-data's default registry, or,
+//! given `--gin_file`s, over the tasks and mixtures that run configuration registers
+//! (Super-NI checkouts, BIG-bench folders, P3, corpora, gin-defined tasks).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,7 +11,11 @@ use clap::{Args, Subcommand};
 use hint_data::cache::{cache_task, CacheOptions};
 use hint_data::task::{EntryKind, ReadOptions, TaskRegistry};
 use hint_data::{default_registry, Example, Task, Value};
+use hint_train::data::build_data;
+use hint_train::run::{load_config, RunSettings};
 use regex::Regex;
+
+use crate::gin_args::GinArgs;
 
 /// `hint tasks …`.
 #[derive(Debug, Subcommand)]
@@ -19,6 +25,9 @@ pub enum TasksCommand {
         /// Only names matching this regular expression (searched anywhere in the name).
         #[arg(long)]
         regex: Option<String>,
+        /// The run configuration whose tasks to list (default: the built-in registry).
+        #[command(flatten)]
+        gin: GinArgs,
     },
     /// Show preprocessed and tokenized examples of a task (or of each task of a mixture).
     Show {
@@ -30,6 +39,9 @@ pub enum TasksCommand {
         /// The split.
         #[arg(long, default_value = "train")]
         split: String,
+        /// The run configuration whose tasks to show (default: the built-in registry).
+        #[command(flatten)]
+        gin: GinArgs,
     },
 }
 
@@ -51,18 +63,38 @@ pub struct CacheTasksArgs {
     /// Seed of the preprocessors that run before caching.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The run configuration whose tasks to cache (default: the built-in registry).
+    #[command(flatten)]
+    gin: GinArgs,
 }
 
-fn registry() -> Result<TaskRegistry> {
-    default_registry().context("building the task registry")
+/// The default registry, or the one a run configuration builds.
+fn registry(gin: &GinArgs) -> Result<TaskRegistry> {
+    if gin.gin_files.is_empty() && gin.gin_bindings.is_empty() {
+        return default_registry().context("building the task registry");
+    }
+    let config = load_config(
+        &gin.gin_files,
+        &gin.gin_bindings,
+        &gin.gin_search_paths,
+        gin.skip_unknown,
+    )
+    .context("reading the gin configuration")?;
+    let settings = RunSettings::from_config(&config).context("the run configuration")?;
+    let data = build_data(&settings.data, settings.run.lengths, None)
+        .context("building the configuration's tasks")?;
+    Ok(data.registry)
 }
 
 /// Runs `hint tasks …`.
 pub fn run_tasks(command: TasksCommand) -> Result<ExitCode> {
-    let registry = registry()?;
+    let gin = match &command {
+        TasksCommand::List { gin, .. } | TasksCommand::Show { gin, .. } => gin.clone(),
+    };
+    let registry = registry(&gin)?;
     let mut out = std::io::stdout().lock();
     match command {
-        TasksCommand::List { regex } => {
+        TasksCommand::List { regex, .. } => {
             let regex = regex
                 .map(|r| Regex::new(&r).with_context(|| format!("bad --regex {r:?}")))
                 .transpose()?;
@@ -74,7 +106,7 @@ pub fn run_tasks(command: TasksCommand) -> Result<ExitCode> {
                 writeln!(out, "{name}\t{kind}")?;
             }
         }
-        TasksCommand::Show { name, n, split } => {
+        TasksCommand::Show { name, n, split, .. } => {
             let tasks = match registry.entry_kind(&name)? {
                 EntryKind::Task => vec![registry.task(&name)?],
                 EntryKind::Mixture => {
@@ -160,7 +192,7 @@ fn render(out: &mut impl Write, task: &Task, example: &Example) -> Result<()> {
 
 /// Runs `hint cache-tasks`.
 pub fn run_cache_tasks(args: CacheTasksArgs) -> Result<ExitCode> {
-    let registry = registry()?;
+    let registry = registry(&args.gin)?;
     let regex = Regex::new(&args.tasks).with_context(|| format!("bad --tasks {:?}", args.tasks))?;
     let tasks = registry.tasks_matching(&regex);
     if tasks.is_empty() {

@@ -5,8 +5,11 @@
 //!   that belongs to something else.
 //! - [`CheckpointManager`]: atomic checkpoints, the newest K kept.
 //! - [`Trainer`]: the loop, with exact resume.
+//! - [`data`]: the `hint.data.*` configurables that decide a run's tasks and vocabulary.
+//! - [`run`]: a whole run from gin (train, evaluate, infer).
 
 mod checkpoint;
+pub mod data;
 mod error;
 pub mod eval;
 mod metrics;

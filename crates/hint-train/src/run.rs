@@ -13,17 +13,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hint_config::{Config, ConfigBuilder, Registry};
-use hint_data::builtin::{
-    register_builtin_suite_with, suite_vocabulary, BuiltinRegistration, BuiltinSuite, SuiteConfig,
-};
 use hint_data::feature_converter::HintConverter;
 use hint_data::task::ReadOptions;
-use hint_data::{BatchIterator, DatasetConfig, IteratorState, TaskRegistry, Value, Vocabulary};
+use hint_data::{BatchIterator, DatasetConfig, IteratorState, TaskRegistry, Value};
 use hint_model::{select_device, HyperConfig, HyperT5, T5Config};
 use hint_optim::{Adafactor, AdafactorConfig, ParamGroup};
 use serde::{Deserialize, Serialize};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use crate::data::{build_data, DataSettings, RunData};
 use crate::error::{io_error, Result, TrainError};
 use crate::eval::{evaluate, markdown_table, EvalConfig, EvalExample, EvalTask, TaskResult};
 use crate::model_dir::ModelDir;
@@ -59,16 +57,6 @@ pub struct RunConfig {
     pub eval_examples_per_task: usize,
     /// `cpu`, `cuda`, `cuda:N` or `auto`.
     pub device: String,
-    /// Seed of the built-in suite's draws.
-    pub builtin_seed: u64,
-    /// Training instances per built-in task.
-    pub builtin_train_instances: usize,
-    /// Evaluation instances per built-in task.
-    pub builtin_eval_instances: usize,
-    /// Demonstrations in the hypernetwork input of built-in tasks.
-    pub builtin_shots: usize,
-    /// Size of the tokenizer trained on the built-in suite.
-    pub builtin_vocab_size: u32,
     /// A Hugging Face T5 directory to start from (a fresh hypernetwork on top); empty for
     /// random initialisation.
     pub initial_checkpoint: String,
@@ -88,11 +76,6 @@ impl Default for RunConfig {
             instruction_mode: InstructionMode::Hyper,
             eval_examples_per_task: 0,
             device: "cpu".into(),
-            builtin_seed: 0,
-            builtin_train_instances: 1000,
-            builtin_eval_instances: 100,
-            builtin_shots: 0,
-            builtin_vocab_size: 1000,
             initial_checkpoint: String::new(),
         }
     }
@@ -120,6 +103,7 @@ pub fn registry() -> Result<Registry> {
     registry
         .register_struct::<AdafactorConfig>("hint.optim.Adafactor")
         .map_err(err)?;
+    crate::data::register(&mut registry).map_err(err)?;
     Ok(registry)
 }
 
@@ -160,6 +144,8 @@ pub struct RunSettings {
     pub hyper_optimizer: AdafactorConfig,
     /// `t5/hint.optim.Adafactor`.
     pub t5_optimizer: AdafactorConfig,
+    /// The `hint.data.*` configurables.
+    pub data: DataSettings,
 }
 
 impl RunSettings {
@@ -176,52 +162,9 @@ impl RunSettings {
                 .get("hint.optim.Adafactor", "hyper")
                 .map_err(get_err)?,
             t5_optimizer: config.get("hint.optim.Adafactor", "t5").map_err(get_err)?,
+            data: DataSettings::from_config(config)?,
         })
     }
-}
-
-/// Data of a run: the task registry and its vocabulary.
-pub struct RunData {
-    /// Tasks and mixtures.
-    pub registry: TaskRegistry,
-    /// The vocabulary of every feature.
-    pub vocabulary: Arc<Vocabulary>,
-}
-
-/// Builds the task registry of a run (the built-in suite, with the run's sizes).
-pub fn build_data(run: &RunConfig, vocabulary_file: Option<&Path>) -> Result<RunData> {
-    let data_err = |e: hint_data::DataError| TrainError::Data(e.to_string());
-    let suite_config = SuiteConfig {
-        seed: run.builtin_seed,
-        train_instances: run.builtin_train_instances,
-        eval_instances: run.builtin_eval_instances,
-        ..SuiteConfig::default()
-    };
-    let vocabulary = match vocabulary_file.filter(|p| p.is_file()) {
-        Some(path) => {
-            Arc::new(Vocabulary::from_file(path).map_err(|e| TrainError::Data(e.to_string()))?)
-        }
-        None => Arc::new(
-            suite_vocabulary(
-                &BuiltinSuite::generate(suite_config),
-                run.builtin_vocab_size,
-            )
-            .map_err(data_err)?,
-        ),
-    };
-    let mut registry = TaskRegistry::new();
-    let registration = BuiltinRegistration {
-        suite: suite_config,
-        shots: run.builtin_shots,
-        vocab_size: run.builtin_vocab_size,
-        lengths: run.lengths,
-    };
-    register_builtin_suite_with(&mut registry, &registration, Arc::clone(&vocabulary))
-        .map_err(data_err)?;
-    Ok(RunData {
-        registry,
-        vocabulary,
-    })
 }
 
 /// Strips padding (0) and, optionally, a final EOS (1).
@@ -402,10 +345,11 @@ pub fn eval_tasks(
                     InstructionMode::Hyper => (instruction, input),
                     InstructionMode::Concat => (Vec::new(), concatenate(&instruction, &input)),
                 };
+                let choices = rank_choices(&example, &references, data)?;
                 groups.entry(instruction).or_default().push(EvalExample {
                     input,
                     references,
-                    choices: None,
+                    choices,
                 });
                 count += 1;
                 if run.eval_examples_per_task > 0 && count >= run.eval_examples_per_task {
@@ -427,6 +371,48 @@ pub fn eval_tasks(
         }
     }
     Ok(tasks)
+}
+
+/// Rank classification's candidates (P3 / T0 evaluation, BIG-bench `target_scores`): the
+/// `answer_choices` tokenized with EOS, and the index of the reference among them. `None`
+/// when the example has no choices or its reference is not one of them.
+fn rank_choices(
+    example: &hint_data::Example,
+    references: &[String],
+    data: &RunData,
+) -> Result<Option<(Vec<Vec<i64>>, usize)>> {
+    let Some(Value::Texts(choices)) = example.get("answer_choices") else {
+        return Ok(None);
+    };
+    let Some(correct) = references
+        .first()
+        .and_then(|r| choices.iter().position(|c| c.trim() == r.trim()))
+    else {
+        return Ok(None);
+    };
+    let tokens = choices
+        .iter()
+        .map(|c| {
+            data.vocabulary
+                .encode(c)
+                .map(|ids| ids.into_iter().map(i64::from).collect())
+                .map_err(|e| TrainError::Data(e.to_string()))
+        })
+        .collect::<Result<Vec<Vec<i64>>>>()?;
+    Ok(Some((tokens, correct)))
+}
+
+/// The model's embedding must cover every id the tokenizer produces.
+pub fn check_vocabulary(data: &RunData, t5: &T5Config) -> Result<()> {
+    let size = data.vocabulary.vocab_size() as i64;
+    if size > t5.vocab_size {
+        return Err(TrainError::Data(format!(
+            "the tokenizer has {size} ids but hint.model.T5Config.vocab_size is {}: \
+             bind vocab_size to at least {size}",
+            t5.vocab_size
+        )));
+    }
+    Ok(())
 }
 
 /// Builds the model and its variables on `device`.
@@ -495,9 +481,11 @@ pub fn train_and_evaluate(config: &Config, hooks: &mut dyn TrainHooks) -> Result
     let model_dir = ModelDir::prepare(&settings.run.model_dir)?;
     let tokenizer_path = model_dir.path().join("tokenizer.json");
     let data = build_data(
-        &settings.run,
+        &settings.data,
+        settings.run.lengths,
         model_dir.resumed().then_some(tokenizer_path.as_path()),
     )?;
+    check_vocabulary(&data, &settings.t5)?;
     data.vocabulary
         .save(&tokenizer_path)
         .map_err(|e| TrainError::Data(e.to_string()))?;
@@ -532,7 +520,14 @@ pub fn train_and_evaluate(config: &Config, hooks: &mut dyn TrainHooks) -> Result
             settings.train.clone(),
             model_dir.clone(),
         );
-        trainer.train(&mut source, hooks)?
+        let mut hooks = PeriodicEval {
+            inner: hooks,
+            data: &data,
+            settings: &settings,
+            device,
+            sets: Vec::new(),
+        };
+        trainer.train(&mut source, &mut hooks)?
     };
     let train_seconds = started.elapsed().as_secs_f64();
     std::fs::write(
@@ -554,6 +549,54 @@ pub fn train_and_evaluate(config: &Config, hooks: &mut dyn TrainHooks) -> Result
         markdown,
         plots,
     })
+}
+
+/// Wraps the caller's hooks with the run's periodic evaluation (`TrainConfig.eval_every`):
+/// every evaluation set, averaged per set, as `label/metric` scores in `metrics.jsonl`.
+struct PeriodicEval<'a> {
+    inner: &'a mut dyn TrainHooks,
+    data: &'a RunData,
+    settings: &'a RunSettings,
+    device: Device,
+    /// The tokenized evaluation sets, read on first use.
+    sets: Vec<(String, Vec<EvalTask>)>,
+}
+
+impl TrainHooks for PeriodicEval<'_> {
+    fn on_step(&mut self, metrics: &crate::StepMetrics) {
+        self.inner.on_step(metrics);
+    }
+
+    fn should_stop(&self) -> bool {
+        self.inner.should_stop()
+    }
+
+    fn evaluate(&mut self, step: u64, model: &HyperT5) -> Result<BTreeMap<String, f64>> {
+        let mut scores = self.inner.evaluate(step, model)?;
+        if self.sets.is_empty() {
+            for (label, name, split) in &self.settings.run.eval_sets {
+                let tasks = eval_tasks(self.data, name, split, &self.settings.run)?;
+                self.sets.push((label.clone(), tasks));
+            }
+        }
+        let vocabulary = Arc::clone(&self.data.vocabulary);
+        let decode = move |ids: &[i64]| {
+            let ids: Vec<u32> = ids.iter().filter_map(|&t| u32::try_from(t).ok()).collect();
+            vocabulary.decode(&ids).unwrap_or_default()
+        };
+        for (label, tasks) in &self.sets {
+            let results = evaluate(model, tasks, &decode, &self.settings.eval, self.device)?;
+            for (metric, value) in crate::eval::average(&results) {
+                scores.insert(format!("{label}/{metric}"), value);
+            }
+        }
+        tracing::info!(step, ?scores, "evaluation");
+        Ok(scores)
+    }
+
+    fn on_checkpoint(&mut self, checkpoint: &crate::CheckpointInfo) {
+        self.inner.on_checkpoint(checkpoint);
+    }
 }
 
 /// Evaluates the run's evaluation sets.
@@ -617,12 +660,24 @@ pub struct LoadedRun {
     pub checkpoint: PathBuf,
 }
 
+/// What [`load_run`] parses after the run's own `config.gin`: gin files (e.g.
+/// `ni_eval.gin`), their search paths, then bindings.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Gin files, in order.
+    pub files: Vec<PathBuf>,
+    /// Where they and their includes are looked up.
+    pub search_paths: Vec<PathBuf>,
+    /// Bindings, applied last.
+    pub bindings: Vec<String>,
+}
+
 /// Loads `checkpoint` (or the newest checkpoint of `model_dir`) with the run's own
-/// configuration; `bindings` override it (e.g. other evaluation sets).
+/// configuration; `overrides` change it (e.g. other evaluation sets).
 pub fn load_run(
     model_dir: &Path,
     checkpoint: Option<&Path>,
-    bindings: &[String],
+    overrides: &Overrides,
 ) -> Result<LoadedRun> {
     let config_path = model_dir.join("config.gin");
     if !config_path.is_file() {
@@ -631,7 +686,9 @@ pub fn load_run(
             message: "no config.gin: not the model directory of a `hint train` run".into(),
         });
     }
-    let config = load_config(&[config_path], bindings, &[], false)?;
+    let mut files = vec![config_path];
+    files.extend(overrides.files.iter().cloned());
+    let config = load_config(&files, &overrides.bindings, &overrides.search_paths, false)?;
     let mut settings = RunSettings::from_config(&config)?;
     // The checkpoint supersedes the initial one the run started from.
     settings.run.initial_checkpoint.clear();
@@ -649,7 +706,11 @@ pub fn load_run(
                 .path
         }
     };
-    let data = build_data(&settings.run, Some(&model_dir.join("tokenizer.json")))?;
+    let data = build_data(
+        &settings.data,
+        settings.run.lengths,
+        Some(&model_dir.join("tokenizer.json")),
+    )?;
     let (vs, model) = build_model(&settings, device)?;
     crate::trainer::load_parameters(&vs, &checkpoint.join("model.safetensors"))?;
     Ok(LoadedRun {
