@@ -1,0 +1,434 @@
+//! Every gin file in `configs/` parses and builds: model files build their model (tiny and
+//! small in memory; larger ones are checked against the T5 v1.1 shapes and counted, since
+//! allocating billions of parameters in a test is not possible here), run files build their
+//! data (each training mixture yields a batch, each evaluation set reads) and their model,
+//! restoring the T5 part from a Hugging Face directory where the run asks for one.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, ListArray, RecordBatch, StringArray};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Schema};
+use hint::data::builtin::builtin_vocabulary;
+use hint::model::{flops::hypernetwork_parameters, save_pretrained, HyperConfig, T5Config, T5};
+use hint::train::data::build_data;
+use hint::train::run::{build_model, eval_tasks, load_config, IteratorSource, RunSettings};
+use hint::train::BatchSource;
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+fn configs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs")
+}
+
+fn all_gin_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all_gin_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "gin") {
+            out.push(path);
+        }
+    }
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(configs_dir())
+        .unwrap()
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// Data and checkpoints the run files point at, made small in a temporary folder.
+struct Fixtures {
+    dir: tempfile::TempDir,
+}
+
+impl Fixtures {
+    fn new() -> Self {
+        let fixtures = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        builtin_vocabulary()
+            .unwrap()
+            .save(fixtures.tokenizer())
+            .unwrap();
+        std::fs::write(
+            fixtures.corpus(),
+            "The house is wonderful and the garden is large, with old trees and a small pond.\n\
+             Every morning the baker opens the shop at six and sells bread until noon.\n",
+        )
+        .unwrap();
+        fixtures.write_bigbench();
+        fixtures
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn tokenizer(&self) -> PathBuf {
+        self.path("tokenizer.json")
+    }
+
+    fn corpus(&self) -> PathBuf {
+        self.path("corpus.txt")
+    }
+
+    fn superni(&self) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/hint-data/tests/data/superni")
+    }
+
+    fn bigbench(&self) -> PathBuf {
+        self.path("bigbench")
+    }
+
+    /// Three list_functions tasks: two training tasks (c001, c002) and one unseen (c161).
+    fn write_bigbench(&self) {
+        for (id, function) in [
+            ("c001", "remove all but element 3"),
+            ("c002", "reverse the list"),
+            ("c161", "sort the list"),
+        ] {
+            let dir = self.bigbench().join("list_functions").join(id);
+            std::fs::create_dir_all(&dir).unwrap();
+            let examples: Vec<serde_json::Value> = (0..12)
+                .map(|i| {
+                    serde_json::json!({
+                        "input": format!("[{}, {}, {}]", i, i + 1, i + 2),
+                        "target": format!("[{}]", i + 2)
+                    })
+                })
+                .collect();
+            let task = serde_json::json!({
+                "name": id,
+                "description": format!("Infer and compute a function over lists of natural numbers for a given input given a predetermined set of examples The target function is \"{function}\"."),
+                "keywords": ["list"],
+                "metrics": ["exact_str_match"],
+                "preferred_score": "exact_str_match",
+                "examples": examples,
+            });
+            std::fs::write(dir.join("task.json"), task.to_string()).unwrap();
+        }
+    }
+
+    /// A Hugging Face T5 directory with the shapes of `t5`.
+    fn hf_t5(&self, t5: &T5Config) -> PathBuf {
+        let dir = self.path("hf-t5");
+        if !dir.join("model.safetensors").is_file() {
+            tch::manual_seed(7);
+            let vs = VarStore::new(Device::Cpu);
+            let _model = T5::new(vs.root(), t5);
+            save_pretrained(&vs, &t5.to_hf_json(), &dir).unwrap();
+        }
+        dir
+    }
+
+    /// P3 folders for `patterns` (each `*` made concrete), with train and validation files.
+    fn p3(&self, patterns: &[String]) -> PathBuf {
+        let root = self.path("p3");
+        for pattern in patterns {
+            let name = pattern.replace('*', "GPT_3_style");
+            let dir = root.join(&name);
+            std::fs::create_dir_all(&dir).unwrap();
+            for split in ["train", "validation"] {
+                write_p3_parquet(&dir.join(format!("{split}-00000-of-00001.parquet")));
+            }
+        }
+        root
+    }
+}
+
+fn write_p3_parquet(path: &Path) {
+    let texts = |v: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+    let choices: ArrayRef = Arc::new(ListArray::new(
+        Arc::new(Field::new("item", DataType::Utf8, true)),
+        OffsetBuffer::from_lengths([2, 2]),
+        Arc::new(StringArray::from(vec!["yes", "no", "yes", "no"])),
+        None,
+    ));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("inputs_pretokenized", DataType::Utf8, true),
+        Field::new("targets_pretokenized", DataType::Utf8, true),
+        Field::new(
+            "answer_choices",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            texts(vec![
+                "Is the sky blue? yes or no",
+                "Is fire cold? yes or no",
+            ]),
+            texts(vec![" yes", " no"]),
+            choices,
+        ],
+    )
+    .unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+fn quoted(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
+}
+
+/// Bindings that point every required path at the fixtures and keep sizes small.
+fn fixture_bindings(fixtures: &Fixtures, model_dir: &Path) -> Vec<String> {
+    vec![
+        format!("MODEL_DIR = {}", quoted(model_dir)),
+        format!("TOKENIZER = {}", quoted(&fixtures.tokenizer())),
+        format!("NI_PATH = {}", quoted(&fixtures.superni())),
+        format!("CORPUS_FILES = [{}]", quoted(&fixtures.corpus())),
+        format!("BIGBENCH_PATH = {}", quoted(&fixtures.bigbench())),
+        format!("INITIAL_CHECKPOINT = {}", quoted(&fixtures.path("hf-t5"))),
+        format!("P3_PATH = {}", quoted(&fixtures.path("p3"))),
+        "hint.train.Run.batch_size = 2".into(),
+        "hint.train.Run.eval_examples_per_task = 2".into(),
+        "hint.train.Run.device = \"cpu\"".into(),
+    ]
+}
+
+/// What a run file needs before it (a model) and after it (an evaluation file is applied to
+/// the run it evaluates).
+fn composition(name: &str) -> Vec<String> {
+    let with_model = |run: &str| vec!["models/hint_tiny.gin".to_string(), run.to_string()];
+    match name {
+        "builtin.gin" => vec![name.to_string()],
+        "ni_eval.gin" => vec![
+            "models/hint_tiny.gin".into(),
+            "ni_train.gin".into(),
+            name.into(),
+        ],
+        "t0_eval.gin" => vec![
+            "models/hint_tiny.gin".into(),
+            "t0_train.gin".into(),
+            name.into(),
+        ],
+        _ if name.starts_with("experiments/") => vec![name.to_string()],
+        _ => with_model(name),
+    }
+}
+
+fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
+    let model_dir = fixtures.path("model-dir");
+    let paths: Vec<PathBuf> = files.iter().map(|f| configs_dir().join(f)).collect();
+    let bindings = fixture_bindings(fixtures, &model_dir);
+    let config = load_config(&paths, &bindings, &[configs_dir()], false)
+        .unwrap_or_else(|e| panic!("{files:?}: {e}"));
+    let settings = RunSettings::from_config(&config).unwrap_or_else(|e| panic!("{files:?}: {e}"));
+    if !settings.run.initial_checkpoint.is_empty() {
+        fixtures.hf_t5(&settings.t5);
+    }
+    if !settings.data.p3.path.is_empty() {
+        let patterns: Vec<String> = settings
+            .data
+            .p3
+            .train_tasks
+            .iter()
+            .chain(&settings.data.p3.eval_tasks)
+            .cloned()
+            .collect();
+        fixtures.p3(&patterns);
+    }
+    let data = build_data(&settings.data, settings.run.lengths, None)
+        .unwrap_or_else(|e| panic!("{files:?}: data: {e}"));
+    hint::train::run::check_vocabulary(&data, &settings.t5).unwrap();
+    let is_eval_file = files.last().is_some_and(|f| f.ends_with("_eval.gin"));
+    if !is_eval_file {
+        let mut source = IteratorSource::new(&data.registry, &settings.run, 0, Device::Cpu)
+            .unwrap_or_else(|e| panic!("{files:?}: mixture `{}`: {e}", settings.run.mixture));
+        let batch = source
+            .next_batch()
+            .unwrap_or_else(|e| panic!("{files:?}: batch: {e}"));
+        assert_eq!(batch.inputs.size()[0], 2, "{files:?}");
+    }
+    for (label, name, split) in &settings.run.eval_sets {
+        let tasks = eval_tasks(&data, name, split, &settings.run)
+            .unwrap_or_else(|e| panic!("{files:?}: eval set {label}: {e}"));
+        assert!(!tasks.is_empty(), "{files:?}: eval set {label} is empty");
+    }
+    let (vs, _model) =
+        build_model(&settings, Device::Cpu).unwrap_or_else(|e| panic!("{files:?}: {e}"));
+    if !settings.run.initial_checkpoint.is_empty() {
+        // The T5 part comes from the checkpoint, by name.
+        let loaded = Tensor::read_safetensors(
+            Path::new(&settings.run.initial_checkpoint).join("model.safetensors"),
+        )
+        .unwrap();
+        let (_, expected) = loaded
+            .iter()
+            .find(|(n, _)| n == "encoder.block.0.layer.0.SelfAttention.q.weight")
+            .unwrap();
+        let got = vs
+            .variables()
+            .remove("encoder.block.0.layer.0.SelfAttention.q.weight")
+            .unwrap();
+        assert!(
+            got.allclose(expected, 0.0, 0.0, false),
+            "{files:?}: T5 not restored"
+        );
+    }
+    settings
+}
+
+#[test]
+fn every_config_parses_and_builds() {
+    let mut files = Vec::new();
+    all_gin_files(&configs_dir(), &mut files);
+    files.sort();
+    let fixtures = Fixtures::new();
+    let mut covered = BTreeSet::new();
+    for path in &files {
+        let name = relative(path);
+        if let Some(size) = name
+            .strip_prefix("models/")
+            .and_then(|n| n.strip_suffix(".gin"))
+        {
+            check_model_file(&name, size.split_once('_').map(|(_, s)| s).unwrap());
+        } else if name.starts_with("hint/") || name.starts_with("optim/") {
+            // Fragments: on top of a tiny model and the embedded default run.
+            let files = [
+                "builtin.gin".to_string(),
+                "models/hint_tiny.gin".to_string(),
+                name.clone(),
+            ];
+            let model_dir = fixtures.path("fragment");
+            let paths: Vec<PathBuf> = files.iter().map(|f| configs_dir().join(f)).collect();
+            let config = load_config(
+                &paths,
+                &fixture_bindings(&fixtures, &model_dir),
+                &[configs_dir()],
+                false,
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let settings =
+                RunSettings::from_config(&config).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if !settings.run.initial_checkpoint.is_empty() {
+                fixtures.hf_t5(&settings.t5);
+            }
+            build_model(&settings, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        } else {
+            build_run(&fixtures, &composition(&name));
+        }
+        covered.insert(name);
+    }
+    for expected in [
+        "builtin.gin",
+        "pretrain.gin",
+        "ni_train.gin",
+        "ni_eval.gin",
+        "t0_train.gin",
+        "t0_eval.gin",
+        "hint/instruction_embed.gin",
+        "optim/adafactor_dual.gin",
+        "models/t5_small.gin",
+        "models/hint_xxl.gin",
+    ] {
+        assert!(covered.contains(expected), "configs/{expected} is missing");
+    }
+}
+
+/// Model files: tiny and small build (and the HyperT5's hypernetwork has the parameter
+/// count the accounting function predicts); every T5 v1.1 size matches its preset shape.
+fn check_model_file(name: &str, size: &str) {
+    let config = load_config(&[configs_dir().join(name)], &[], &[configs_dir()], false)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let t5: T5Config = config.get("hint.model.T5Config", "").unwrap();
+    let hyper: HyperConfig = config.get("hint.model.HyperConfig", "").unwrap();
+    if size != "tiny" {
+        let preset = T5Config::preset(size).unwrap();
+        assert_eq!(
+            T5Config {
+                num_decoder_layers: None,
+                ..t5.clone()
+            },
+            T5Config {
+                vocab_size: 32128,
+                ..preset
+            },
+            "{name}"
+        );
+    }
+    if name.contains("hint_") {
+        let preset = HyperConfig::preset(size).unwrap();
+        assert_eq!(hyper.adapter_size, preset.adapter_size, "{name}");
+        assert_eq!(hyper.num_prefix_tokens, preset.num_prefix_tokens, "{name}");
+        assert!(hyper.use_fusion_in_decoder && hyper.use_adapter && hyper.use_prefix);
+    }
+    let predicted = hypernetwork_parameters(&t5, &hyper);
+    if matches!(size, "tiny" | "small") {
+        let vs = VarStore::new(Device::Cpu);
+        let model = hint::model::HyperT5::new(vs.root(), &t5, &hyper);
+        assert_eq!(model.hypernetwork_parameter_count(), predicted, "{name}");
+        let logits = tch::no_grad(|| {
+            let ids = Tensor::from_slice(&[5i64, 6, 1]).view([1, 3]);
+            let adaptation = model.adapt(&ids, false);
+            model.forward(&ids, &ids.ones_like(), &ids, &adaptation, false)
+        });
+        assert_eq!(logits.size(), [1, 3, t5.vocab_size], "{name}");
+        assert_eq!(logits.kind(), Kind::Float);
+    } else {
+        assert!(predicted > 0 || !name.contains("hint_"), "{name}");
+    }
+}
+
+/// The fine-tuning recipe end to end on the Super-NI fixture: T5 restored from a Hugging
+/// Face directory, a fresh hypernetwork, periodic evaluation written to `metrics.jsonl`,
+/// the final evaluation table.
+#[test]
+fn ni_train_from_a_hugging_face_t5_trains_and_evaluates() {
+    let fixtures = Fixtures::new();
+    let model_dir = fixtures.path("ni-run");
+    let mut bindings = fixture_bindings(&fixtures, &model_dir);
+    bindings.extend([
+        "TRAIN_STEPS = 4".to_string(),
+        "MICROBATCHES = 1".into(),
+        "hint.train.TrainConfig.eval_every = 2".into(),
+        "hint.train.TrainConfig.checkpoint_every = 2".into(),
+        "hint.train.TrainConfig.compute_dtype = \"float32\"".into(),
+        "hint.train.Run.lengths = (64, 64, 16)".into(),
+        "hint.train.EvalConfig.max_new_tokens = 4".into(),
+    ]);
+    let paths: Vec<PathBuf> = ["models/hint_tiny.gin", "ni_train.gin"]
+        .iter()
+        .map(|f| configs_dir().join(f))
+        .collect();
+    let config = load_config(&paths, &bindings, &[configs_dir()], false).unwrap();
+    let settings = RunSettings::from_config(&config).unwrap();
+    let hf = fixtures.hf_t5(&settings.t5);
+    assert_eq!(settings.run.initial_checkpoint, hf.display().to_string());
+    let summary = hint::train::run::train_and_evaluate(&config, &mut hint::train::NoHooks).unwrap();
+    assert_eq!(
+        summary.outcome,
+        hint::train::TrainOutcome::Finished { step: 4 }
+    );
+    let (label, tasks) = &summary.results[0];
+    assert_eq!(label, "test");
+    assert!(!tasks.is_empty() && tasks.iter().all(|t| t.rouge_l.is_some()));
+    let metrics = hint::train::read_metrics(&model_dir.join("metrics.jsonl")).unwrap();
+    let evals: Vec<_> = metrics
+        .iter()
+        .filter_map(|line| match line {
+            hint::train::MetricsLine::Eval { step, eval } => Some((*step, eval.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        evals.len(),
+        1,
+        "one periodic evaluation before the last step"
+    );
+    assert_eq!(evals[0].0, 2);
+    assert!(evals[0].1.contains_key("test/rouge_l"), "{:?}", evals[0].1);
+}
