@@ -5,6 +5,7 @@
 //!   that belongs to something else.
 //! - [`CheckpointManager`]: atomic checkpoints, the newest K kept.
 //! - [`Trainer`]: the loop, with exact resume.
+//! - [`tensorboard`]: the run's scalars as TensorBoard event files (`MODEL_DIR/tensorboard`).
 //! - [`data`]: the `hint.data.*` configurables that decide a run's tasks and vocabulary.
 //! - [`run`]: a whole run from gin (train, evaluate, infer).
 
@@ -16,6 +17,7 @@ mod metrics;
 mod model_dir;
 pub mod plot;
 pub mod run;
+pub mod tensorboard;
 mod trainer;
 
 pub use checkpoint::{CheckpointInfo, CheckpointManager, TRAIN_STATE_FILE};

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{io_error, Result};
+use crate::tensorboard::EventWriter;
 
 /// The scalars of one training step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,11 +47,13 @@ pub enum MetricsLine {
     },
 }
 
-/// Appends lines to a `metrics.jsonl`.
+/// Appends lines to a `metrics.jsonl` and, optionally, the same scalars to a TensorBoard
+/// event file.
 #[derive(Debug)]
 pub struct MetricsWriter {
     path: PathBuf,
     file: File,
+    events: Option<EventWriter>,
 }
 
 impl MetricsWriter {
@@ -62,7 +65,18 @@ impl MetricsWriter {
             .append(true)
             .open(&path)
             .map_err(io_error(&path))?;
-        Ok(Self { path, file })
+        Ok(Self {
+            path,
+            file,
+            events: None,
+        })
+    }
+
+    /// Also writes every line's scalars to a new event file in `dir` (tags `train/loss`,
+    /// `train/learning_rate/<group>`, …, `eval/<set>/<metric>`).
+    pub fn with_tensorboard(mut self, dir: &Path) -> Result<Self> {
+        self.events = Some(EventWriter::create(dir)?);
+        Ok(self)
     }
 
     /// Appends one line and flushes it.
@@ -72,7 +86,47 @@ impl MetricsWriter {
         self.file
             .write_all(text.as_bytes())
             .and_then(|_| self.file.flush())
-            .map_err(io_error(&self.path))
+            .map_err(io_error(&self.path))?;
+        if let Some(events) = &mut self.events {
+            let (step, scalars) = scalars_of(line);
+            let refs: Vec<(&str, f32)> = scalars.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+            events.scalars(step, &refs)?;
+        }
+        Ok(())
+    }
+}
+
+/// The TensorBoard tags and values of a metrics line.
+fn scalars_of(line: &MetricsLine) -> (u64, Vec<(String, f32)>) {
+    match line {
+        MetricsLine::Train(m) => {
+            let mut scalars = vec![
+                ("train/loss".to_string(), m.loss as f32),
+                ("train/z_loss".to_string(), m.z_loss as f32),
+                ("train/loss_per_token".to_string(), m.loss_per_token as f32),
+                ("train/grad_norm".to_string(), m.grad_norm as f32),
+                (
+                    "train/tokens_per_second".to_string(),
+                    m.tokens_per_second as f32,
+                ),
+                (
+                    "train/examples_per_second".to_string(),
+                    m.examples_per_second as f32,
+                ),
+            ];
+            scalars.extend(
+                m.learning_rate
+                    .iter()
+                    .map(|(group, lr)| (format!("train/learning_rate/{group}"), *lr as f32)),
+            );
+            (m.step, scalars)
+        }
+        MetricsLine::Eval { step, eval } => (
+            *step,
+            eval.iter()
+                .map(|(tag, v)| (format!("eval/{tag}"), *v as f32))
+                .collect(),
+        ),
     }
 }
 

@@ -315,7 +315,8 @@ impl<'a> Trainer<'a> {
         let start = self.restore_latest(source)?.unwrap_or(0);
         let metrics_path = self.model_dir.metrics_path();
         truncate_after(&metrics_path, start)?;
-        let mut metrics = MetricsWriter::open(&metrics_path)?;
+        let mut metrics = MetricsWriter::open(&metrics_path)?
+            .with_tensorboard(&self.model_dir.path().join("tensorboard"))?;
         let mut step = start;
         while step < self.config.steps {
             if hooks.should_stop() {
