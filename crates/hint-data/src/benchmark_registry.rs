@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use crate::bigbench::{
     hold_out_examples, list_functions_split, load_all, to_examples as bigbench_examples,
-    ListFunctionsSplit, HELD_OUT_PER_TRAIN_TASK,
+    to_examples_fixed_demos, ListFunctionsSplit, DEMONSTRATION_POOL_PER_TEST_TASK,
+    HELD_OUT_PER_TRAIN_TASK,
 };
 use crate::error::{DataError, Position};
 use crate::features::Feature;
@@ -160,26 +161,59 @@ pub fn bigbench_task_name(id: &str, shots: usize) -> String {
     }
 }
 
+/// Options of [`register_bigbench`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BigBenchOptions {
+    /// Demonstrations drawn from the task's training examples into `hyper_inputs`.
+    pub shots: usize,
+    /// Whether names carry `_{k}shot` when `shots > 0` (so that several variants can share a
+    /// registry); off, the k-shot data takes the plain names (one variant per registry, as
+    /// an experiment's arms want).
+    pub suffix_shots: bool,
+    /// Seed of the held-out choice and the demonstrations.
+    pub seed: u64,
+    /// Lengths of `inputs`, `hyper_inputs`, `targets`.
+    pub lengths: (usize, usize, usize),
+}
+
+impl Default for BigBenchOptions {
+    fn default() -> Self {
+        Self {
+            shots: 0,
+            suffix_shots: true,
+            seed: 0,
+            lengths: (64, 64, 32),
+        }
+    }
+}
+
 /// Registers every `task.json` under `root` as `bigbench_<id>` (with `_{k}shot` when
-/// `shots > 0`: k demonstrations drawn from the task's training examples go into
-/// `hyper_inputs`). `list_functions` c001–c160 get splits `train` (24 examples) and
-/// `validation` (8 held out); c161–c200 and all other tasks get `test` (every example).
+/// `shots > 0` and `suffix_shots`: k demonstrations go into `hyper_inputs`). `list_functions`
+/// c001–c160 get splits `train` (24 examples, demonstrations drawn per example from the
+/// other training examples) and `validation` (8 held out, the same k training examples as
+/// demonstrations for all). c161–c200 and all other tasks get `test`: every example but
+/// [`DEMONSTRATION_POOL_PER_TEST_TASK`] (at least k) reserved as the demonstration pool,
+/// whatever k is, so that zero- and few-shot runs score the same examples.
 /// Mixtures: `bigbench_list_functions_train`, `bigbench_list_functions_unseen` (suffixed
 /// like the tasks), when such tasks exist.
 pub fn register_bigbench(
     registry: &mut TaskRegistry,
     root: impl AsRef<Path>,
     vocabulary: Arc<Vocabulary>,
-    shots: usize,
-    seed: u64,
-    lengths: (usize, usize, usize),
+    options: &BigBenchOptions,
 ) -> Result<Vec<String>, DataError> {
+    let BigBenchOptions {
+        shots,
+        suffix_shots,
+        seed,
+        lengths,
+    } = *options;
+    let name_shots = if suffix_shots { shots } else { 0 };
     let tasks = load_all(root)?;
     let mut names = Vec::with_capacity(tasks.len());
     let mut train_members = Vec::new();
     let mut unseen_members = Vec::new();
     for task in &tasks {
-        let all: Vec<usize> = (0..task.examples.len()).collect();
         let split = task.list_function_number().map(list_functions_split);
         let source = if split == Some(ListFunctionsSplit::Train) {
             let (train, held) = hold_out_examples(task, HELD_OUT_PER_TRAIN_TASK, seed);
@@ -190,12 +224,17 @@ pub fn register_bigbench(
                 )
                 .split(
                     "validation",
-                    bigbench_examples(task, &held, &train, shots, seed),
+                    to_examples_fixed_demos(task, &held, &train, shots, seed),
                 )
         } else {
-            MemorySource::new().split("test", bigbench_examples(task, &all, &all, shots, seed))
+            let (evaluated, pool) =
+                hold_out_examples(task, DEMONSTRATION_POOL_PER_TEST_TASK.max(shots), seed);
+            MemorySource::new().split(
+                "test",
+                to_examples_fixed_demos(task, &evaluated, &pool, shots, seed),
+            )
         };
-        let name = bigbench_task_name(&task.id, shots);
+        let name = bigbench_task_name(&task.id, name_shots);
         match split {
             Some(ListFunctionsSplit::Train) => train_members.push(name.clone()),
             Some(ListFunctionsSplit::Unseen) => unseen_members.push(name.clone()),
@@ -216,10 +255,10 @@ pub fn register_bigbench(
         registry.add_task(t)?;
         names.push(name);
     }
-    let suffix = if shots == 0 {
+    let suffix = if name_shots == 0 {
         String::new()
     } else {
-        format!("_{shots}shot")
+        format!("_{name_shots}shot")
     };
     if !train_members.is_empty() {
         registry.add_mixture(Mixture::uniform(

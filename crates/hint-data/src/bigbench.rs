@@ -352,10 +352,31 @@ pub fn few_shot_hyper_input(instruction: &str, demonstrations: &[&BigBenchExampl
     text
 }
 
+/// Examples reserved from each test-only task (c161–c200 and the other BIG-bench tasks) as
+/// its demonstration pool, and so never evaluated: every arm of an experiment, zero-shot or
+/// k-shot with k ≤ 4, is scored on the same remaining examples.
+pub const DEMONSTRATION_POOL_PER_TEST_TASK: usize = 4;
+
+/// One HINT-shaped example with the given hypernetwork text.
+fn hint_example(task: &BigBenchTask, ex: &BigBenchExample, hyper: String) -> Example {
+    let mut e = Example::new();
+    e.insert("hyper_inputs".into(), Value::Text(hyper));
+    e.insert("inputs".into(), Value::Text(ex.input.clone()));
+    e.insert("targets".into(), Value::Text(ex.first_target()));
+    e.insert("references".into(), Value::Texts(ex.references()));
+    let choices = ex.choices();
+    if !choices.is_empty() {
+        e.insert("answer_choices".into(), Value::Texts(choices));
+    }
+    e.insert("task_name".into(), Value::Text(task.id.clone()));
+    e
+}
+
 /// HINT-shaped examples of a task: `hyper_inputs` = the instruction (with `k` demonstrations
-/// when `k > 0`, chosen per example with a seeded draw from `pool` minus the example itself),
-/// `inputs` = the example input, `targets` = the first reference, `references` = all,
-/// `answer_choices` for `target_scores` examples, `task_name` = the task id.
+/// when `k > 0`, chosen per example with a seeded draw from `pool` minus the example itself —
+/// varied demonstrations for training), `inputs` = the example input, `targets` = the first
+/// reference, `references` = all, `answer_choices` for `target_scores` examples,
+/// `task_name` = the task id.
 pub fn to_examples(
     task: &BigBenchTask,
     indices: &[usize],
@@ -381,18 +402,38 @@ pub fn to_examples(
                     .collect();
                 few_shot_hyper_input(&instruction, &demos)
             };
-            let mut e = Example::new();
-            e.insert("hyper_inputs".into(), Value::Text(hyper));
-            e.insert("inputs".into(), Value::Text(ex.input.clone()));
-            e.insert("targets".into(), Value::Text(ex.first_target()));
-            e.insert("references".into(), Value::Texts(ex.references()));
-            let choices = ex.choices();
-            if !choices.is_empty() {
-                e.insert("answer_choices".into(), Value::Texts(choices));
-            }
-            e.insert("task_name".into(), Value::Text(task.id.clone()));
-            e
+            hint_example(task, ex, hyper)
         })
+        .collect()
+}
+
+/// Like [`to_examples`], but every example gets the same `k` demonstrations, drawn once per
+/// task from `pool` with a seeded shuffle: the evaluation setting, where the task's
+/// instruction and demonstrations are encoded once for all its instances.
+pub fn to_examples_fixed_demos(
+    task: &BigBenchTask,
+    indices: &[usize],
+    pool: &[usize],
+    k: usize,
+    seed: u64,
+) -> Vec<Example> {
+    let instruction = task.instruction();
+    let hyper = if k == 0 {
+        instruction
+    } else {
+        let mut order: Vec<usize> = pool.to_vec();
+        let mut rng = SplitMix64::derive(&[seed, crate::superni::fnv1a(task.id.as_bytes()), 3]);
+        rng.shuffle(&mut order);
+        order.truncate(k);
+        order.sort_unstable();
+        let demos: Vec<&BigBenchExample> =
+            order.iter().filter_map(|&j| task.examples.get(j)).collect();
+        few_shot_hyper_input(&instruction, &demos)
+    };
+    indices
+        .iter()
+        .filter_map(|&i| task.examples.get(i))
+        .map(|ex| hint_example(task, ex, hyper.clone()))
         .collect()
 }
 

@@ -80,10 +80,21 @@ fn list_functions_instructions_for_all_200() {
 #[test]
 #[ignore = "needs HINT_SHARED_DATA (set by .ci/run)"]
 fn registry_builder_makes_tasks_and_mixtures() {
-    use hint_data::benchmark_registry::register_bigbench;
+    use hint_data::benchmark_registry::{register_bigbench, BigBenchOptions};
     let vocab = hint_data::builtin::builtin_vocabulary().unwrap();
     let mut registry = hint_data::TaskRegistry::new();
-    let names = register_bigbench(&mut registry, root(), vocab, 2, 0, (64, 256, 32)).unwrap();
+    let names = register_bigbench(
+        &mut registry,
+        root(),
+        vocab,
+        &BigBenchOptions {
+            shots: 2,
+            suffix_shots: true,
+            seed: 0,
+            lengths: (64, 256, 32),
+        },
+    )
+    .unwrap();
     assert_eq!(names.len(), 205);
     assert_eq!(
         registry
@@ -113,6 +124,24 @@ fn registry_builder_makes_tasks_and_mixtures() {
         hyper.ends_with("Definition: remove all but element 3"),
         "{hyper}"
     );
+    // Evaluation encodes a task's demonstrations once: the same for every instance.
+    assert!(held
+        .iter()
+        .all(|e| e["hyper_inputs_pretokenized"].as_text() == Some(hyper)));
     let unseen = registry.task("bigbench_list_functions_c200_2shot").unwrap();
     assert_eq!(unseen.splits(), vec!["test".to_string()]);
+    let test: Vec<_> = unseen
+        .open("test", &Default::default())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(test.len(), 32 - 4, "4 examples are the demonstration pool");
+    let demos = test[0]["hyper_inputs_pretokenized"].as_text().unwrap();
+    for example in &test {
+        let input = example["inputs_pretokenized"].as_text().unwrap();
+        assert!(
+            !demos.contains(&format!("Input: {input}\n")),
+            "an evaluated example is among the demonstrations"
+        );
+    }
 }
