@@ -19,11 +19,47 @@ use crate::gin_args::GinArgs;
 pub const BUILTIN_GIN: &str = include_str!("../../../configs/builtin.gin");
 
 /// Progress, interruption and logging for a run.
-struct CliHooks {
+pub struct CliHooks {
     stop: Arc<AtomicBool>,
     bar: Option<ProgressBar>,
     total: u64,
     log_every: u64,
+}
+
+impl CliHooks {
+    /// Hooks for runs of `total` steps: a progress bar when `bar`, log lines otherwise;
+    /// SIGINT/SIGTERM ask the loop to checkpoint and stop.
+    pub fn new(total: u64, bar: bool) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, Arc::clone(&stop))
+                .context("installing the signal handler")?;
+        }
+        let bar = bar.then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {pos}/{len} steps, {per_sec}, ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Ok(Self {
+            stop,
+            bar,
+            total,
+            log_every: (total / 20).max(1),
+        })
+    }
+
+    /// Clears the progress bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 impl TrainHooks for CliHooks {
@@ -81,33 +117,9 @@ pub fn train(args: &GinArgs) -> Result<ExitCode> {
     let config = config_of(args)?;
     let settings =
         hint_train::run::RunSettings::from_config(&config).context("the run configuration")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing the signal handler")?;
-    }
-    let total = settings.train.steps;
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} steps, {per_sec}, ETA {eta} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar
-    });
-    let mut hooks = CliHooks {
-        stop,
-        bar,
-        total,
-        log_every: (total / 20).max(1),
-    };
+    let mut hooks = CliHooks::new(settings.train.steps, std::io::stderr().is_terminal())?;
     let summary = train_and_evaluate(&config, &mut hooks)?;
-    if let Some(bar) = &hooks.bar {
-        bar.finish_and_clear();
-    }
+    hooks.finish();
     let mut out = std::io::stdout().lock();
     match summary.outcome {
         TrainOutcome::Interrupted { step } => {
@@ -134,10 +146,16 @@ pub fn train(args: &GinArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `hint plot MODEL_DIR`.
+/// `hint plot DIR`: a run's curves, or an experiment's score-versus-FLOPs charts when
+/// `DIR` holds an experiment's `results.json`.
 pub fn plot(model_dir: &Path) -> Result<ExitCode> {
-    let written = hint_train::plot::plot_run(model_dir)
-        .with_context(|| format!("plotting {}", model_dir.display()))?;
+    let written = if model_dir.join("results.json").is_file() {
+        let report = hint_train::experiment::read_report(model_dir)?;
+        hint_train::plot::plot_experiment(model_dir, &report)
+    } else {
+        hint_train::plot::plot_run(model_dir)
+    }
+    .with_context(|| format!("plotting {}", model_dir.display()))?;
     let mut out = std::io::stdout().lock();
     for path in written {
         writeln!(out, "{}", path.display())?;

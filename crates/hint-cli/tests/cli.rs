@@ -32,14 +32,14 @@ fn help_lists_the_subcommands() {
 }
 
 #[test]
-fn unbuilt_subcommands_fail_and_say_so() {
+fn an_experiment_without_its_suite_file_names_it() {
     let output = hint()
-        .args(["experiment", "run", "--gin_file=x.gin"])
+        .args(["experiment", "run", "--gin_file=no/such/suite.gin"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("not built yet"), "{stderr}");
+    assert!(stderr.contains("no/such/suite.gin"), "{stderr}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use hint_config::Config;
 use hint_data::benchmark_registry::{
-    register_bigbench, register_superni, register_text_corpus, SuperNiOptions,
+    register_bigbench, register_superni, register_text_corpus, BigBenchOptions, SuperNiOptions,
 };
 use hint_data::bigbench::{load_all, to_examples as bigbench_examples};
 use hint_data::builtin::{
@@ -81,15 +81,29 @@ impl Default for BuiltinDataConfig {
 }
 
 /// `hint.data.BigBench`: a folder of BIG-bench `task.json` files.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BigBenchDataConfig {
     /// The folder (searched recursively); empty: off.
     pub path: String,
-    /// Demonstrations in the hypernetwork input (names get `_{k}shot`).
+    /// Demonstrations in the hypernetwork input.
     pub shots: usize,
+    /// Whether k-shot names get `_{k}shot` (off: the plain names, so that an experiment's
+    /// few-shot arms evaluate the same mixture names as its zero-shot arms).
+    pub suffix_shots: bool,
     /// Seed of the held-out choice and the demonstrations.
     pub seed: u64,
+}
+
+impl Default for BigBenchDataConfig {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            shots: 0,
+            suffix_shots: true,
+            seed: 0,
+        }
+    }
 }
 
 /// `hint.data.SuperNI`: a Super-NaturalInstructions checkout.
@@ -363,9 +377,12 @@ pub fn build_data(
             &mut registry,
             &data.bigbench.path,
             Arc::clone(&vocabulary),
-            data.bigbench.shots,
-            data.bigbench.seed,
-            lengths,
+            &BigBenchOptions {
+                shots: data.bigbench.shots,
+                suffix_shots: data.bigbench.suffix_shots,
+                seed: data.bigbench.seed,
+                lengths,
+            },
         )
         .map_err(data_err)?;
     }

@@ -7,12 +7,14 @@
 //! - [`Trainer`]: the loop, with exact resume.
 //! - [`tensorboard`]: the run's scalars as TensorBoard event files (`MODEL_DIR/tensorboard`).
 //! - [`data`]: the `hint.data.*` configurables that decide a run's tasks and vocabulary.
+//! - [`experiment`]: arms × seeds trained and evaluated alike, one results table.
 //! - [`run`]: a whole run from gin (train, evaluate, infer).
 
 mod checkpoint;
 pub mod data;
 mod error;
 pub mod eval;
+pub mod experiment;
 mod metrics;
 mod model_dir;
 pub mod plot;

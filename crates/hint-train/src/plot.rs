@@ -116,3 +116,44 @@ pub fn plot_run(model_dir: &Path) -> Result<Vec<PathBuf>> {
     }
     Ok(written)
 }
+
+/// Writes `score_vs_flops_<set>_<metric>.png` for every evaluation set and metric of an
+/// experiment: one point per arm (mean over seeds) at its inference MFLOPs per instance.
+pub fn plot_experiment(
+    output: &Path,
+    report: &crate::experiment::ExperimentReport,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for set in &report.sets {
+        for (metric, label) in [("exact_match", "exact match"), ("rouge_l", "ROUGE-L")] {
+            let series: Vec<Series> = report
+                .arms
+                .iter()
+                .filter_map(|arm| {
+                    let score = arm.scores.get(set)?.get(metric)?;
+                    Some((
+                        arm.arm.clone(),
+                        vec![(arm.flops_per_instance / 1e6, score.mean)],
+                    ))
+                })
+                .collect();
+            if series.is_empty() {
+                continue;
+            }
+            let safe: String = set
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            let path = output.join(format!("score_vs_flops_{safe}_{metric}.png"));
+            line_chart(
+                &path,
+                &format!("{}: {set}", report.name),
+                "inference MFLOPs per instance",
+                label,
+                &series,
+            )?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}

@@ -104,6 +104,9 @@ pub fn registry() -> Result<Registry> {
         .register_struct::<AdafactorConfig>("hint.optim.Adafactor")
         .map_err(err)?;
     crate::data::register(&mut registry).map_err(err)?;
+    registry
+        .register_struct::<crate::experiment::ExperimentConfig>("hint.experiment.Experiment")
+        .map_err(err)?;
     Ok(registry)
 }
 

@@ -1,0 +1,506 @@
+//! Experiments: several arms (gin files that differ in one thing) trained on the same data
+//! and steps, each with several seeds, evaluated on the same sets, and summarised in one
+//! table with scores (mean and spread over seeds), inference FLOPs per instance, measured
+//! inference time and training time — `hint experiment run`.
+//!
+//! A suite file binds everything the arms share plus `hint.experiment.Experiment`
+//! (`arms`, `seeds`, `output_dir`); arm `<name>` is the file `arms/<name>.gin` beside the
+//! suite file, parsed after it. Each arm and seed trains in `<output_dir>/<arm>/seed<k>`
+//! (a finished run is evaluated again, not retrained, so a rerun only fills what is
+//! missing), with `TrainConfig.seed = k`; the data and its seed stay the same for all.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hint_model::flops::{inference_flops, Workload};
+use serde::{Deserialize, Serialize};
+
+use crate::data::build_data;
+use crate::error::{io_error, Result, TrainError};
+use crate::eval::{average, EvalTask};
+use crate::run::{eval_tasks, load_config, train_and_evaluate, RunSettings};
+use crate::trainer::{TrainHooks, TrainOutcome};
+
+/// `hint.experiment.Experiment`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// A name for the table's title.
+    pub name: String,
+    /// Where every arm's model directories and the results go.
+    pub output_dir: String,
+    /// Arm names (files `arms/<name>.gin` beside the suite file).
+    pub arms: Vec<String>,
+    /// Seeds per arm (`TrainConfig.seed` = 0, 1, …).
+    pub seeds: usize,
+}
+
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        Self {
+            name: "experiment".into(),
+            output_dir: String::new(),
+            arms: Vec::new(),
+            seeds: 3,
+        }
+    }
+}
+
+/// What `hint experiment run` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ExperimentOptions {
+    /// The suite file.
+    pub suite: PathBuf,
+    /// Search paths for includes (default: the suite's folder and its parent).
+    pub search_paths: Vec<PathBuf>,
+    /// Bindings applied after the suite and arm files.
+    pub bindings: Vec<String>,
+    /// Only these arms (default: the suite's).
+    pub arms: Option<Vec<String>>,
+    /// Seeds per arm (default: the suite's).
+    pub seeds: Option<usize>,
+}
+
+/// The lengths an evaluation set averages, for the FLOPs function.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SetWorkload {
+    /// Instances evaluated.
+    pub instances: usize,
+    /// Tasks (distinct instructions).
+    pub tasks: usize,
+    /// Mean instruction tokens (0 in concatenation mode: the instruction is in the input).
+    pub instruction_len: f64,
+    /// Mean encoder input tokens.
+    pub input_len: f64,
+    /// Mean reference tokens (with EOS): the decoding steps counted.
+    pub output_len: f64,
+}
+
+/// One arm trained with one seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArmRun {
+    /// The arm.
+    pub arm: String,
+    /// The seed.
+    pub seed: usize,
+    /// Mean scores per evaluation set label and metric.
+    pub scores: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Per evaluation set: its workload.
+    pub workloads: BTreeMap<String, SetWorkload>,
+    /// Forward FLOPs per evaluated instance (the per-task part shared by the set's
+    /// instances per task), instance-weighted over the sets.
+    pub flops_per_instance: f64,
+    /// Measured evaluation time per instance (generation and scoring), seconds.
+    pub inference_seconds_per_instance: f64,
+    /// Training time, seconds.
+    pub train_seconds: f64,
+}
+
+/// Mean and sample standard deviation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// The mean.
+    pub mean: f64,
+    /// The sample standard deviation (0 with one value).
+    pub sd: f64,
+}
+
+impl Spread {
+    /// Of `values` (empty: NaN).
+    pub fn of(values: &[f64]) -> Self {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let sd = if values.len() > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        Self { mean, sd }
+    }
+}
+
+/// One arm over its seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArmSummary {
+    /// The arm.
+    pub arm: String,
+    /// Seeds run.
+    pub seeds: usize,
+    /// Per evaluation set label and metric.
+    pub scores: BTreeMap<String, BTreeMap<String, Spread>>,
+    /// FLOPs per instance (the same for every seed).
+    pub flops_per_instance: f64,
+    /// Inference time per instance, milliseconds.
+    pub inference_ms_per_instance: Spread,
+    /// Training time, seconds.
+    pub train_seconds: Spread,
+}
+
+/// The experiment's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentReport {
+    /// The experiment's name.
+    pub name: String,
+    /// Evaluation set labels, in order.
+    pub sets: Vec<String>,
+    /// Per arm.
+    pub arms: Vec<ArmSummary>,
+    /// Every run.
+    pub runs: Vec<ArmRun>,
+}
+
+/// Progress of an experiment.
+#[derive(Debug, Clone)]
+pub enum ExperimentEvent {
+    /// An arm's seed starts (or resumes).
+    Start {
+        /// The arm.
+        arm: String,
+        /// The seed.
+        seed: usize,
+        /// Its model directory.
+        model_dir: PathBuf,
+    },
+    /// It finished.
+    Done(Box<ArmRun>),
+}
+
+/// The settings of the suite, without an arm.
+pub fn experiment_config(options: &ExperimentOptions) -> Result<ExperimentConfig> {
+    let config = load_config(
+        std::slice::from_ref(&options.suite),
+        &options.bindings,
+        &search_paths(options),
+        false,
+    )?;
+    let mut experiment: ExperimentConfig = config
+        .get("hint.experiment.Experiment", "")
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+    if let Some(arms) = &options.arms {
+        experiment.arms = arms.clone();
+    }
+    if let Some(seeds) = options.seeds {
+        experiment.seeds = seeds;
+    }
+    if experiment.arms.is_empty() || experiment.seeds == 0 {
+        return Err(TrainError::Data(format!(
+            "{}: hint.experiment.Experiment needs `arms` and at least one seed",
+            options.suite.display()
+        )));
+    }
+    if experiment.output_dir.is_empty() {
+        return Err(TrainError::Data(format!(
+            "{}: bind hint.experiment.Experiment.output_dir",
+            options.suite.display()
+        )));
+    }
+    Ok(experiment)
+}
+
+impl ExperimentOptions {
+    /// The search paths in effect: the given ones, or the suite's folder and its parent
+    /// (so that `configs/experiments/x.gin` finds `models/…` and `hint/…`).
+    pub fn effective_search_paths(&self) -> Vec<PathBuf> {
+        search_paths(self)
+    }
+}
+
+fn search_paths(options: &ExperimentOptions) -> Vec<PathBuf> {
+    if !options.search_paths.is_empty() {
+        return options.search_paths.clone();
+    }
+    let dir = options
+        .suite
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut paths = vec![dir.clone()];
+    if let Some(parent) = dir.parent() {
+        paths.push(parent.to_path_buf());
+    }
+    paths
+}
+
+/// The file of arm `name`: `arms/<name>.gin` beside the suite.
+pub fn arm_file(suite: &Path, name: &str) -> Result<PathBuf> {
+    let path = suite
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join("arms")
+        .join(format!("{name}.gin"));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(TrainError::Data(format!(
+            "arm `{name}`: no file {} (arms are gin files in arms/ beside the suite)",
+            path.display()
+        )))
+    }
+}
+
+/// Runs every arm and seed (resuming finished or interrupted ones), writes
+/// `results.json`, `results.md` and the score-versus-FLOPs plots into the output folder.
+/// Returns `None` when `hooks` stopped a run (its checkpoint is saved; run again to go on).
+pub fn run_experiment(
+    options: &ExperimentOptions,
+    hooks: &mut dyn TrainHooks,
+    progress: &mut dyn FnMut(ExperimentEvent),
+) -> Result<Option<ExperimentReport>> {
+    let experiment = experiment_config(options)?;
+    let output = PathBuf::from(&experiment.output_dir);
+    std::fs::create_dir_all(&output).map_err(io_error(&output))?;
+    let mut runs = Vec::new();
+    let mut sets = Vec::new();
+    for arm in &experiment.arms {
+        let arm_path = arm_file(&options.suite, arm)?;
+        for seed in 0..experiment.seeds {
+            let model_dir = output.join(arm).join(format!("seed{seed}"));
+            progress(ExperimentEvent::Start {
+                arm: arm.clone(),
+                seed,
+                model_dir: model_dir.clone(),
+            });
+            let mut bindings = options.bindings.clone();
+            bindings.push(format!(
+                "hint.train.Run.model_dir = {:?}",
+                model_dir.display().to_string()
+            ));
+            bindings.push(format!("hint.train.TrainConfig.seed = {seed}"));
+            let config = load_config(
+                &[options.suite.clone(), arm_path.clone()],
+                &bindings,
+                &search_paths(options),
+                false,
+            )?;
+            let settings = RunSettings::from_config(&config)?;
+            let summary = train_and_evaluate(&config, hooks)?;
+            if matches!(summary.outcome, TrainOutcome::Interrupted { .. }) {
+                return Ok(None);
+            }
+            let train_seconds = recorded_train_seconds(&model_dir, summary.train_seconds)?;
+            let workloads = set_workloads(&settings, &model_dir)?;
+            let mut scores = BTreeMap::new();
+            let (mut seconds, mut instances) = (0.0, 0usize);
+            for (label, tasks) in &summary.results {
+                scores.insert(label.clone(), average(tasks));
+                seconds += tasks.iter().map(|t| t.seconds).sum::<f64>();
+                instances += tasks.iter().map(|t| t.examples).sum::<usize>();
+                if !sets.contains(label) {
+                    sets.push(label.clone());
+                }
+            }
+            let run = ArmRun {
+                arm: arm.clone(),
+                seed,
+                scores,
+                flops_per_instance: flops_per_instance(&settings, &workloads),
+                workloads,
+                inference_seconds_per_instance: seconds / instances.max(1) as f64,
+                train_seconds,
+            };
+            progress(ExperimentEvent::Done(Box::new(run.clone())));
+            runs.push(run);
+        }
+    }
+    let report = ExperimentReport {
+        name: experiment.name.clone(),
+        sets,
+        arms: summarise(&experiment.arms, &runs),
+        runs,
+    };
+    write_report(&output, &report)?;
+    Ok(Some(report))
+}
+
+/// The training time of a finished run: measured now, or recorded when it trained (a
+/// rerun of a finished run trains 0 steps).
+fn recorded_train_seconds(model_dir: &Path, measured: f64) -> Result<f64> {
+    let path = model_dir.join("experiment_timing.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(seconds) = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["train_seconds"].as_f64())
+        {
+            return Ok(seconds);
+        }
+    }
+    let text = serde_json::json!({ "train_seconds": measured }).to_string();
+    std::fs::write(&path, text).map_err(io_error(&path))?;
+    Ok(measured)
+}
+
+/// The workload of every evaluation set, from the same tokenized tasks the evaluation read.
+fn set_workloads(
+    settings: &RunSettings,
+    model_dir: &Path,
+) -> Result<BTreeMap<String, SetWorkload>> {
+    let data = build_data(
+        &settings.data,
+        settings.run.lengths,
+        Some(&model_dir.join("tokenizer.json")),
+    )?;
+    let vocabulary = &data.vocabulary;
+    let mut out = BTreeMap::new();
+    for (label, name, split) in &settings.run.eval_sets {
+        let tasks = eval_tasks(&data, name, split, &settings.run)?;
+        out.insert(
+            label.clone(),
+            workload(&tasks, |text| {
+                vocabulary.encode(text).map_or(1, |ids| ids.len())
+            }),
+        );
+    }
+    Ok(out)
+}
+
+fn workload(tasks: &[EvalTask], count: impl Fn(&str) -> usize) -> SetWorkload {
+    let instances: usize = tasks.iter().map(|t| t.examples.len()).sum();
+    let n = instances.max(1) as f64;
+    let mut instruction = 0.0;
+    let mut input = 0.0;
+    let mut output = 0.0;
+    for task in tasks {
+        for example in &task.examples {
+            instruction += task.instruction.len() as f64;
+            input += example.input.len() as f64;
+            output += example.references.first().map_or(1, |r| count(r)) as f64;
+        }
+    }
+    SetWorkload {
+        instances,
+        tasks: tasks.len(),
+        instruction_len: instruction / n,
+        input_len: input / n,
+        output_len: output / n,
+    }
+}
+
+/// FLOPs per instance of the arm's model over the sets (instance-weighted): the amortised
+/// cost of what the arm runs — its own switches (no instruction, fusion only, hypernetwork,
+/// plain T5 over the concatenated input…) and the per-task part shared by the set's
+/// instances per task.
+pub fn flops_per_instance(
+    settings: &RunSettings,
+    workloads: &BTreeMap<String, SetWorkload>,
+) -> f64 {
+    let (mut total, mut instances) = (0.0, 0usize);
+    for w in workloads.values() {
+        let per_task = (w.instances as f64 / w.tasks.max(1) as f64)
+            .round()
+            .max(1.0) as i64;
+        let workload = Workload {
+            instruction_len: w.instruction_len.round() as i64,
+            input_len: w.input_len.round() as i64,
+            output_len: w.output_len.round().max(1.0) as i64,
+            instances_per_task: per_task,
+        };
+        // The arm's own switches: in concatenation mode they are plain T5's and the
+        // instruction is part of the input (instruction_len is 0).
+        let flops = inference_flops(&settings.t5, &settings.hyper, &workload).hint_amortised;
+        total += flops * w.instances as f64;
+        instances += w.instances;
+    }
+    total / instances.max(1) as f64
+}
+
+fn summarise(arms: &[String], runs: &[ArmRun]) -> Vec<ArmSummary> {
+    arms.iter()
+        .filter_map(|arm| {
+            let mine: Vec<&ArmRun> = runs.iter().filter(|r| &r.arm == arm).collect();
+            let first = mine.first()?;
+            let mut scores: BTreeMap<String, BTreeMap<String, Spread>> = BTreeMap::new();
+            for (label, metrics) in &first.scores {
+                for metric in metrics.keys() {
+                    let values: Vec<f64> = mine
+                        .iter()
+                        .filter_map(|r| r.scores.get(label)?.get(metric).copied())
+                        .collect();
+                    scores
+                        .entry(label.clone())
+                        .or_default()
+                        .insert(metric.clone(), Spread::of(&values));
+                }
+            }
+            let times: Vec<f64> = mine
+                .iter()
+                .map(|r| 1000.0 * r.inference_seconds_per_instance)
+                .collect();
+            let train: Vec<f64> = mine.iter().map(|r| r.train_seconds).collect();
+            Some(ArmSummary {
+                arm: arm.clone(),
+                seeds: mine.len(),
+                scores,
+                flops_per_instance: first.flops_per_instance,
+                inference_ms_per_instance: Spread::of(&times),
+                train_seconds: Spread::of(&train),
+            })
+        })
+        .collect()
+}
+
+/// The report as a Markdown table: per arm, exact match and ROUGE-L of each set (mean ±
+/// sample sd over seeds), MFLOPs per instance, inference ms per instance, training seconds.
+pub fn markdown(report: &ExperimentReport) -> String {
+    let mut header = vec!["arm".to_string(), "seeds".to_string()];
+    for set in &report.sets {
+        header.push(format!("{set} EM"));
+        header.push(format!("{set} ROUGE-L"));
+    }
+    header.extend([
+        "MFLOPs / instance".to_string(),
+        "inference ms / instance".to_string(),
+        "training s".to_string(),
+    ]);
+    let mut out = format!(
+        "## {}\n\n| {} |\n|{}\n",
+        report.name,
+        header.join(" | "),
+        "---|".repeat(header.len())
+    );
+    for arm in &report.arms {
+        let mut row = vec![arm.arm.clone(), arm.seeds.to_string()];
+        for set in &report.sets {
+            for metric in ["exact_match", "rouge_l"] {
+                row.push(
+                    arm.scores
+                        .get(set)
+                        .and_then(|m| m.get(metric))
+                        .map_or("–".into(), |s| format!("{:.1} ± {:.1}", s.mean, s.sd)),
+                );
+            }
+        }
+        row.push(format!("{:.2}", arm.flops_per_instance / 1e6));
+        row.push(format!(
+            "{:.2} ± {:.2}",
+            arm.inference_ms_per_instance.mean, arm.inference_ms_per_instance.sd
+        ));
+        row.push(format!(
+            "{:.0} ± {:.0}",
+            arm.train_seconds.mean, arm.train_seconds.sd
+        ));
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    out
+}
+
+/// Writes `results.json`, `results.md` and `score_vs_flops_<set>.png`.
+pub fn write_report(output: &Path, report: &ExperimentReport) -> Result<Vec<PathBuf>> {
+    let json = output.join("results.json");
+    std::fs::write(
+        &json,
+        serde_json::to_string_pretty(report).unwrap_or_default(),
+    )
+    .map_err(io_error(&json))?;
+    let md = output.join("results.md");
+    std::fs::write(&md, markdown(report)).map_err(io_error(&md))?;
+    let mut written = vec![json, md];
+    written.extend(crate::plot::plot_experiment(output, report)?);
+    Ok(written)
+}
+
+/// Reads `results.json` of an experiment folder.
+pub fn read_report(output: &Path) -> Result<ExperimentReport> {
+    let path = output.join("results.json");
+    let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+}
