@@ -215,6 +215,10 @@ fn composition(name: &str) -> Vec<String> {
             "t0_train.gin".into(),
             name.into(),
         ],
+        // An arm on top of the fastest suite.
+        _ if name.starts_with("experiments/arms/") => {
+            vec!["experiments/builtin.gin".to_string(), name.to_string()]
+        }
         _ if name.starts_with("experiments/") => vec![name.to_string()],
         _ => with_model(name),
     }
@@ -334,6 +338,10 @@ fn every_config_parses_and_builds() {
         "optim/adafactor_dual.gin",
         "models/t5_small.gin",
         "models/hint_xxl.gin",
+        "experiments/list_functions.gin",
+        "experiments/builtin.gin",
+        "experiments/superni.gin",
+        "experiments/arms/hint_4shot.gin",
     ] {
         assert!(covered.contains(expected), "configs/{expected} is missing");
     }
@@ -431,4 +439,35 @@ fn ni_train_from_a_hugging_face_t5_trains_and_evaluates() {
     );
     assert_eq!(evals[0].0, 2);
     assert!(evals[0].1.contains_key("test/rouge_l"), "{:?}", evals[0].1);
+}
+
+/// `experiments/superni.gin` against the real Super-NaturalInstructions subset in the shared
+/// folder, with the real T5 tokenizer: the training mixture yields a batch and the test
+/// tasks read. (`cargo xtask ci` skips it by name when the subset is absent.)
+#[test]
+#[ignore = "needs HINT_SHARED_DATA with superni/ and t5-tokenizer/"]
+fn superni_shared_suite_builds_on_the_real_subset() {
+    let shared = PathBuf::from(std::env::var("HINT_SHARED_DATA").expect("HINT_SHARED_DATA"));
+    let fixtures = Fixtures::new();
+    let model_dir = fixtures.path("superni-shared");
+    let mut bindings = fixture_bindings(&fixtures, &model_dir);
+    bindings.push(format!("NI_PATH = {}", quoted(&shared.join("superni"))));
+    bindings.push(format!(
+        "TOKENIZER = {}",
+        quoted(&shared.join("t5-tokenizer/tokenizer.json"))
+    ));
+    let config = load_config(
+        &[configs_dir().join("experiments/superni.gin")],
+        &bindings,
+        &[configs_dir()],
+        false,
+    )
+    .unwrap();
+    let settings = RunSettings::from_config(&config).unwrap();
+    let data = build_data(&settings.data, settings.run.lengths, None).unwrap();
+    assert!(data.vocabulary.vocab_size() >= 32_000, "the T5 vocabulary");
+    let mut source = IteratorSource::new(&data.registry, &settings.run, 0, Device::Cpu).unwrap();
+    assert_eq!(source.next_batch().unwrap().inputs.size()[0], 2);
+    let tasks = eval_tasks(&data, "natural_instructions", "test", &settings.run).unwrap();
+    assert!(!tasks.is_empty());
 }
