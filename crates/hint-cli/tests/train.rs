@@ -256,4 +256,22 @@ fn bad_input_fails_before_training_and_overwrites_nothing() {
         "{stderr}"
     );
     assert!(!tmp.path().join("new").exists());
+    // An unknown evaluation set fails before any step and writes nothing into the run.
+    let mut args = tiny_args(&tmp.path().join("evalset"), 3);
+    args.push("--gin.Run.eval_sets=[(\"x\", \"no_such_task\", \"test\")]".into());
+    let output = hint().arg("train").args(args).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("evaluation set `x`") && stderr.contains("no_such_task"),
+        "{stderr}"
+    );
+    let written: Vec<_> = std::fs::read_dir(tmp.path().join("evalset"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    // At most the marker that claims the folder: no configuration, tokenizer or checkpoint.
+    assert!(
+        written.iter().all(|name| name == "HINT_MODEL_DIR"),
+        "{written:?}"
+    );
 }

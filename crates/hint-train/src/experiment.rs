@@ -486,13 +486,14 @@ pub fn markdown(report: &ExperimentReport) -> String {
 /// Writes `results.json`, `results.md` and `score_vs_flops_<set>.png`.
 pub fn write_report(output: &Path, report: &ExperimentReport) -> Result<Vec<PathBuf>> {
     let json = output.join("results.json");
-    std::fs::write(
+    crate::run::write_atomically(
         &json,
-        serde_json::to_string_pretty(report).unwrap_or_default(),
-    )
-    .map_err(io_error(&json))?;
+        serde_json::to_string_pretty(report)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     let md = output.join("results.md");
-    std::fs::write(&md, markdown(report)).map_err(io_error(&md))?;
+    crate::run::write_atomically(&md, markdown(report).as_bytes())?;
     let mut written = vec![json, md];
     written.extend(crate::plot::plot_experiment(output, report)?);
     Ok(written)

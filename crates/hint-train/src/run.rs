@@ -489,13 +489,7 @@ pub fn train_and_evaluate(config: &Config, hooks: &mut dyn TrainHooks) -> Result
         model_dir.resumed().then_some(tokenizer_path.as_path()),
     )?;
     check_vocabulary(&data, &settings.t5)?;
-    data.vocabulary
-        .save(&tokenizer_path)
-        .map_err(|e| TrainError::Data(e.to_string()))?;
     let (vs, model) = build_model(&settings, device)?;
-    let operative = config.config_str();
-    std::fs::write(model_dir.config_path(), &operative)
-        .map_err(io_error(model_dir.config_path()))?;
     tracing::info!(
         hypernetwork_parameters = model.hypernetwork_parameter_count(),
         model_dir = %model_dir.path().display(),
@@ -514,6 +508,20 @@ pub fn train_and_evaluate(config: &Config, hooks: &mut dyn TrainHooks) -> Result
         settings.train.seed as u64,
         device,
     )?;
+    // Every evaluation set must resolve before the first step, not after the last one.
+    for (label, name, split) in &settings.run.eval_sets {
+        data.registry
+            .resolve(name, split, &[])
+            .map_err(|e| TrainError::Data(format!("evaluation set `{label}`: {e}")))?;
+    }
+    // Only now, with everything checked, does the run write into its directory (each file
+    // under a temporary name, then renamed).
+    let tokenizer_tmp = model_dir.path().join("tokenizer.json.tmp");
+    data.vocabulary
+        .save(&tokenizer_tmp)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+    std::fs::rename(&tokenizer_tmp, &tokenizer_path).map_err(io_error(&tokenizer_path))?;
+    write_atomically(&model_dir.config_path(), config.config_str().as_bytes())?;
     let started = Instant::now();
     let outcome = {
         let mut trainer = Trainer::new(
@@ -533,11 +541,10 @@ pub fn train_and_evaluate(config: &Config, hooks: &mut dyn TrainHooks) -> Result
         trainer.train(&mut source, &mut hooks)?
     };
     let train_seconds = started.elapsed().as_secs_f64();
-    std::fs::write(
-        model_dir.path().join("operative_config.gin"),
-        config.operative_config_str(),
-    )
-    .map_err(io_error(model_dir.path().join("operative_config.gin")))?;
+    write_atomically(
+        &model_dir.path().join("operative_config.gin"),
+        config.operative_config_str().as_bytes(),
+    )?;
     let mut results = Vec::new();
     if matches!(outcome, TrainOutcome::Finished { .. }) {
         results = evaluate_sets(&model, &data, &settings, device)?;
@@ -602,6 +609,16 @@ impl TrainHooks for PeriodicEval<'_> {
     }
 }
 
+/// Writes `path` through a temporary file and a rename, so that a crash never leaves it
+/// half-written.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_error(path))
+}
+
 /// Evaluates the run's evaluation sets.
 pub fn evaluate_sets(
     model: &HyperT5,
@@ -635,14 +652,13 @@ pub fn write_results(model_dir: &Path, results: &[(String, Vec<TaskResult>)]) ->
             serde_json::to_value(tasks).unwrap_or_default(),
         );
     }
-    let json_path = model_dir.join("eval_results.json");
-    std::fs::write(
-        &json_path,
-        serde_json::to_string_pretty(&json).unwrap_or_default(),
-    )
-    .map_err(io_error(&json_path))?;
-    let md_path = model_dir.join("eval_results.md");
-    std::fs::write(&md_path, &markdown).map_err(io_error(&md_path))?;
+    write_atomically(
+        &model_dir.join("eval_results.json"),
+        serde_json::to_string_pretty(&json)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    write_atomically(&model_dir.join("eval_results.md"), markdown.as_bytes())?;
     Ok(markdown)
 }
 
