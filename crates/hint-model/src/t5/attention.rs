@@ -15,6 +15,10 @@ pub struct KvCache {
     pub key: Option<Tensor>,
     /// Cached values.
     pub value: Option<Tensor>,
+    /// Whether the cached keys/values begin with the generated prefix (cross-attention
+    /// caches hold it, so that decoding does not copy the whole encoder memory to put the
+    /// prefix in front of it at every step).
+    pub includes_prefix: bool,
 }
 
 impl KvCache {
@@ -174,50 +178,9 @@ impl Attention {
     ) -> Tensor {
         let (batch, query_len) = (hidden.size()[0], hidden.size()[1]);
         let query = self.split_heads(&self.project(0, hidden, adaptation));
-        let (key, value) = match input {
-            AttentionInput::SelfAttention(cache) => {
-                let key = self.split_heads(&self.project(1, hidden, adaptation));
-                let value = self.split_heads(&self.project(2, hidden, adaptation));
-                match cache {
-                    Some(cache) => {
-                        let (key, value) = match (&cache.key, &cache.value) {
-                            (Some(k), Some(v)) => {
-                                (Tensor::cat(&[k, &key], 2), Tensor::cat(&[v, &value], 2))
-                            }
-                            _ => (key, value),
-                        };
-                        cache.key = Some(key.shallow_clone());
-                        cache.value = Some(value.shallow_clone());
-                        (key, value)
-                    }
-                    None => (key, value),
-                }
-            }
-            AttentionInput::Cross {
-                encoder_states,
-                cache,
-            } => match cache {
-                Some(cache) => {
-                    if cache.is_empty() {
-                        cache.key =
-                            Some(self.split_heads(&self.project(1, encoder_states, adaptation)));
-                        cache.value =
-                            Some(self.split_heads(&self.project(2, encoder_states, adaptation)));
-                    }
-                    match (&cache.key, &cache.value) {
-                        (Some(k), Some(v)) => (k.shallow_clone(), v.shallow_clone()),
-                        _ => unreachable!("cross-attention cache filled above"),
-                    }
-                }
-                None => (
-                    self.split_heads(&self.project(1, encoder_states, adaptation)),
-                    self.split_heads(&self.project(2, encoder_states, adaptation)),
-                ),
-            },
-        };
         let prefix = adaptation.and_then(|a| a.prefix.as_ref());
         let kind = hidden.kind();
-        let (key, value) = match prefix {
+        let with_prefix = |key: Tensor, value: Tensor| match prefix {
             Some(p) if p.gate.is_none() => (
                 Tensor::cat(
                     &[
@@ -235,6 +198,58 @@ impl Attention {
                 ),
             ),
             _ => (key, value),
+        };
+        let (key, value, prefixed) = match input {
+            AttentionInput::SelfAttention(cache) => {
+                let key = self.split_heads(&self.project(1, hidden, adaptation));
+                let value = self.split_heads(&self.project(2, hidden, adaptation));
+                match cache {
+                    Some(cache) => {
+                        let (key, value) = match (&cache.key, &cache.value) {
+                            (Some(k), Some(v)) => {
+                                (Tensor::cat(&[k, &key], 2), Tensor::cat(&[v, &value], 2))
+                            }
+                            _ => (key, value),
+                        };
+                        cache.key = Some(key.shallow_clone());
+                        cache.value = Some(value.shallow_clone());
+                        (key, value, false)
+                    }
+                    None => (key, value, false),
+                }
+            }
+            AttentionInput::Cross {
+                encoder_states,
+                cache,
+            } => match cache {
+                Some(cache) => {
+                    if cache.is_empty() {
+                        let (key, value) = with_prefix(
+                            self.split_heads(&self.project(1, encoder_states, adaptation)),
+                            self.split_heads(&self.project(2, encoder_states, adaptation)),
+                        );
+                        cache.key = Some(key);
+                        cache.value = Some(value);
+                        cache.includes_prefix = true;
+                    }
+                    match (&cache.key, &cache.value) {
+                        (Some(k), Some(v)) => {
+                            (k.shallow_clone(), v.shallow_clone(), cache.includes_prefix)
+                        }
+                        _ => unreachable!("cross-attention cache filled above"),
+                    }
+                }
+                None => (
+                    self.split_heads(&self.project(1, encoder_states, adaptation)),
+                    self.split_heads(&self.project(2, encoder_states, adaptation)),
+                    false,
+                ),
+            },
+        };
+        let (key, value) = if prefixed {
+            (key, value)
+        } else {
+            with_prefix(key, value)
         };
         // No 1/sqrt(d_kv): T5 folds it into q's initialisation.
         let scores = query.matmul(&key.transpose(-1, -2)).to_kind(Kind::Float) + bias;
