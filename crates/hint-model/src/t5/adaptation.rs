@@ -8,6 +8,16 @@ use tch::{Kind, Tensor};
 
 use super::layers::in_kind;
 
+/// `x [B, T, i] @ w [B or 1, i, o]`. A weight shared by the whole batch (one task) is one
+/// `[B·T, i] @ [i, o]` product instead of B small ones over a broadcast copy of `w`.
+fn shared_matmul(x: &Tensor, w: &Tensor) -> Tensor {
+    if w.dim() == 3 && w.size()[0] == 1 {
+        x.matmul(&w.squeeze_dim(0))
+    } else {
+        x.matmul(w)
+    }
+}
+
 /// A low-rank delta `x · A · B · scale` added to a projection's output.
 #[derive(Debug)]
 pub struct LoraDelta {
@@ -23,9 +33,10 @@ impl LoraDelta {
     /// The delta for `x [B, T, in]`.
     pub fn apply(&self, x: &Tensor) -> Tensor {
         let kind = x.kind();
-        x.matmul(&in_kind(&self.a, kind))
-            .matmul(&in_kind(&self.b, kind))
-            * self.scale
+        shared_matmul(
+            &shared_matmul(x, &in_kind(&self.a, kind)),
+            &in_kind(&self.b, kind),
+        ) * self.scale
     }
 
     fn repeat_rows(&self, repeats: i64) -> Self {
@@ -77,9 +88,10 @@ impl Adapter {
     /// The adapter's output for normalised `h [B, T, d]`.
     pub fn apply(&self, h: &Tensor) -> Tensor {
         let kind = h.kind();
-        let hidden =
-            (h.matmul(&in_kind(&self.down, kind)) + in_kind(&self.down_bias, kind)).gelu("tanh");
-        hidden.matmul(&in_kind(&self.up, kind)) + in_kind(&self.up_bias, kind)
+        let hidden = (shared_matmul(h, &in_kind(&self.down, kind))
+            + in_kind(&self.down_bias, kind))
+        .gelu("tanh");
+        shared_matmul(&hidden, &in_kind(&self.up, kind)) + in_kind(&self.up_bias, kind)
     }
 }
 

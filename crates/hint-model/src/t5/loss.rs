@@ -59,11 +59,14 @@ pub fn cross_entropy(
     let logits = logits.to_kind(Kind::Float);
     let vocab = *logits.size().last().unwrap_or(&1);
     let log_z = logits.logsumexp([-1], false);
-    let log_probs = &logits - log_z.unsqueeze(-1);
-    let target_log_prob = log_probs
+    // The target's log-probability from its logit: no [B, T, V] log-probability tensor
+    // (and its gradient) unless label smoothing needs the whole distribution.
+    let target_log_prob = logits
         .gather(-1, &targets.unsqueeze(-1), false)
-        .squeeze_dim(-1);
+        .squeeze_dim(-1)
+        - &log_z;
     let mut token_loss = if config.label_smoothing > 0.0 {
+        let log_probs = &logits - log_z.unsqueeze(-1);
         let confidence = 1.0 - config.label_smoothing;
         let low = config.label_smoothing / (vocab - 1) as f64;
         // The entropy of the smoothed target: t5x subtracts it so that a perfect model
@@ -99,11 +102,12 @@ pub fn cross_entropy(
 
 /// Per-token log-likelihoods `[B, T]` of `targets` under `logits`, zero where `mask` is 0.
 pub fn token_log_likelihoods(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Tensor {
-    logits
-        .to_kind(Kind::Float)
-        .log_softmax(-1, Kind::Float)
+    let logits = logits.to_kind(Kind::Float);
+    let log_z = logits.logsumexp([-1], false);
+    (logits
         .gather(-1, &targets.unsqueeze(-1), false)
         .squeeze_dim(-1)
+        - log_z)
         * mask.to_kind(Kind::Float)
 }
 
