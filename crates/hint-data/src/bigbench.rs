@@ -372,6 +372,28 @@ fn hint_example(task: &BigBenchTask, ex: &BigBenchExample, hyper: String) -> Exa
     e
 }
 
+/// The hypernetwork text with `k` demonstrations drawn (seeded shuffle) from `candidates`,
+/// in the drawn order or, with `file_order`, in the order of the task file.
+fn draw_demonstrations(
+    task: &BigBenchTask,
+    instruction: &str,
+    mut candidates: Vec<usize>,
+    k: usize,
+    rng: &mut SplitMix64,
+    file_order: bool,
+) -> String {
+    rng.shuffle(&mut candidates);
+    candidates.truncate(k);
+    if file_order {
+        candidates.sort_unstable();
+    }
+    let demos: Vec<&BigBenchExample> = candidates
+        .iter()
+        .filter_map(|&j| task.examples.get(j))
+        .collect();
+    few_shot_hyper_input(instruction, &demos)
+}
+
 /// HINT-shaped examples of a task: `hyper_inputs` = the instruction (with `k` demonstrations
 /// when `k > 0`, chosen per example with a seeded draw from `pool` minus the example itself —
 /// varied demonstrations for training), `inputs` = the example input, `targets` = the first
@@ -393,14 +415,8 @@ pub fn to_examples(
             let hyper = if k == 0 {
                 instruction.clone()
             } else {
-                let mut others: Vec<usize> = pool.iter().copied().filter(|&j| j != i).collect();
-                rng.shuffle(&mut others);
-                others.truncate(k);
-                let demos: Vec<&BigBenchExample> = others
-                    .iter()
-                    .filter_map(|&j| task.examples.get(j))
-                    .collect();
-                few_shot_hyper_input(&instruction, &demos)
+                let others: Vec<usize> = pool.iter().copied().filter(|&j| j != i).collect();
+                draw_demonstrations(task, &instruction, others, k, &mut rng, false)
             };
             hint_example(task, ex, hyper)
         })
@@ -421,14 +437,8 @@ pub fn to_examples_fixed_demos(
     let hyper = if k == 0 {
         instruction
     } else {
-        let mut order: Vec<usize> = pool.to_vec();
         let mut rng = SplitMix64::derive(&[seed, crate::superni::fnv1a(task.id.as_bytes()), 3]);
-        rng.shuffle(&mut order);
-        order.truncate(k);
-        order.sort_unstable();
-        let demos: Vec<&BigBenchExample> =
-            order.iter().filter_map(|&j| task.examples.get(j)).collect();
-        few_shot_hyper_input(&instruction, &demos)
+        draw_demonstrations(task, &instruction, pool.to_vec(), k, &mut rng, true)
     };
     indices
         .iter()
