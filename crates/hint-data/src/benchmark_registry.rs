@@ -12,7 +12,6 @@ use crate::bigbench::{
     HELD_OUT_PER_TRAIN_TASK,
 };
 use crate::error::{DataError, Position};
-use crate::features::Feature;
 use crate::preprocessors::{PretrainSplit, Tokenize};
 use crate::source::{
     FileSource, FnSource, Format, MemorySource, OpenOptions, Record, RecordStream,
@@ -133,15 +132,9 @@ pub fn register_superni(
                 Ok(Box::new(stream))
             },
         );
-        let (li, lh, lt) = options.lengths;
         let task = Task::builder(variant.registration_name(), source)
             .preprocessor(Tokenize::default())
-            .output_feature("inputs", Feature::new(Arc::clone(&vocabulary)).length(li))
-            .output_feature(
-                "hyper_inputs",
-                Feature::new(Arc::clone(&vocabulary)).length(lh),
-            )
-            .output_feature("targets", Feature::new(Arc::clone(&vocabulary)).length(lt))
+            .hint_features(&vocabulary, options.lengths, true)
             .metric("rouge_l")
             .metric("exact_match")
             .build()?;
@@ -240,15 +233,9 @@ pub fn register_bigbench(
             Some(ListFunctionsSplit::Unseen) => unseen_members.push(name.clone()),
             _ => {}
         }
-        let (li, lh, lt) = lengths;
         let t = Task::builder(name.clone(), source)
             .preprocessor(Tokenize::default())
-            .output_feature("inputs", Feature::new(Arc::clone(&vocabulary)).length(li))
-            .output_feature(
-                "hyper_inputs",
-                Feature::new(Arc::clone(&vocabulary)).length(lh),
-            )
-            .output_feature("targets", Feature::new(Arc::clone(&vocabulary)).length(lt))
+            .hint_features(&vocabulary, lengths, true)
             .metric("exact_match")
             .metric("rouge_l")
             .build()?;
@@ -302,18 +289,12 @@ pub fn register_text_corpus(
     if !validation_files.is_empty() {
         source = source.split("validation", validation_files.to_vec());
     }
-    let (li, lh, lt) = lengths;
     let task = Task::builder(name, source)
         .preprocessor(PretrainSplit {
             field: "text".into(),
             segment_length,
         })
-        .output_feature("inputs", Feature::new(Arc::clone(&vocabulary)).length(li))
-        .output_feature(
-            "hyper_inputs",
-            Feature::new(Arc::clone(&vocabulary)).length(lh),
-        )
-        .output_feature("targets", Feature::new(Arc::clone(&vocabulary)).length(lt))
+        .hint_features(&vocabulary, lengths, true)
         .build()?;
     registry.add_task(task)?;
     Ok(())

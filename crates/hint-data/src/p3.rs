@@ -15,7 +15,6 @@ use regex::Regex;
 
 use crate::error::DataError;
 use crate::example::{Example, Value};
-use crate::features::Feature;
 use crate::preprocessors::{FnPreprocessor, Tokenize};
 use crate::source::{FileSource, Format};
 use crate::task::{Mixture, Rate, Task, TaskRegistry};
@@ -224,23 +223,10 @@ pub fn register_p3(
             }
             Ok(vec![out])
         });
-        let (li, lh, lt) = options.lengths;
         let task = Task::builder(name.clone(), source)
             .preprocessor(to_hint)
             .preprocessor(Tokenize::default())
-            .output_feature(
-                "inputs",
-                Feature::new(Arc::clone(&vocabulary))
-                    .add_eos(false)
-                    .length(li),
-            )
-            .output_feature(
-                "hyper_inputs",
-                Feature::new(Arc::clone(&vocabulary))
-                    .add_eos(false)
-                    .length(lh),
-            )
-            .output_feature("targets", Feature::new(Arc::clone(&vocabulary)).length(lt))
+            .hint_features(&vocabulary, options.lengths, false)
             .metric("rank_classification")
             .metric("exact_match")
             .build()?;

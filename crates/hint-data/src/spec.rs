@@ -19,7 +19,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
-use crate::features::Feature;
 use crate::preprocessors::PreprocessorSpec;
 use crate::source::{FileSource, Format};
 use crate::task::{Mixture, Rate, Task};
@@ -127,7 +126,6 @@ impl TaskSpec {
         for (split, files) in &self.splits {
             source = source.split(split.clone(), files.iter().map(resolve).collect());
         }
-        let (li, lh, lt) = lengths;
         let mut builder = Task::builder(self.name.clone(), source);
         let mut tokenized = false;
         for spec in &self.preprocessors {
@@ -142,20 +140,7 @@ impl TaskSpec {
                 .build()?,
             );
         }
-        builder = builder
-            .output_feature(
-                "inputs",
-                Feature::new(Arc::clone(vocabulary))
-                    .add_eos(self.inputs_eos)
-                    .length(li),
-            )
-            .output_feature(
-                "hyper_inputs",
-                Feature::new(Arc::clone(vocabulary))
-                    .add_eos(self.inputs_eos)
-                    .length(lh),
-            )
-            .output_feature("targets", Feature::new(Arc::clone(vocabulary)).length(lt));
+        builder = builder.hint_features(vocabulary, lengths, self.inputs_eos);
         for metric in &self.metrics {
             builder = builder.metric(metric.clone());
         }

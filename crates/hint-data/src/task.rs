@@ -58,6 +58,7 @@ use crate::example::Example;
 use crate::features::{Feature, OutputFeatures};
 use crate::preprocessors::{Context, Preprocessor};
 use crate::source::{skip_bad_records, OpenOptions, Record, RecordStream, ShardInfo, Source};
+use crate::vocabulary::Vocabulary;
 
 /// A seqio-style task: source + preprocessors + output features + metrics.
 pub struct Task {
@@ -110,6 +111,21 @@ impl TaskBuilder {
     pub fn output_feature(mut self, name: impl Into<String>, feature: Feature) -> Self {
         self.task.output_features.insert(name.into(), feature);
         self
+    }
+
+    /// Adds HINT's three output features over one vocabulary: `inputs`, `hyper_inputs`
+    /// (EOS when `inputs_eos`) and `targets` (always EOS), with default lengths `lengths`.
+    pub fn hint_features(
+        self,
+        vocabulary: &Arc<Vocabulary>,
+        lengths: (usize, usize, usize),
+        inputs_eos: bool,
+    ) -> Self {
+        let (li, lh, lt) = lengths;
+        let feature = |length| Feature::new(Arc::clone(vocabulary)).length(length);
+        self.output_feature("inputs", feature(li).add_eos(inputs_eos))
+            .output_feature("hyper_inputs", feature(lh).add_eos(inputs_eos))
+            .output_feature("targets", feature(lt))
     }
 
     /// Adds a metric name (resolved by the evaluator, e.g. `rouge_l`, `exact_match`).

@@ -28,6 +28,14 @@ pub struct Vocabulary {
     tokenizer: Tokenizer,
 }
 
+impl std::fmt::Debug for Vocabulary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vocabulary")
+            .field("vocab_size", &self.vocab_size())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Vocabulary {
     /// The padding id of T5 vocabularies.
     pub const PAD_ID: u32 = 0;

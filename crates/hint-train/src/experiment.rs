@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 use hint_model::flops::{inference_flops, Workload};
 use serde::{Deserialize, Serialize};
 
-use crate::data::build_data;
 use crate::error::{io_error, Result, TrainError};
 use crate::eval::{average, EvalTask};
-use crate::run::{eval_tasks, load_config, train_and_evaluate, RunSettings};
+use crate::run::{load_config, train_and_evaluate, RunSettings};
 use crate::trainer::{TrainHooks, TrainOutcome};
 
 /// `hint.experiment.Experiment`.
@@ -278,7 +277,15 @@ pub fn run_experiment(
                 return Ok(None);
             }
             let train_seconds = recorded_train_seconds(&model_dir, summary.train_seconds)?;
-            let workloads = set_workloads(&settings, &model_dir)?;
+            let workloads: BTreeMap<String, SetWorkload> = summary
+                .eval_sets
+                .iter()
+                .map(|(label, tasks)| {
+                    let count =
+                        |text: &str| summary.vocabulary.encode(text).map_or(1, |ids| ids.len());
+                    (label.clone(), workload(tasks, count))
+                })
+                .collect();
             let mut scores = BTreeMap::new();
             let (mut seconds, mut instances) = (0.0, 0usize);
             for (label, tasks) in &summary.results {
@@ -327,30 +334,6 @@ fn recorded_train_seconds(model_dir: &Path, measured: f64) -> Result<f64> {
     let text = serde_json::json!({ "train_seconds": measured }).to_string();
     std::fs::write(&path, text).map_err(io_error(&path))?;
     Ok(measured)
-}
-
-/// The workload of every evaluation set, from the same tokenized tasks the evaluation read.
-fn set_workloads(
-    settings: &RunSettings,
-    model_dir: &Path,
-) -> Result<BTreeMap<String, SetWorkload>> {
-    let data = build_data(
-        &settings.data,
-        settings.run.lengths,
-        Some(&model_dir.join("tokenizer.json")),
-    )?;
-    let vocabulary = &data.vocabulary;
-    let mut out = BTreeMap::new();
-    for (label, name, split) in &settings.run.eval_sets {
-        let tasks = eval_tasks(&data, name, split, &settings.run)?;
-        out.insert(
-            label.clone(),
-            workload(&tasks, |text| {
-                vocabulary.encode(text).map_or(1, |ids| ids.len())
-            }),
-        );
-    }
-    Ok(out)
 }
 
 fn workload(tasks: &[EvalTask], count: impl Fn(&str) -> usize) -> SetWorkload {

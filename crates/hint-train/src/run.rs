@@ -467,6 +467,10 @@ pub struct RunSummary {
     pub markdown: String,
     /// Plots written.
     pub plots: Vec<PathBuf>,
+    /// The tokenized evaluation sets the results come from.
+    pub eval_sets: EvalSets,
+    /// The run's vocabulary.
+    pub vocabulary: Arc<hint_data::Vocabulary>,
 }
 
 /// Trains (resuming if the model directory holds checkpoints), then evaluates every
@@ -508,12 +512,9 @@ pub fn train_and_evaluate(config: &Config, hooks: &mut dyn TrainHooks) -> Result
         settings.train.seed as u64,
         device,
     )?;
-    // Every evaluation set must resolve before the first step, not after the last one.
-    for (label, name, split) in &settings.run.eval_sets {
-        data.registry
-            .resolve(name, split, &[])
-            .map_err(|e| TrainError::Data(format!("evaluation set `{label}`: {e}")))?;
-    }
+    // Every evaluation set is read before the first step (not after the last one), once
+    // for the periodic and the final evaluations.
+    let sets = read_eval_sets(&data, &settings.run)?;
     // Only now, with everything checked, does the run write into its directory (each file
     // under a temporary name, then renamed).
     let tokenizer_tmp = model_dir.path().join("tokenizer.json.tmp");
@@ -536,7 +537,7 @@ pub fn train_and_evaluate(config: &Config, hooks: &mut dyn TrainHooks) -> Result
             data: &data,
             settings: &settings,
             device,
-            sets: Vec::new(),
+            sets: &sets,
         };
         trainer.train(&mut source, &mut hooks)?
     };
@@ -547,7 +548,7 @@ pub fn train_and_evaluate(config: &Config, hooks: &mut dyn TrainHooks) -> Result
     )?;
     let mut results = Vec::new();
     if matches!(outcome, TrainOutcome::Finished { .. }) {
-        results = evaluate_sets(&model, &data, &settings, device)?;
+        results = tch::no_grad(|| score_sets(&model, &sets, &data, &settings, device))?;
     }
     let markdown = write_results(model_dir.path(), &results)?;
     let plots = crate::plot::plot_run(model_dir.path())?;
@@ -558,6 +559,8 @@ pub fn train_and_evaluate(config: &Config, hooks: &mut dyn TrainHooks) -> Result
         results,
         markdown,
         plots,
+        eval_sets: sets,
+        vocabulary: Arc::clone(&data.vocabulary),
     })
 }
 
@@ -568,8 +571,7 @@ struct PeriodicEval<'a> {
     data: &'a RunData,
     settings: &'a RunSettings,
     device: Device,
-    /// The tokenized evaluation sets, read on first use.
-    sets: Vec<(String, Vec<EvalTask>)>,
+    sets: &'a EvalSets,
 }
 
 impl TrainHooks for PeriodicEval<'_> {
@@ -583,19 +585,8 @@ impl TrainHooks for PeriodicEval<'_> {
 
     fn evaluate(&mut self, step: u64, model: &HyperT5) -> Result<BTreeMap<String, f64>> {
         let mut scores = self.inner.evaluate(step, model)?;
-        if self.sets.is_empty() {
-            for (label, name, split) in &self.settings.run.eval_sets {
-                let tasks = eval_tasks(self.data, name, split, &self.settings.run)?;
-                self.sets.push((label.clone(), tasks));
-            }
-        }
-        let vocabulary = Arc::clone(&self.data.vocabulary);
-        let decode = move |ids: &[i64]| {
-            let ids: Vec<u32> = ids.iter().filter_map(|&t| u32::try_from(t).ok()).collect();
-            vocabulary.decode(&ids).unwrap_or_default()
-        };
-        for (label, tasks) in &self.sets {
-            let results = evaluate(model, tasks, &decode, &self.settings.eval, self.device)?;
+        for (label, results) in score_sets(model, self.sets, self.data, self.settings, self.device)?
+        {
             for (metric, value) in crate::eval::average(&results) {
                 scores.insert(format!("{label}/{metric}"), value);
             }
@@ -619,9 +610,26 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io_error(path))
 }
 
-/// Evaluates the run's evaluation sets.
-pub fn evaluate_sets(
+/// Tokenized evaluation sets: `(label, tasks)`.
+pub type EvalSets = Vec<(String, Vec<EvalTask>)>;
+
+/// Reads every evaluation set of the run (an unknown task or split is an error naming the
+/// set).
+pub fn read_eval_sets(data: &RunData, run: &RunConfig) -> Result<EvalSets> {
+    run.eval_sets
+        .iter()
+        .map(|(label, name, split)| {
+            let tasks = eval_tasks(data, name, split, run)
+                .map_err(|e| TrainError::Data(format!("evaluation set `{label}`: {e}")))?;
+            Ok((label.clone(), tasks))
+        })
+        .collect()
+}
+
+/// Scores read evaluation sets.
+fn score_sets(
     model: &HyperT5,
+    sets: &EvalSets,
     data: &RunData,
     settings: &RunSettings,
     device: Device,
@@ -631,13 +639,25 @@ pub fn evaluate_sets(
         let ids: Vec<u32> = ids.iter().filter_map(|&t| u32::try_from(t).ok()).collect();
         vocabulary.decode(&ids).unwrap_or_default()
     };
-    let mut out = Vec::new();
-    for (label, name, split) in &settings.run.eval_sets {
-        let tasks = eval_tasks(data, name, split, &settings.run)?;
-        let results = tch::no_grad(|| evaluate(model, &tasks, &decode, &settings.eval, device))?;
-        out.push((label.clone(), results));
-    }
-    Ok(out)
+    sets.iter()
+        .map(|(label, tasks)| {
+            Ok((
+                label.clone(),
+                evaluate(model, tasks, &decode, &settings.eval, device)?,
+            ))
+        })
+        .collect()
+}
+
+/// Evaluates the run's evaluation sets.
+pub fn evaluate_sets(
+    model: &HyperT5,
+    data: &RunData,
+    settings: &RunSettings,
+    device: Device,
+) -> Result<Vec<(String, Vec<TaskResult>)>> {
+    let sets = read_eval_sets(data, &settings.run)?;
+    tch::no_grad(|| score_sets(model, &sets, data, settings, device))
 }
 
 /// Writes `eval_results.json` and `eval_results.md`; returns the Markdown.

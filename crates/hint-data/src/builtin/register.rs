@@ -5,7 +5,6 @@ use std::sync::{Arc, OnceLock};
 
 use super::{suite_vocabulary, BuiltinSplit, BuiltinSuite, SuiteConfig};
 use crate::error::DataError;
-use crate::features::Feature;
 use crate::preprocessors::Tokenize;
 use crate::source::MemorySource;
 use crate::task::{Mixture, Task, TaskRegistry};
@@ -75,7 +74,6 @@ pub fn register_builtin_suite_with(
     vocabulary: Arc<Vocabulary>,
 ) -> Result<(), DataError> {
     let suite = BuiltinSuite::generate(config.suite);
-    let (li, lh, lt) = config.lengths;
     let seed = config.suite.seed;
     for task in &suite.tasks {
         let eval = task.examples(BuiltinSplit::Eval, config.shots, seed);
@@ -88,12 +86,7 @@ pub fn register_builtin_suite_with(
             .split("test", eval);
         let t = Task::builder(task.registry_name(), source)
             .preprocessor(Tokenize::default())
-            .output_feature("inputs", Feature::new(Arc::clone(&vocabulary)).length(li))
-            .output_feature(
-                "hyper_inputs",
-                Feature::new(Arc::clone(&vocabulary)).length(lh),
-            )
-            .output_feature("targets", Feature::new(Arc::clone(&vocabulary)).length(lt))
+            .hint_features(&vocabulary, config.lengths, true)
             .metric("rouge_l")
             .metric("exact_match")
             .build()?;
