@@ -209,7 +209,14 @@ fn install(dir: &Path) -> Result<Recorded> {
         dir.display()
     );
     let status = Command::new(&python)
-        .args(["-m", "pip", "install", "--disable-pip-version-check"])
+        // No wheel cache: it would keep a second copy of the ~3 GB of wheels on disk.
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+        ])
         .arg(format!("torch=={TORCH_VERSION}"))
         .status()
         .with_context(|| format!("cannot run {}", python.display()))?;
