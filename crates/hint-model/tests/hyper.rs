@@ -2,7 +2,8 @@
 //! gradients, every module combination, saved adaptations, FLOPs accounting.
 
 use hint_model::flops::{hypernetwork_parameters, inference_flops, Workload};
-use hint_model::generation::{DecodeStrategy, EarlyStopping, GenerationConfig};
+use hint_model::generation::{generate_adapted, DecodeStrategy, EarlyStopping, GenerationConfig};
+use hint_model::t5::memory::EncoderMemory;
 use hint_model::{cross_entropy, HyperConfig, HyperT5, LossConfig, T5Config, TaskAdaptation};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -350,15 +351,26 @@ fn flops_match_a_hand_count() {
     // S = 3 slots, C = 2a + 2 + 2P = 8 → 24 rows: queries 2·24·4·4 = 768, keys/values
     // 2·2·3·4·4 = 192, scores/context 2·2·24·4·3 = 1152, output 768;
     // generators, rows·(2·4·4 + 2·4·out): adapter_down 6·64, adapter_up 6·64,
-    // bias_down 3·(32 + 16), bias_up 3·64, prefix k/v 2·3·64 → 384+384+144+192+384.
-    let per_task =
-        enc(3.0, 3.0, 0.0) + 768.0 + 192.0 + 1152.0 + 768.0 + 384.0 + 384.0 + 144.0 + 192.0 + 384.0;
+    // bias_down 3·(32 + 16), bias_up 3·64, prefix k/v 2·3·64 → 384+384+144+192+384;
+    // the fused instruction's cross-attention keys/values 2·2·3·4·4 = 192, once per task.
+    let per_task = enc(3.0, 3.0, 0.0)
+        + 768.0
+        + 192.0
+        + 1152.0
+        + 768.0
+        + 384.0
+        + 384.0
+        + 144.0
+        + 192.0
+        + 384.0
+        + 192.0;
     assert_eq!(report.hint_per_task, per_task);
     // Per instance: encoder over 2 tokens with 1 prefix key; decoder with memory
     // M = L_I + L_x = 5 (fusion): per step t: 4·32 (self) + 2·2·4·(t+1) + 2·32 (cross q,o)
-    // + 2·2·4·(M+1) + FFN 128 + adapter 32; plus cross K/V 2·2·M·4·4 once; LM head 2·4·10 per step.
+    // + 2·2·4·(M+1) + FFN 128 + adapter 32; plus cross K/V of the L_x = 2 input positions
+    // 2·2·2·4·4 once; LM head 2·4·10 per step.
     let step = |t: f64| 128.0 + 16.0 * (t + 1.0) + 64.0 + 16.0 * 6.0 + 128.0 + 32.0;
-    let dec = step(1.0) + step(2.0) + 16.0 * 5.0 * 4.0 + 2.0 * 80.0;
+    let dec = step(1.0) + step(2.0) + 16.0 * 2.0 * 4.0 + 2.0 * 80.0;
     assert_eq!(report.hint_per_instance, enc(2.0, 3.0, 2.0) + dec);
     assert_eq!(
         report.hint_amortised,
@@ -437,5 +449,60 @@ fn cached_decoding_with_prefixes_equals_the_uncached_forward() {
     let strip = |t: &Vec<i64>| t.iter().copied().filter(|&x| x != 0).collect::<Vec<_>>();
     for (row, (got, want)) in generated.tokens.iter().zip(&expected).enumerate() {
         assert_eq!(strip(got), strip(want), "row {row}");
+    }
+}
+
+/// The encoded instruction as a shared memory segment (its cross-attention keys and values
+/// projected once per task) gives the decoder the same outputs as the instruction copied in
+/// front of every input: teacher-forced, and in cached beam search.
+#[test]
+fn a_shared_instruction_segment_equals_the_concatenated_memory() {
+    let config = HyperConfig {
+        use_prefix: true,
+        num_prefix_tokens: 2,
+        use_lora: true,
+        lora_ranks: [Some(2), Some(2), Some(2), Some(2)],
+        use_fusion_in_decoder: true,
+        ..HyperConfig::preset("tiny").unwrap()
+    };
+    let (_vs, model) = build(&config);
+    let (inputs, mask, _, decoder_inputs) = batch();
+    let instruction = ids(&[&[20, 21, 22, 1]]);
+    let adaptation = tch::no_grad(|| model.adapt(&instruction, false));
+    let memory = tch::no_grad(|| model.encode(&inputs, &mask, &adaptation, false));
+    assert_eq!(memory.segments().len(), 2);
+    assert_eq!(
+        memory.segments()[0].size()[0],
+        1,
+        "the instruction is shared"
+    );
+    let flat = EncoderMemory::new(&memory.concatenated(), memory.mask());
+    assert_eq!(flat.concatenated().size(), [3, 4 + 5, 16]);
+    let decode = |m: &EncoderMemory| {
+        tch::no_grad(|| {
+            model.t5.decode_adapted(
+                &decoder_inputs,
+                m,
+                None,
+                None,
+                Some(&adaptation.decoder),
+                false,
+            )
+        })
+    };
+    assert!(max_diff(&decode(&memory), &decode(&flat)) < 1e-6);
+    let beam = GenerationConfig {
+        max_new_tokens: 5,
+        strategy: DecodeStrategy::Beam {
+            num_beams: 3,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::Heuristic,
+        },
+    };
+    let shared = generate_adapted(&model.t5, &memory, Some(&adaptation.decoder), &beam).unwrap();
+    let copied = generate_adapted(&model.t5, &flat, Some(&adaptation.decoder), &beam).unwrap();
+    assert_eq!(shared.tokens, copied.tokens);
+    for (a, b) in shared.scores.iter().zip(&copied.scores) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
     }
 }

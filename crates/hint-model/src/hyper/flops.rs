@@ -26,7 +26,8 @@ pub struct Workload {
 /// Forward FLOPs of a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct FlopsReport {
-    /// HINT, once per task: instruction encoder, hyper-attention, generators.
+    /// HINT, once per task: instruction encoder, hyper-attention, generators, and under
+    /// fusion the cross-attention keys/values of the encoded instruction.
     pub hint_per_task: f64,
     /// HINT, per instance: encoder over the input, decoder (cross-attending the
     /// instruction too under fusion).
@@ -89,8 +90,17 @@ fn encoder(c: &T5Config, h: &HyperConfig, tokens: i64, adapted: bool) -> f64 {
     c.num_layers as f64 * per_layer
 }
 
-/// Cached decoding of `steps` tokens against `memory` encoder positions.
-fn decoder(c: &T5Config, h: &HyperConfig, memory: i64, steps: i64, adapted: bool) -> f64 {
+/// Cached decoding of `steps` tokens against `memory` encoder positions, of which
+/// `projected` have their cross-attention keys/values projected per sequence (the others,
+/// HINT's fused instruction, once per task: [`cross_key_values`]).
+fn decoder(
+    c: &T5Config,
+    h: &HyperConfig,
+    memory: i64,
+    projected: i64,
+    steps: i64,
+    adapted: bool,
+) -> f64 {
     let (d, inner) = (c.d_model, c.inner_dim());
     let (prefix, adapter) = if adapted {
         (
@@ -112,12 +122,19 @@ fn decoder(c: &T5Config, h: &HyperConfig, memory: i64, steps: i64, adapted: bool
                 (0..4).map(|i| lora(c, h, i, 1)).sum::<f64>() + lora(c, h, 0, 1) + lora(c, h, 3, 1);
         }
     }
-    // Cross-attention keys/values are projected once per sequence and cached.
-    per_layer += 2.0 * matmul(memory, d, inner);
+    c.decoder_layers() as f64 * per_layer
+        + cross_key_values(c, h, projected, adapted)
+        + steps as f64 * matmul(1, d, c.vocab_size)
+}
+
+/// Cross-attention keys and values of `tokens` encoder positions in every decoder layer,
+/// projected once and cached.
+fn cross_key_values(c: &T5Config, h: &HyperConfig, tokens: i64, adapted: bool) -> f64 {
+    let mut per_layer = 2.0 * matmul(tokens, c.d_model, c.inner_dim());
     if adapted {
-        per_layer += lora(c, h, 1, memory) + lora(c, h, 2, memory);
+        per_layer += lora(c, h, 1, tokens) + lora(c, h, 2, tokens);
     }
-    c.decoder_layers() as f64 * per_layer + steps as f64 * matmul(1, d, c.vocab_size)
+    c.decoder_layers() as f64 * per_layer
 }
 
 /// Parameters of one encoder stack (blocks and final norm, without the shared embedding).
@@ -195,12 +212,22 @@ pub fn inference_flops(c: &T5Config, h: &HyperConfig, w: &Workload) -> FlopsRepo
         0
     };
     let adapted = h.has_hypernetwork();
+    // The fused instruction is one memory segment shared by the task's instances: its
+    // cross-attention keys/values are projected once per task.
+    per_task += cross_key_values(c, h, fused, adapted);
     let per_instance = encoder(c, h, w.input_len + prompt, adapted)
-        + decoder(c, h, w.input_len + prompt + fused, w.output_len, adapted);
+        + decoder(
+            c,
+            h,
+            w.input_len + prompt + fused,
+            w.input_len + prompt,
+            w.output_len,
+            adapted,
+        );
     let plain = HyperConfig::plain_t5();
     let concat_len = w.instruction_len + w.input_len;
-    let concat =
-        encoder(c, &plain, concat_len, false) + decoder(c, &plain, concat_len, w.output_len, false);
+    let concat = encoder(c, &plain, concat_len, false)
+        + decoder(c, &plain, concat_len, concat_len, w.output_len, false);
     FlopsReport {
         hint_per_task: per_task,
         hint_per_instance: per_instance,

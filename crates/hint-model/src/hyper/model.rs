@@ -7,6 +7,7 @@ use tch::{nn, Kind, Tensor};
 use crate::t5::adaptation::StackAdaptation;
 use crate::t5::config::T5Config;
 use crate::t5::generation::{generate_adapted, Generated, GenerationConfig};
+use crate::t5::memory::EncoderMemory;
 use crate::t5::model::T5;
 use crate::t5::stack::Stack;
 use crate::ModelError;
@@ -128,15 +129,17 @@ impl HyperT5 {
         adaptation.select_rows(&inverse)
     }
 
-    /// Encodes `input_ids [B, T]` under an adaptation and returns the states the decoder
-    /// attends to and their mask (with the instruction in front under fusion).
+    /// Encodes `input_ids [B, T]` under an adaptation and returns the memory the decoder
+    /// attends to: under fusion, the encoded instruction in front as a segment of its own
+    /// (one row per task), so that its cross-attention keys and values are projected once
+    /// per task rather than once per example.
     pub fn encode(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
         adaptation: &TaskAdaptation,
         train: bool,
-    ) -> (Tensor, Tensor) {
+    ) -> EncoderMemory {
         let batch = input_ids.size()[0];
         let mut embedded = self.t5.embed(input_ids);
         let mut mask = attention_mask.shallow_clone();
@@ -152,19 +155,11 @@ impl HyperT5 {
             self.t5
                 .encode_embedded(&embedded, Some(&mask), Some(&adaptation.encoder), train);
         match &adaptation.instruction {
-            Some((states, instruction_mask)) => (
-                Tensor::cat(
-                    &[
-                        states
-                            .to_kind(encoded.kind())
-                            .expand([batch, -1, -1], false),
-                        encoded,
-                    ],
-                    1,
-                ),
+            Some((states, instruction_mask)) => EncoderMemory::from_segments(
+                vec![states.to_kind(encoded.kind()), encoded],
                 Tensor::cat(&[instruction_mask.expand([batch, -1], false), mask], 1),
             ),
-            None => (encoded, mask),
+            None => EncoderMemory::new(&encoded, &mask),
         }
     }
 
@@ -177,11 +172,10 @@ impl HyperT5 {
         adaptation: &TaskAdaptation,
         train: bool,
     ) -> Tensor {
-        let (encoded, mask) = self.encode(input_ids, attention_mask, adaptation, train);
+        let memory = self.encode(input_ids, attention_mask, adaptation, train);
         let hidden = self.t5.decode_adapted(
             decoder_input_ids,
-            &encoded,
-            &mask,
+            &memory,
             None,
             None,
             Some(&adaptation.decoder),
@@ -218,9 +212,8 @@ impl HyperT5 {
         adaptation: &TaskAdaptation,
         config: &GenerationConfig,
     ) -> Result<Generated, ModelError> {
-        let (encoded, mask) =
-            tch::no_grad(|| self.encode(input_ids, attention_mask, adaptation, false));
-        generate_adapted(&self.t5, &encoded, &mask, Some(&adaptation.decoder), config)
+        let memory = tch::no_grad(|| self.encode(input_ids, attention_mask, adaptation, false));
+        generate_adapted(&self.t5, &memory, Some(&adaptation.decoder), config)
     }
 
     /// Summed (and per-token) log-likelihoods of `targets` under an adaptation: rank

@@ -6,6 +6,7 @@ use tch::{nn, Kind, Tensor};
 use super::adaptation::AttentionAdaptation;
 use super::config::T5Config;
 use super::layers::{in_kind, Linear};
+use super::memory::EncoderMemory;
 use super::position::bucket_grid;
 
 /// Keys and values kept between decoding steps, `[B, H, T, d_kv]`.
@@ -46,8 +47,8 @@ pub enum AttentionInput<'a> {
     SelfAttention(Option<&'a mut KvCache>),
     /// Cross-attention over encoder states; with a cache, keys are computed once.
     Cross {
-        /// `[B, T_enc, d_model]`.
-        encoder_states: &'a Tensor,
+        /// The encoder states; a shared segment is projected once for the whole batch.
+        memory: &'a EncoderMemory,
         /// Optional cache of the projected encoder keys/values.
         cache: Option<&'a mut KvCache>,
     },
@@ -218,33 +219,33 @@ impl Attention {
                     None => (key, value, false),
                 }
             }
-            AttentionInput::Cross {
-                encoder_states,
-                cache,
-            } => match cache {
-                Some(cache) => {
-                    if cache.is_empty() {
-                        let (key, value) = with_prefix(
-                            self.split_heads(&self.project(1, encoder_states, adaptation)),
-                            self.split_heads(&self.project(2, encoder_states, adaptation)),
-                        );
-                        cache.key = Some(key);
-                        cache.value = Some(value);
-                        cache.includes_prefix = true;
-                    }
-                    match (&cache.key, &cache.value) {
-                        (Some(k), Some(v)) => {
-                            (k.shallow_clone(), v.shallow_clone(), cache.includes_prefix)
+            AttentionInput::Cross { memory, cache } => {
+                let project = |which: usize| {
+                    memory.map_concat(2, |segment| {
+                        self.split_heads(&self.project(which, segment, adaptation))
+                    })
+                };
+                match cache {
+                    Some(cache) => {
+                        if cache.is_empty() {
+                            // Contiguous, because every step's `matmul` would otherwise copy
+                            // the head-split (strided) keys and values anew: with long encoder
+                            // memories those copies cost more than the products themselves.
+                            let (key, value) = with_prefix(project(1), project(2));
+                            cache.key = Some(key.contiguous());
+                            cache.value = Some(value.contiguous());
+                            cache.includes_prefix = true;
                         }
-                        _ => unreachable!("cross-attention cache filled above"),
+                        match (&cache.key, &cache.value) {
+                            (Some(k), Some(v)) => {
+                                (k.shallow_clone(), v.shallow_clone(), cache.includes_prefix)
+                            }
+                            _ => unreachable!("cross-attention cache filled above"),
+                        }
                     }
+                    None => (project(1), project(2), false),
                 }
-                None => (
-                    self.split_heads(&self.project(1, encoder_states, adaptation)),
-                    self.split_heads(&self.project(2, encoder_states, adaptation)),
-                    false,
-                ),
-            },
+            }
         };
         let (key, value) = if prefixed {
             (key, value)
@@ -252,12 +253,31 @@ impl Attention {
             with_prefix(key, value)
         };
         // No 1/sqrt(d_kv): T5 folds it into q's initialisation.
-        let scores = query.matmul(&key.transpose(-1, -2)).to_kind(Kind::Float) + bias;
-        let weights = scores
-            .softmax(-1, Kind::Float)
-            .to_kind(kind)
-            .dropout(self.dropout, train);
-        let mut context = weights.matmul(&value);
+        let fused =
+            kind == Kind::Float && !train && !query.requires_grad() && !bias.requires_grad();
+        let mut context = if fused {
+            // Inference in f32: libtorch's fused kernel never materialises the
+            // `[B, H, Tq, Tk]` scores, 2.5x faster on long batched inputs (same result to
+            // ~1e-6). Training and bf16 keep the explicit form, which is as fast there and
+            // keeps the f32 softmax of bf16 compute.
+            Tensor::scaled_dot_product_attention(
+                &query,
+                &key,
+                &value,
+                Some(bias),
+                0.0,
+                false,
+                1.0,
+                false,
+            )
+        } else {
+            let scores = query.matmul(&key.transpose(-1, -2)).to_kind(Kind::Float) + bias;
+            let weights = scores
+                .softmax(-1, Kind::Float)
+                .to_kind(kind)
+                .dropout(self.dropout, train);
+            weights.matmul(&value)
+        };
         if let Some(p) = prefix {
             if let Some(gate) = &p.gate {
                 // Gated prefix: its own softmax over the P prefix keys, added with a gate

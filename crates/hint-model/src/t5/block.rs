@@ -7,6 +7,7 @@ use super::attention::{Attention, AttentionInput, KvCache};
 use super::config::T5Config;
 use super::feed_forward::FeedForward;
 use super::layers::LayerNorm;
+use super::memory::EncoderMemory;
 
 /// An attention sublayer with its pre-norm (`layer.N.{SelfAttention|EncDecAttention, layer_norm}`).
 #[derive(Debug)]
@@ -145,7 +146,7 @@ impl Block {
         &self,
         x: &Tensor,
         self_bias: &Tensor,
-        encoder: Option<(&Tensor, &Tensor)>,
+        encoder: Option<(&EncoderMemory, &Tensor)>,
         cache: Option<&mut BlockCache>,
         adaptation: Option<&LayerAdaptation>,
         train: bool,
@@ -161,12 +162,11 @@ impl Block {
             adaptation.map(|a| &a.self_attention),
             train,
         );
-        if let (Some(cross), Some((encoder_states, cross_bias))) = (&self.cross_attention, encoder)
-        {
+        if let (Some(cross), Some((memory, cross_bias))) = (&self.cross_attention, encoder) {
             h = cross.forward(
                 &h,
                 AttentionInput::Cross {
-                    encoder_states,
+                    memory,
                     cache: cross_cache,
                 },
                 cross_bias,

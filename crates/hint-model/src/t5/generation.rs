@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::adaptation::StackAdaptation;
+use super::memory::EncoderMemory;
 use super::model::T5;
 use super::stack::DecoderCache;
 use crate::ModelError;
@@ -98,15 +99,15 @@ pub fn generate_from_encoded(
     mask: &Tensor,
     config: &GenerationConfig,
 ) -> Result<Generated, ModelError> {
-    generate_adapted(model, encoded, mask, None, config)
+    generate_adapted(model, &EncoderMemory::new(encoded, mask), None, config)
 }
 
-/// [`generate_from_encoded`] with a decoder adaptation (HINT's generated prefixes,
-/// adapters and LoRA); its rows are per example or a single per-task row.
+/// [`generate_from_encoded`] against an [`EncoderMemory`] (whose shared segments are
+/// projected once) with a decoder adaptation (HINT's generated prefixes, adapters and
+/// LoRA); its rows are per example or a single per-task row.
 pub fn generate_adapted(
     model: &T5,
-    encoded: &Tensor,
-    mask: &Tensor,
+    memory: &EncoderMemory,
     adaptation: Option<&StackAdaptation>,
     config: &GenerationConfig,
 ) -> Result<Generated, ModelError> {
@@ -118,13 +119,7 @@ pub fn generate_adapted(
     }
     let step = Step { model, adaptation };
     tch::no_grad(|| match config.strategy {
-        DecodeStrategy::Greedy => Ok(sample_or_greedy(
-            &step,
-            encoded,
-            mask,
-            config.max_new_tokens,
-            None,
-        )),
+        DecodeStrategy::Greedy => Ok(sample_or_greedy(&step, memory, config.max_new_tokens, None)),
         DecodeStrategy::Sample {
             temperature,
             top_k,
@@ -138,8 +133,7 @@ pub fn generate_adapted(
             }
             Ok(sample_or_greedy(
                 &step,
-                encoded,
-                mask,
+                memory,
                 config.max_new_tokens,
                 Some(Sampler {
                     temperature,
@@ -161,8 +155,7 @@ pub fn generate_adapted(
             }
             Ok(beam_search(
                 &step,
-                encoded,
-                mask,
+                memory,
                 config.max_new_tokens,
                 num_beams,
                 length_penalty,
@@ -183,19 +176,12 @@ impl Step<'_> {
     fn log_probs(
         &self,
         tokens: &Tensor,
-        encoded: &Tensor,
-        mask: &Tensor,
+        memory: &EncoderMemory,
         cache: &mut DecoderCache,
     ) -> Tensor {
-        let hidden = self.model.decode_adapted(
-            tokens,
-            encoded,
-            mask,
-            None,
-            Some(cache),
-            self.adaptation,
-            false,
-        );
+        let hidden =
+            self.model
+                .decode_adapted(tokens, memory, None, Some(cache), self.adaptation, false);
         self.model
             .logits(&hidden.select(1, -1))
             .log_softmax(-1, Kind::Float)
@@ -225,14 +211,13 @@ fn truncate_distribution(log_probs: Tensor, top_k: i64, top_p: f64) -> Tensor {
 
 fn sample_or_greedy(
     step: &Step<'_>,
-    encoded: &Tensor,
-    mask: &Tensor,
+    memory: &EncoderMemory,
     max_new_tokens: i64,
     mut sampling: Option<Sampler>,
 ) -> Generated {
     let model = step.model;
-    let batch = encoded.size()[0];
-    let device = encoded.device();
+    let batch = memory.batch();
+    let device = memory.mask().device();
     let (eos, pad) = (model.config.eos_token_id, model.config.pad_token_id);
     let mut cache = DecoderCache::default();
     let mut tokens = Tensor::full(
@@ -244,7 +229,7 @@ fn sample_or_greedy(
     let mut scores = Tensor::zeros([batch], (Kind::Float, device));
     let mut outputs = Vec::new();
     for _ in 0..max_new_tokens {
-        let log_probs = step.log_probs(&tokens, encoded, mask, &mut cache);
+        let log_probs = step.log_probs(&tokens, memory, &mut cache);
         let next = match sampling.as_mut() {
             None => log_probs.argmax(-1, false),
             Some(sampler) => sampler.draw(&log_probs),
@@ -340,15 +325,14 @@ fn gather_beams(tensor: &Tensor, indices: &Tensor) -> Tensor {
 /// with EOS counted in the length.
 fn beam_search(
     step: &Step<'_>,
-    encoded: &Tensor,
-    mask: &Tensor,
+    memory: &EncoderMemory,
     max_new_tokens: i64,
     num_beams: i64,
     length_penalty: f64,
     early_stopping: EarlyStopping,
 ) -> Generated {
     let model = step.model;
-    let (batch, device) = (encoded.size()[0], encoded.device());
+    let (batch, device) = (memory.batch(), memory.mask().device());
     let k = num_beams;
     let expanded = step.adaptation.map(|a| a.repeat_rows(k));
     let step = Step {
@@ -358,8 +342,7 @@ fn beam_search(
     let keep = 2 * k;
     let eos = model.config.eos_token_id;
     let max_length = max_new_tokens + 1; // counts the start token, as HF's max_length
-    let expand = |t: &Tensor| t.repeat_interleave_self_int(k, 0, None);
-    let (encoded, mask) = (expand(encoded), expand(mask));
+    let memory = memory.repeat_rows(k);
     let float = (Kind::Float, device);
     // Unused positions hold EOS, as HF fills with `pad_token_id or eos` (T5's pad is 0).
     let fill = if model.config.pad_token_id != 0 {
@@ -391,7 +374,7 @@ fn beam_search(
     let mut cur_len = 1i64;
     loop {
         let last = running.select(2, cur_len - 1).reshape([batch * k, 1]);
-        let log_probs = step.log_probs(&last, &encoded, &mask, &mut cache);
+        let log_probs = step.log_probs(&last, &memory, &mut cache);
         let vocab = log_probs.size()[1];
         let accumulated = (log_probs.view([batch, k, vocab]) + running_scores.unsqueeze(2))
             .reshape([batch, k * vocab]);

@@ -9,6 +9,7 @@ pub mod feed_forward;
 pub mod generation;
 pub mod layers;
 pub mod loss;
+pub mod memory;
 pub mod model;
 pub mod position;
 pub mod stack;

@@ -5,6 +5,7 @@ use tch::{nn, Kind, Tensor};
 use super::adaptation::StackAdaptation;
 use super::config::T5Config;
 use super::layers::{in_kind, Linear};
+use super::memory::EncoderMemory;
 use super::stack::{DecoderCache, Stack};
 
 /// A T5 encoder-decoder whose variables carry Hugging Face's names (`shared.weight`,
@@ -120,8 +121,7 @@ impl T5 {
     ) -> Tensor {
         self.decode_adapted(
             decoder_input_ids,
-            encoder_states,
-            encoder_mask,
+            &EncoderMemory::new(encoder_states, encoder_mask),
             decoder_mask,
             cache,
             None,
@@ -129,13 +129,12 @@ impl T5 {
         )
     }
 
-    /// [`T5::decode`] under an optional adaptation of the decoder stack.
-    #[allow(clippy::too_many_arguments)]
+    /// [`T5::decode`] against an [`EncoderMemory`] (shared segments projected once) under
+    /// an optional adaptation of the decoder stack.
     pub fn decode_adapted(
         &self,
         decoder_input_ids: &Tensor,
-        encoder_states: &Tensor,
-        encoder_mask: &Tensor,
+        memory: &EncoderMemory,
         decoder_mask: Option<&Tensor>,
         cache: Option<&mut DecoderCache>,
         adaptation: Option<&StackAdaptation>,
@@ -144,7 +143,7 @@ impl T5 {
         self.decoder.forward(
             &self.embed(decoder_input_ids),
             decoder_mask,
-            Some((encoder_states, encoder_mask)),
+            Some(memory),
             cache,
             adaptation,
             train,

@@ -7,6 +7,7 @@ use super::adaptation::{extend_bias_for_prefix, StackAdaptation};
 use super::block::{Block, BlockCache};
 use super::config::T5Config;
 use super::layers::{additive_padding_mask, mask_value, LayerNorm};
+use super::memory::EncoderMemory;
 
 /// The caches of every decoder block, for incremental decoding.
 #[derive(Debug, Default)]
@@ -104,13 +105,13 @@ impl Stack {
 
     /// Runs the stack on embedded inputs `[B, T, d]`. `mask` is the `[B, T_key]` padding
     /// mask of this stack's own keys (for a cached decoder: all keys so far). `encoder`
-    /// gives the encoder states and their `[B, T_enc]` mask (decoder only). `adaptation`
+    /// gives the encoder states with their mask (decoder only). `adaptation`
     /// carries generated prefixes, LoRA and adapters (one entry per block).
     pub fn forward(
         &self,
         embeddings: &Tensor,
         mask: Option<&Tensor>,
-        encoder: Option<(&Tensor, &Tensor)>,
+        encoder: Option<&EncoderMemory>,
         mut cache: Option<&mut DecoderCache>,
         adaptation: Option<&StackAdaptation>,
         train: bool,
@@ -126,10 +127,10 @@ impl Stack {
         let (self_prefix, cross_prefix) = adaptation.map_or((0, 0), StackAdaptation::prefix_lens);
         let self_bias =
             extend_bias_for_prefix(&self.self_bias(batch, len, offset, mask, kind), self_prefix);
-        let encoder = encoder.map(|(states, mask)| {
+        let encoder = encoder.map(|memory| {
             (
-                states,
-                extend_bias_for_prefix(&additive_padding_mask(mask, kind), cross_prefix),
+                memory,
+                extend_bias_for_prefix(&additive_padding_mask(memory.mask(), kind), cross_prefix),
             )
         });
         let mut h = embeddings.dropout(self.dropout, train);
