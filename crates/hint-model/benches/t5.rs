@@ -1,10 +1,11 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 //! T5 training steps (forward + backward) at the tiny and T5-v1.1-small shapes, f32 and
-//! bf16 compute, and greedy generation throughput. `scripts/t5_bench.py` times transformers'
-//! eager PyTorch on the same shapes for the side-by-side comparison.
+//! bf16 compute, and greedy generation throughput (encoding included).
+//! `scripts/t5_bench.py` times transformers' eager PyTorch on the same shapes for the
+//! side-by-side comparison.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use hint_model::generation::{generate_from_encoded, GenerationConfig};
+use hint_model::generation::{generate, GenerationConfig};
 use hint_model::{cross_entropy, LossConfig, T5Config, T5};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -100,7 +101,6 @@ fn greedy_generation(c: &mut Criterion) {
         (Kind::Int64, Device::Cpu),
     );
     let mask = inputs.ones_like();
-    let encoded = tch::no_grad(|| model.encode(&inputs, Some(&mask), false));
     let new_tokens = 32;
     group.throughput(Throughput::Elements((shape.batch * new_tokens) as u64));
     let config = GenerationConfig {
@@ -109,7 +109,8 @@ fn greedy_generation(c: &mut Criterion) {
     };
     group.bench_function("small_f32_32_tokens", |b| {
         b.iter(|| {
-            let out = generate_from_encoded(&model, &encoded, &mask, &config).expect("generate");
+            // Encoder included, as in transformers' `generate`.
+            let out = generate(&model, &inputs, &mask, &config).expect("generate");
             assert!(out.tokens.iter().all(|t| t.len() as i64 == new_tokens));
         })
     });

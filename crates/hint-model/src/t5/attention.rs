@@ -5,7 +5,7 @@ use tch::{nn, Kind, Tensor};
 
 use super::adaptation::AttentionAdaptation;
 use super::config::T5Config;
-use super::layers::{in_kind, Linear};
+use super::layers::{fused_linear, in_kind, Linear};
 use super::memory::EncoderMemory;
 use super::position::bucket_grid;
 
@@ -151,19 +151,22 @@ impl Attention {
             .transpose(1, 2)
     }
 
-    /// A projection plus its LoRA delta, if any.
-    fn project(
+    /// Projections `which` (0–3: q, k, v, o) of the same input as one fused product, each
+    /// plus its LoRA delta, if any.
+    fn project<const N: usize>(
         &self,
-        which: usize,
+        which: [usize; N],
         x: &Tensor,
         adaptation: Option<&AttentionAdaptation>,
-    ) -> Tensor {
-        let linear = [&self.q, &self.k, &self.v, &self.o][which];
-        let base = linear.forward(x);
-        match adaptation.and_then(|a| a.lora[which].as_ref()) {
-            Some(lora) => base + lora.apply(x),
-            None => base,
+    ) -> [Tensor; N] {
+        let all = [&self.q, &self.k, &self.v, &self.o];
+        let mut out = fused_linear(x, which.map(|i| all[i]));
+        for (projected, i) in out.iter_mut().zip(which) {
+            if let Some(lora) = adaptation.and_then(|a| a.lora[i].as_ref()) {
+                *projected = &*projected + lora.apply(x);
+            }
         }
+        out
     }
 
     /// Attends from `hidden [B, Tq, d]` over the keys of `input`; `bias` (f32, masks
@@ -178,7 +181,6 @@ impl Attention {
         train: bool,
     ) -> Tensor {
         let (batch, query_len) = (hidden.size()[0], hidden.size()[1]);
-        let query = self.split_heads(&self.project(0, hidden, adaptation));
         let prefix = adaptation.and_then(|a| a.prefix.as_ref());
         let kind = hidden.kind();
         let with_prefix = |key: Tensor, value: Tensor| match prefix {
@@ -200,11 +202,12 @@ impl Attention {
             ),
             _ => (key, value),
         };
-        let (key, value, prefixed) = match input {
+        let (query, key, value, prefixed) = match input {
             AttentionInput::SelfAttention(cache) => {
-                let key = self.split_heads(&self.project(1, hidden, adaptation));
-                let value = self.split_heads(&self.project(2, hidden, adaptation));
-                match cache {
+                let [query, key, value] = self
+                    .project([0, 1, 2], hidden, adaptation)
+                    .map(|t| self.split_heads(&t));
+                let (key, value, prefixed) = match cache {
                     Some(cache) => {
                         let (key, value) = match (&cache.key, &cache.value) {
                             (Some(k), Some(v)) => {
@@ -217,21 +220,30 @@ impl Attention {
                         (key, value, false)
                     }
                     None => (key, value, false),
-                }
+                };
+                (query, key, value, prefixed)
             }
             AttentionInput::Cross { memory, cache } => {
-                let project = |which: usize| {
-                    memory.map_concat(2, |segment| {
-                        self.split_heads(&self.project(which, segment, adaptation))
-                    })
+                let [query] = self.project([0], hidden, adaptation);
+                let key_values = || {
+                    let (keys, values): (Vec<Tensor>, Vec<Tensor>) = memory
+                        .segments()
+                        .iter()
+                        .map(|segment| {
+                            let [key, value] = self.project([1, 2], segment, adaptation);
+                            (self.split_heads(&key), self.split_heads(&value))
+                        })
+                        .unzip();
+                    (memory.join(keys, 2), memory.join(values, 2))
                 };
-                match cache {
+                let (key, value, prefixed) = match cache {
                     Some(cache) => {
                         if cache.is_empty() {
                             // Contiguous, because every step's `matmul` would otherwise copy
                             // the head-split (strided) keys and values anew: with long encoder
                             // memories those copies cost more than the products themselves.
-                            let (key, value) = with_prefix(project(1), project(2));
+                            let (key, value) = key_values();
+                            let (key, value) = with_prefix(key, value);
                             cache.key = Some(key.contiguous());
                             cache.value = Some(value.contiguous());
                             cache.includes_prefix = true;
@@ -243,8 +255,12 @@ impl Attention {
                             _ => unreachable!("cross-attention cache filled above"),
                         }
                     }
-                    None => (project(1), project(2), false),
-                }
+                    None => {
+                        let (key, value) = key_values();
+                        (key, value, false)
+                    }
+                };
+                (self.split_heads(&query), key, value, prefixed)
             }
         };
         let (key, value) = if prefixed {
@@ -294,6 +310,7 @@ impl Attention {
             query_len,
             self.num_heads * self.d_kv,
         ]);
-        self.project(3, &context, adaptation)
+        let [output] = self.project([3], &context, adaptation);
+        output
     }
 }

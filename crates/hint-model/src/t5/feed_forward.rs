@@ -3,7 +3,7 @@
 use tch::{nn, Tensor};
 
 use super::config::{FeedForwardProj, T5Config};
-use super::layers::Linear;
+use super::layers::{fused_linear, Linear};
 
 /// The inner projections of a feed-forward sublayer.
 #[derive(Debug)]
@@ -68,13 +68,13 @@ impl FeedForward {
                 activation,
                 dropout,
             } => {
-                let gate = wi_0.forward(x);
+                let [gate, linear] = fused_linear(x, [wi_0, wi_1]);
                 let gate = match activation {
                     FeedForwardProj::GatedSilu => gate.silu(),
                     // HF maps "gated-gelu" to gelu_new, the tanh approximation.
                     _ => gate.gelu("tanh"),
                 };
-                wo.forward(&(gate * wi_1.forward(x)).dropout(*dropout, train))
+                wo.forward(&(gate * linear).dropout(*dropout, train))
             }
         }
     }

@@ -85,15 +85,19 @@ impl EncoderMemory {
     /// Applies a row-wise map (a projection) to every segment, broadcasts shared rows to
     /// the batch and concatenates along `dim` of the results.
     pub fn map_concat(&self, dim: i64, map: impl Fn(&Tensor) -> Tensor) -> Tensor {
+        self.join(self.segments.iter().map(map).collect(), dim)
+    }
+
+    /// Joins one tensor per segment (in segment order, e.g. each segment's projected keys)
+    /// along `dim`, broadcasting shared rows to the batch.
+    pub fn join(&self, parts: Vec<Tensor>, dim: i64) -> Tensor {
         let batch = self.batch();
-        let parts: Vec<Tensor> = self
-            .segments
+        let parts: Vec<Tensor> = parts
             .iter()
-            .map(|s| {
-                let mapped = map(s);
-                let mut shape = mapped.size();
+            .map(|part| {
+                let mut shape = part.size();
                 shape[0] = batch;
-                mapped.expand(shape.as_slice(), false)
+                part.expand(shape.as_slice(), false)
             })
             .collect();
         match parts.as_slice() {

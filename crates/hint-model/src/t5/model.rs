@@ -12,7 +12,8 @@ use super::stack::{DecoderCache, Stack};
 /// `encoder.block.0.layer.0.SelfAttention.q.weight`, …, `lm_head.weight` when untied).
 ///
 /// Parameters stay in their own dtype (f32 master weights); activations use
-/// [`T5::compute_kind`] (f32, or bf16 for speed), with norms, softmax and logits in f32.
+/// [`T5::compute_kind`] (f32, or bf16 for speed), with norm statistics, softmax and the
+/// loss in f32 (logits are returned in f32 from a product in the compute kind).
 #[derive(Debug)]
 pub struct T5 {
     /// The architecture.
@@ -151,15 +152,21 @@ impl T5 {
     }
 
     /// LM logits in f32 from decoder hidden states; the tied head rescales by d^-1/2.
+    ///
+    /// The product runs in the compute kind, as under t5x's bf16 activations or PyTorch's
+    /// autocast: in f32 the vocabulary projection was a fifth of a bf16 training step at the
+    /// small shape. The loss and log-softmax then work on the f32 copy.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        let hidden = hidden.to_kind(Kind::Float);
-        match &self.lm_head {
+        let kind = self.compute_kind;
+        let hidden = in_kind(hidden, kind);
+        let logits = match &self.lm_head {
             Some(head) => head.forward(&hidden),
             None => {
                 let scaled = hidden * (self.config.d_model as f64).powf(-0.5);
-                scaled.linear::<Tensor>(&in_kind(&self.shared, Kind::Float), None)
+                scaled.linear::<Tensor>(&in_kind(&self.shared, kind), None)
             }
-        }
+        };
+        in_kind(&logits, Kind::Float)
     }
 
     /// The full teacher-forced forward: logits `[B, T_dec, vocab]` in f32.
