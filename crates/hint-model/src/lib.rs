@@ -25,5 +25,6 @@ pub use t5::checkpoint::{load_weights, save_pretrained, weight_files, LoadReport
 pub use t5::config::{FeedForwardProj, T5Config};
 pub use t5::generation;
 pub use t5::loss::{cross_entropy, Loss, LossConfig, LossNormalization};
+pub use t5::memory::EncoderMemory;
 pub use t5::model::T5;
 pub use t5::stack::DecoderCache;
