@@ -234,7 +234,7 @@ impl Attention {
                             (self.split_heads(&key), self.split_heads(&value))
                         })
                         .unzip();
-                    (memory.join(keys, 2), memory.join(values, 2))
+                    (memory.join(&keys, 2), memory.join(&values, 2))
                 };
                 let (key, value, prefixed) = match cache {
                     Some(cache) => {

@@ -82,15 +82,9 @@ impl EncoderMemory {
         &self.segments
     }
 
-    /// Applies a row-wise map (a projection) to every segment, broadcasts shared rows to
-    /// the batch and concatenates along `dim` of the results.
-    pub fn map_concat(&self, dim: i64, map: impl Fn(&Tensor) -> Tensor) -> Tensor {
-        self.join(self.segments.iter().map(map).collect(), dim)
-    }
-
     /// Joins one tensor per segment (in segment order, e.g. each segment's projected keys)
     /// along `dim`, broadcasting shared rows to the batch.
-    pub fn join(&self, parts: Vec<Tensor>, dim: i64) -> Tensor {
+    pub fn join(&self, parts: &[Tensor], dim: i64) -> Tensor {
         let batch = self.batch();
         let parts: Vec<Tensor> = parts
             .iter()
@@ -108,7 +102,7 @@ impl EncoderMemory {
 
     /// The states as one `[B, T, d]` tensor.
     pub fn concatenated(&self) -> Tensor {
-        self.map_concat(1, Tensor::shallow_clone)
+        self.join(&self.segments, 1)
     }
 
     /// Every example repeated `times` times in place (beam search's hypotheses); shared
