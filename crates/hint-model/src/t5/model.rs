@@ -74,14 +74,12 @@ impl T5 {
     }
 
     /// Looks up token embeddings in the compute dtype (no √d scaling in T5).
+    ///
+    /// The rows are looked up in the table's own dtype and only they are cast: casting the
+    /// whole `[vocab, d]` table (and its dense gradient back) cost more than the lookup.
     pub fn embed(&self, ids: &Tensor) -> Tensor {
-        Tensor::embedding(
-            &in_kind(&self.shared, self.compute_kind),
-            ids,
-            -1,
-            false,
-            false,
-        )
+        let rows = Tensor::embedding(&self.shared, ids, -1, false, false);
+        in_kind(&rows, self.compute_kind)
     }
 
     /// Encodes `input_ids [B, T]` with its 0/1 `attention_mask` (all ones when `None`).
