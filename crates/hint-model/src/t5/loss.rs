@@ -58,15 +58,14 @@ pub fn cross_entropy(
 ) -> Loss {
     let logits = logits.to_kind(Kind::Float);
     let vocab = *logits.size().last().unwrap_or(&1);
-    let log_z = logits.logsumexp([-1], false);
-    // The target's log-probability from its logit: no [B, T, V] log-probability tensor
-    // (and its gradient) unless label smoothing needs the whole distribution.
-    let target_log_prob = logits
-        .gather(-1, &targets.unsqueeze(-1), false)
-        .squeeze_dim(-1)
-        - &log_z;
+    // One fused log-softmax (and its fused backward) instead of logsumexp's chain of
+    // max, subtract, exp and sum passes over the `[B, T, V]` logits; the log-partition the
+    // z-loss needs is then the target's logit minus its log-probability.
+    let log_probs = logits.log_softmax(-1, Kind::Float);
+    let target_index = targets.unsqueeze(-1);
+    let target_log_prob = log_probs.gather(-1, &target_index, false).squeeze_dim(-1);
+    let log_z = logits.gather(-1, &target_index, false).squeeze_dim(-1) - &target_log_prob;
     let mut token_loss = if config.label_smoothing > 0.0 {
-        let log_probs = &logits - log_z.unsqueeze(-1);
         let confidence = 1.0 - config.label_smoothing;
         let low = config.label_smoothing / (vocab - 1) as f64;
         // The entropy of the smoothed target: t5x subtracts it so that a perfect model
