@@ -169,8 +169,8 @@ impl Attention {
         out
     }
 
-    /// Attends from `hidden [B, Tq, d]` over the keys of `input`; `bias` (f32, masks
-    /// included, with zero columns in front for a joint prefix) broadcasts to
+    /// Attends from `hidden [B, Tq, d]` over the keys of `input`; `bias` (in `hidden`'s
+    /// dtype, masks included, with zero columns in front for a joint prefix) broadcasts to
     /// `[B, H, Tq, P + Tk]`. Prefixes stay outside the cache.
     pub fn forward(
         &self,
@@ -274,8 +274,8 @@ impl Attention {
         let mut context = if fused {
             // Inference in f32: libtorch's fused kernel never materialises the
             // `[B, H, Tq, Tk]` scores, 2.5x faster on long batched inputs (same result to
-            // ~1e-6). Training and bf16 keep the explicit form, which is as fast there and
-            // keeps the f32 softmax of bf16 compute.
+            // ~1e-6). Training and bf16 keep the explicit form, which is as fast there (the
+            // position bias needs its gradient, which the fused kernel does not give).
             Tensor::scaled_dot_product_attention(
                 &query,
                 &key,
@@ -287,11 +287,10 @@ impl Attention {
                 false,
             )
         } else {
-            let scores = query.matmul(&key.transpose(-1, -2)).to_kind(Kind::Float) + bias;
-            let weights = scores
-                .softmax(-1, Kind::Float)
-                .to_kind(kind)
-                .dropout(self.dropout, train);
+            // The bias is in the compute dtype (t5x's default, no f32 attention logits);
+            // libtorch's softmax still accumulates reduced precision in f32.
+            let scores = query.matmul(&key.transpose(-1, -2)) + bias;
+            let weights = scores.softmax(-1, kind).dropout(self.dropout, train);
             weights.matmul(&value)
         };
         if let Some(p) = prefix {

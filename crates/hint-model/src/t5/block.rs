@@ -141,7 +141,8 @@ impl Block {
         }
     }
 
-    /// Runs the block. `self_bias` and `cross_bias` are f32 additive biases (position + masks).
+    /// Runs the block. `self_bias` and `cross_bias` are additive biases (position + masks) in
+    /// the compute dtype.
     pub fn forward(
         &self,
         x: &Tensor,

@@ -6,7 +6,7 @@ use tch::{nn, Kind, Tensor};
 use super::adaptation::{extend_bias_for_prefix, StackAdaptation};
 use super::block::{Block, BlockCache};
 use super::config::T5Config;
-use super::layers::{additive_padding_mask, mask_value, LayerNorm};
+use super::layers::{additive_padding_mask, in_kind, mask_value, LayerNorm};
 use super::memory::EncoderMemory;
 
 /// The caches of every decoder block, for incremental decoding.
@@ -125,12 +125,17 @@ impl Stack {
         }
         let offset = cache.as_deref().map_or(0, DecoderCache::len);
         let (self_prefix, cross_prefix) = adaptation.map_or((0, 0), StackAdaptation::prefix_lens);
-        let self_bias =
-            extend_bias_for_prefix(&self.self_bias(batch, len, offset, mask, kind), self_prefix);
+        // Biases are built in f32 and rounded to the compute dtype once per stack: in bf16,
+        // attention logits and their bias add in bf16, as in t5x and transformers.
+        let self_bias = in_kind(
+            &extend_bias_for_prefix(&self.self_bias(batch, len, offset, mask, kind), self_prefix),
+            kind,
+        );
         let encoder = encoder.map(|memory| {
+            let mask = additive_padding_mask(memory.mask(), kind);
             (
                 memory,
-                extend_bias_for_prefix(&additive_padding_mask(memory.mask(), kind), cross_prefix),
+                in_kind(&extend_bias_for_prefix(&mask, cross_prefix), kind),
             )
         });
         let mut h = embeddings.dropout(self.dropout, train);
