@@ -79,6 +79,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Before any tensor exists: freed activations are then reused, not faulted in anew.
+    if !hint_model::retain_freed_memory() {
+        tracing::debug!("the C allocator keeps its defaults");
+    }
     let args = match gin_args::rewrite_gin_flags(std::env::args()) {
         Ok(args) => args,
         Err(err) => {

@@ -1,13 +1,25 @@
 """Times transformers' eager PyTorch T5 on the shapes of `benches/t5.rs`, for the
 side-by-side comparison in the issue (same machine, same libtorch 2.13.0, same threads).
 
-    /tmp/golden/bin/python crates/hint-model/scripts/t5_bench.py
+    python crates/hint-model/scripts/t5_bench.py [--same-allocator]   # torch==2.13.0, transformers
+
+`--same-allocator` gives Python the glibc setting that `hint` and its benches apply
+(`hint_model::retain_freed_memory`: freed memory is kept for reuse, not returned to the
+kernel), for a comparison of the models alone.
 """
 
+import os
+import sys
 import time
 
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
+
+if "--same-allocator" in sys.argv and os.environ.get("MALLOC_MMAP_MAX_") != "0":
+    # glibc reads these once, at start-up: run again with them set.
+    env = dict(os.environ, MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(1 << 40))
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+print("allocator:", "retains freed memory" if os.environ.get("MALLOC_MMAP_MAX_") == "0" else "glibc defaults")
 
 torch.set_num_threads(torch.get_num_threads())
 

@@ -20,7 +20,9 @@ pub use error::ModelError;
 pub use hyper::config::HyperConfig;
 pub use hyper::flops;
 pub use hyper::model::{HyperT5, TaskAdaptation};
-pub use runtime::{libtorch_version, select_device, RuntimeInfo};
+pub use runtime::{
+    libtorch_version, retain_freed_memory, select_device, RuntimeInfo, RETAIN_FREED_MEMORY_ENV,
+};
 pub use t5::checkpoint::{load_weights, save_pretrained, weight_files, LoadReport};
 pub use t5::config::{FeedForwardProj, T5Config};
 pub use t5::generation;

@@ -33,6 +33,50 @@ impl RuntimeInfo {
     }
 }
 
+/// Environment variable that, set to `0`, keeps the C allocator's defaults
+/// (see [`retain_freed_memory`]).
+pub const RETAIN_FREED_MEMORY_ENV: &str = "HINT_RETAIN_FREED_MEMORY";
+
+/// Makes the C allocator keep the memory libtorch frees, for reuse, instead of handing it
+/// back to the kernel. Call it once, early, in programs that train or run models on the CPU.
+///
+/// libtorch's CPU allocator caches nothing, and glibc serves every block above its mmap
+/// threshold (at most 32 MiB) with a fresh mapping and trims the top of the heap as soon as
+/// it is free. A training step then gets most of its activations back as newly zeroed
+/// pages: about 150,000 page faults per step at the T5-small shape, a tenth of a bf16 step.
+/// With this, the process keeps its peak memory reserved instead. It is what PyTorch's
+/// own tuning guide gets from jemalloc or tcmalloc; for Python, the same setting is
+/// `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<large>`.
+///
+/// Returns whether the setting was applied: `false` off glibc, or when
+/// [`RETAIN_FREED_MEMORY_ENV`] is `0`.
+pub fn retain_freed_memory() -> bool {
+    if std::env::var_os(RETAIN_FREED_MEMORY_ENV).is_some_and(|value| value == "0") {
+        return false;
+    }
+    glibc_retain_freed_memory()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn glibc_retain_freed_memory() -> bool {
+    // SAFETY: `mallopt` only changes allocator parameters; it takes no pointers and is
+    // thread-safe. Blocks already mapped are still released correctly when freed.
+    // M_MMAP_MAX = 0: large blocks come from the heap too. M_TRIM_THRESHOLD = 2 GiB rather
+    // than -1 ("never"): glibc adds to the threshold when it decides whether to drop a
+    // worker thread's heap, and -1 wraps around there, so every heap of libtorch's worker
+    // threads was unmapped and mapped again (small-batch inference 30% slower).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0) == 1
+            && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn glibc_retain_freed_memory() -> bool {
+    false
+}
+
 /// Parses a device name as users write it: `cpu`, `cuda`, `cuda:N`, or `auto`
 /// (the first CUDA device when there is one, else the CPU).
 ///
