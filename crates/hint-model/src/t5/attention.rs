@@ -5,40 +5,83 @@ use tch::{nn, Kind, Tensor};
 
 use super::adaptation::AttentionAdaptation;
 use super::config::T5Config;
-use super::layers::{fused_linear, in_kind, Linear};
+use super::layers::{cat_broadcast, fused_linear, in_kind, Linear};
 use super::memory::EncoderMemory;
 use super::position::bucket_grid;
 
-/// Keys and values kept between decoding steps, `[B, H, T, d_kv]`.
+/// Keys and values `[rows, H, L, d_kv]` of consecutive key positions; `rows` is the
+/// batch, or 1 for keys every row shares (a per-task prefix, HINT's encoded instruction).
+#[derive(Debug)]
+pub struct KvPart {
+    /// Keys.
+    pub key: Tensor,
+    /// Values.
+    pub value: Tensor,
+}
+
+impl KvPart {
+    fn rows(&self) -> i64 {
+        self.key.size()[0]
+    }
+
+    fn len(&self) -> i64 {
+        self.key.size()[2]
+    }
+
+    fn shallow_clone(&self) -> Self {
+        Self {
+            key: self.key.shallow_clone(),
+            value: self.value.shallow_clone(),
+        }
+    }
+}
+
+/// Keys and values kept between decoding steps, in parts along the key axis.
 #[derive(Debug, Default)]
 pub struct KvCache {
-    /// Cached keys.
-    pub key: Option<Tensor>,
-    /// Cached values.
-    pub value: Option<Tensor>,
-    /// Whether the cached keys/values begin with the generated prefix (cross-attention
-    /// caches hold it, so that decoding does not copy the whole encoder memory to put the
-    /// prefix in front of it at every step).
-    pub includes_prefix: bool,
+    /// Self-attention: one part that grows by a step each call. Cross-attention: the
+    /// (joint) prefix and the encoder memory's segments, adjacent parts of the same kind
+    /// merged; a part that every row shares stays one row, so that decoding reads it once
+    /// per step rather than once per row.
+    pub parts: Vec<KvPart>,
 }
 
 impl KvCache {
     /// Cached length (0 when empty).
     pub fn len(&self) -> i64 {
-        self.key.as_ref().map_or(0, |k| k.size()[2])
+        self.parts.iter().map(KvPart::len).sum()
     }
 
     /// Whether nothing is cached yet.
     pub fn is_empty(&self) -> bool {
-        self.key.is_none()
+        self.parts.is_empty()
     }
 
-    /// Keeps the rows `indices` (beam search reorders hypotheses every step).
+    /// Keeps the rows `indices` (beam search reorders hypotheses every step); shared parts
+    /// stay as they are.
     pub fn reorder(&mut self, indices: &Tensor) {
-        for t in [&mut self.key, &mut self.value].into_iter().flatten() {
-            *t = t.index_select(0, indices);
+        for part in &mut self.parts {
+            if part.rows() > 1 {
+                part.key = part.key.index_select(0, indices);
+                part.value = part.value.index_select(0, indices);
+            }
         }
     }
+}
+
+/// Merges adjacent parts with the same row count (one product each instead of several).
+fn merge_adjacent(parts: Vec<KvPart>) -> Vec<KvPart> {
+    let mut merged: Vec<KvPart> = Vec::with_capacity(parts.len());
+    for part in parts {
+        match merged.last_mut() {
+            Some(last) if last.rows() == part.rows() => {
+                last.key = Tensor::cat(&[&last.key, &part.key], 2);
+                last.value = Tensor::cat(&[&last.value, &part.value], 2);
+            }
+            _ => merged.push(part),
+        }
+    }
+    merged
 }
 
 /// Which key/values an attention reads, and whether they are cached.
@@ -169,115 +212,38 @@ impl Attention {
         out
     }
 
-    /// Attends from `hidden [B, Tq, d]` over the keys of `input`; `bias` (in `hidden`'s
-    /// dtype, masks included, with zero columns in front for a joint prefix) broadcasts to
-    /// `[B, H, Tq, P + Tk]`. Prefixes stay outside the cache.
-    pub fn forward(
-        &self,
-        hidden: &Tensor,
-        input: AttentionInput<'_>,
-        bias: &Tensor,
-        adaptation: Option<&AttentionAdaptation>,
-        train: bool,
-    ) -> Tensor {
-        let (batch, query_len) = (hidden.size()[0], hidden.size()[1]);
-        let prefix = adaptation.and_then(|a| a.prefix.as_ref());
-        let kind = hidden.kind();
-        let with_prefix = |key: Tensor, value: Tensor| match prefix {
-            Some(p) if p.gate.is_none() => (
-                Tensor::cat(
-                    &[
-                        in_kind(&p.key, kind).expand([batch, -1, -1, -1], false),
-                        key,
-                    ],
-                    2,
-                ),
-                Tensor::cat(
-                    &[
-                        in_kind(&p.value, kind).expand([batch, -1, -1, -1], false),
-                        value,
-                    ],
-                    2,
-                ),
-            ),
-            _ => (key, value),
-        };
-        let (query, key, value, prefixed) = match input {
-            AttentionInput::SelfAttention(cache) => {
-                let [query, key, value] = self
-                    .project([0, 1, 2], hidden, adaptation)
-                    .map(|t| self.split_heads(&t));
-                let (key, value, prefixed) = match cache {
-                    Some(cache) => {
-                        let (key, value) = match (&cache.key, &cache.value) {
-                            (Some(k), Some(v)) => {
-                                (Tensor::cat(&[k, &key], 2), Tensor::cat(&[v, &value], 2))
-                            }
-                            _ => (key, value),
-                        };
-                        cache.key = Some(key.shallow_clone());
-                        cache.value = Some(value.shallow_clone());
-                        (key, value, false)
-                    }
-                    None => (key, value, false),
-                };
-                (query, key, value, prefixed)
+    /// Softmax attention of `query [B, H, Tq, d_kv]` over the keys of `parts` in order,
+    /// with the additive `bias` (in the query's dtype, one column per key).
+    fn attend(&self, query: &Tensor, parts: &[KvPart], bias: &Tensor, train: bool) -> Tensor {
+        let (batch, query_len) = (query.size()[0], query.size()[2]);
+        let kind = query.kind();
+        let shared = parts.iter().any(|p| p.rows() == 1);
+        if parts.len() > 1 && shared && batch > 1 && query_len == 1 {
+            return self.attend_shared(query, parts, bias, train);
+        }
+        let (key, value) = match parts {
+            [only] if only.rows() == batch => {
+                (only.key.shallow_clone(), only.value.shallow_clone())
             }
-            AttentionInput::Cross { memory, cache } => {
-                let [query] = self.project([0], hidden, adaptation);
-                let key_values = || {
-                    let (keys, values): (Vec<Tensor>, Vec<Tensor>) = memory
-                        .segments()
-                        .iter()
-                        .map(|segment| {
-                            let [key, value] = self.project([1, 2], segment, adaptation);
-                            (self.split_heads(&key), self.split_heads(&value))
-                        })
-                        .unzip();
-                    (memory.join(&keys, 2), memory.join(&values, 2))
-                };
-                let (key, value, prefixed) = match cache {
-                    Some(cache) => {
-                        if cache.is_empty() {
-                            // Contiguous, because every step's `matmul` would otherwise copy
-                            // the head-split (strided) keys and values anew: with long encoder
-                            // memories those copies cost more than the products themselves.
-                            let (key, value) = key_values();
-                            let (key, value) = with_prefix(key, value);
-                            cache.key = Some(key.contiguous());
-                            cache.value = Some(value.contiguous());
-                            cache.includes_prefix = true;
-                        }
-                        match (&cache.key, &cache.value) {
-                            (Some(k), Some(v)) => {
-                                (k.shallow_clone(), v.shallow_clone(), cache.includes_prefix)
-                            }
-                            _ => unreachable!("cross-attention cache filled above"),
-                        }
-                    }
-                    None => {
-                        let (key, value) = key_values();
-                        (key, value, false)
-                    }
-                };
-                (self.split_heads(&query), key, value, prefixed)
+            _ => {
+                let keys: Vec<Tensor> = parts.iter().map(|p| p.key.shallow_clone()).collect();
+                let values: Vec<Tensor> = parts.iter().map(|p| p.value.shallow_clone()).collect();
+                (
+                    cat_broadcast(&keys, batch, 2),
+                    cat_broadcast(&values, batch, 2),
+                )
             }
-        };
-        let (key, value) = if prefixed {
-            (key, value)
-        } else {
-            with_prefix(key, value)
         };
         // No 1/sqrt(d_kv): T5 folds it into q's initialisation.
         let fused =
             kind == Kind::Float && !train && !query.requires_grad() && !bias.requires_grad();
-        let mut context = if fused {
+        if fused {
             // Inference in f32: libtorch's fused kernel never materialises the
             // `[B, H, Tq, Tk]` scores, 2.5x faster on long batched inputs (same result to
             // ~1e-6). Training and bf16 keep the explicit form, which is as fast there (the
             // position bias needs its gradient, which the fused kernel does not give).
             Tensor::scaled_dot_product_attention(
-                &query,
+                query,
                 &key,
                 &value,
                 Some(bias),
@@ -292,7 +258,129 @@ impl Attention {
             let scores = query.matmul(&key.transpose(-1, -2)) + bias;
             let weights = scores.softmax(-1, kind).dropout(self.dropout, train);
             weights.matmul(&value)
+        }
+    }
+
+    /// [`Attention::attend`] for one decoding step when some parts are shared by every row:
+    /// a shared part is one `[H, B, L]` product per head over its single copy, where the
+    /// joined keys would make every row read its own copy at every step (at 100 rows and a
+    /// 256-token instruction, 12 GB over 16 steps).
+    fn attend_shared(
+        &self,
+        query: &Tensor,
+        parts: &[KvPart],
+        bias: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        let size = query.size();
+        let (batch, heads, query_len, d_kv) = (size[0], size[1], size[2], size[3]);
+        // [B, H, Tq, x] <-> [H, B·Tq, x], the layout of a per-head product over all rows.
+        let to_heads = |t: &Tensor| t.transpose(0, 1).reshape([heads, batch * query_len, -1]);
+        let from_heads = |t: &Tensor| t.view([heads, batch, query_len, -1]).transpose(0, 1);
+        let query_by_head = to_heads(query);
+        let scores: Vec<Tensor> = parts
+            .iter()
+            .map(|p| {
+                if p.rows() == 1 {
+                    from_heads(&query_by_head.matmul(&p.key.squeeze_dim(0).transpose(-1, -2)))
+                } else {
+                    query.matmul(&p.key.transpose(-1, -2))
+                }
+            })
+            .collect();
+        let weights = (Tensor::cat(&scores, -1) + bias)
+            .softmax(-1, query.kind())
+            .dropout(self.dropout, train);
+        let lens: Vec<i64> = parts.iter().map(KvPart::len).collect();
+        let pieces = weights.split_with_sizes(lens.as_slice(), -1);
+        let mut context = Tensor::zeros(
+            [batch, heads, query_len, d_kv],
+            (query.kind(), query.device()),
+        );
+        for (p, w) in parts.iter().zip(&pieces) {
+            context += if p.rows() == 1 {
+                from_heads(&to_heads(w).matmul(&p.value.squeeze_dim(0)))
+            } else {
+                w.matmul(&p.value)
+            };
+        }
+        context
+    }
+
+    /// Attends from `hidden [B, Tq, d]` over the keys of `input`; `bias` (in `hidden`'s
+    /// dtype, masks included, with zero columns in front for a joint prefix) broadcasts to
+    /// `[B, H, Tq, P + Tk]`. Self-attention caches leave the prefix out, cross-attention
+    /// caches hold it.
+    pub fn forward(
+        &self,
+        hidden: &Tensor,
+        input: AttentionInput<'_>,
+        bias: &Tensor,
+        adaptation: Option<&AttentionAdaptation>,
+        train: bool,
+    ) -> Tensor {
+        let (batch, query_len) = (hidden.size()[0], hidden.size()[1]);
+        let prefix = adaptation.and_then(|a| a.prefix.as_ref());
+        let kind = hidden.kind();
+        // The joint prefix, as the first part of the keys.
+        let prefix_part = || match prefix {
+            Some(p) if p.gate.is_none() => Some(KvPart {
+                key: in_kind(&p.key, kind),
+                value: in_kind(&p.value, kind),
+            }),
+            _ => None,
         };
+        let (query, parts) = match input {
+            AttentionInput::SelfAttention(cache) => {
+                let [query, key, value] = self
+                    .project([0, 1, 2], hidden, adaptation)
+                    .map(|t| self.split_heads(&t));
+                let mut own = KvPart { key, value };
+                if let Some(cache) = cache {
+                    if let Some(cached) = cache.parts.first() {
+                        own = KvPart {
+                            key: Tensor::cat(&[&cached.key, &own.key], 2),
+                            value: Tensor::cat(&[&cached.value, &own.value], 2),
+                        };
+                    }
+                    cache.parts = vec![own.shallow_clone()];
+                }
+                (query, prefix_part().into_iter().chain([own]).collect())
+            }
+            AttentionInput::Cross { memory, cache } => {
+                let [query] = self.project([0], hidden, adaptation);
+                let key_values = || {
+                    let segments = memory.segments().iter().map(|segment| {
+                        let [key, value] = self.project([1, 2], segment, adaptation);
+                        KvPart {
+                            key: self.split_heads(&key),
+                            value: self.split_heads(&value),
+                        }
+                    });
+                    merge_adjacent(prefix_part().into_iter().chain(segments).collect())
+                };
+                let parts = match cache {
+                    Some(cache) => {
+                        if cache.is_empty() {
+                            // Contiguous, because every step's `matmul` would otherwise copy
+                            // the head-split (strided) keys and values anew: with long encoder
+                            // memories those copies cost more than the products themselves.
+                            cache.parts = key_values()
+                                .into_iter()
+                                .map(|part| KvPart {
+                                    key: part.key.contiguous(),
+                                    value: part.value.contiguous(),
+                                })
+                                .collect();
+                        }
+                        cache.parts.iter().map(KvPart::shallow_clone).collect()
+                    }
+                    None => key_values(),
+                };
+                (self.split_heads(&query), parts)
+            }
+        };
+        let mut context = self.attend(&query, &parts, bias, train);
         if let Some(p) = prefix {
             if let Some(gate) = &p.gate {
                 // Gated prefix: its own softmax over the P prefix keys, added with a gate

@@ -50,6 +50,22 @@ pub fn fused_linear<const N: usize>(x: &Tensor, linears: [&Linear; N]) -> [Tenso
     std::array::from_fn(|i| parts[i].shallow_clone())
 }
 
+/// Concatenates `parts` along `dim`, broadcasting one-row parts to `batch` rows.
+pub fn cat_broadcast(parts: &[Tensor], batch: i64, dim: i64) -> Tensor {
+    let parts: Vec<Tensor> = parts
+        .iter()
+        .map(|part| {
+            let mut shape = part.size();
+            shape[0] = batch;
+            part.expand(shape.as_slice(), false)
+        })
+        .collect();
+    match parts.as_slice() {
+        [only] => only.shallow_clone(),
+        _ => Tensor::cat(&parts, dim),
+    }
+}
+
 /// `tensor` in `kind`, without a copy when it already is.
 pub fn in_kind(tensor: &Tensor, kind: Kind) -> Tensor {
     if tensor.kind() == kind {

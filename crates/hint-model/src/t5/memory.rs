@@ -8,6 +8,8 @@
 
 use tch::Tensor;
 
+use super::layers::cat_broadcast;
+
 /// Encoder states in segments (`[B, L_i, d]` or `[1, L_i, d]` each) with the `[B, ΣL_i]`
 /// padding mask of the whole sequence.
 ///
@@ -85,19 +87,7 @@ impl EncoderMemory {
     /// Joins one tensor per segment (in segment order, e.g. each segment's projected keys)
     /// along `dim`, broadcasting shared rows to the batch.
     pub fn join(&self, parts: &[Tensor], dim: i64) -> Tensor {
-        let batch = self.batch();
-        let parts: Vec<Tensor> = parts
-            .iter()
-            .map(|part| {
-                let mut shape = part.size();
-                shape[0] = batch;
-                part.expand(shape.as_slice(), false)
-            })
-            .collect();
-        match parts.as_slice() {
-            [only] => only.shallow_clone(),
-            _ => Tensor::cat(&parts, dim),
-        }
+        cat_broadcast(parts, self.batch(), dim)
     }
 
     /// The states as one `[B, T, d]` tensor.
