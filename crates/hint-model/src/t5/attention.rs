@@ -217,8 +217,7 @@ impl Attention {
     fn attend(&self, query: &Tensor, parts: &[KvPart], bias: &Tensor, train: bool) -> Tensor {
         let (batch, query_len) = (query.size()[0], query.size()[2]);
         let kind = query.kind();
-        let shared = parts.iter().any(|p| p.rows() == 1);
-        if parts.len() > 1 && shared && batch > 1 && query_len == 1 {
+        if query_len == 1 && batch > 1 && parts.len() > 1 && parts.iter().any(|p| p.rows() == 1) {
             return self.attend_shared(query, parts, bias, train);
         }
         let (key, value) = match parts {

@@ -79,7 +79,7 @@ pub fn in_kind(tensor: &Tensor, kind: Kind) -> Tensor {
 ///
 /// In reduced precision it follows t5x (and transformers' bf16 `T5LayerNorm`): the input is
 /// normalised in f32, rounded to the compute dtype, then scaled by the weight in that dtype.
-/// Scaling in f32 and rounding once was a quarter slower for the same information.
+/// (Scaling in f32 and rounding once was a quarter slower.)
 #[derive(Debug)]
 pub struct LayerNorm {
     /// `[d_model]`, initialised to 1.

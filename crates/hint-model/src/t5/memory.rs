@@ -84,15 +84,9 @@ impl EncoderMemory {
         &self.segments
     }
 
-    /// Joins one tensor per segment (in segment order, e.g. each segment's projected keys)
-    /// along `dim`, broadcasting shared rows to the batch.
-    pub fn join(&self, parts: &[Tensor], dim: i64) -> Tensor {
-        cat_broadcast(parts, self.batch(), dim)
-    }
-
-    /// The states as one `[B, T, d]` tensor.
+    /// The states as one `[B, T, d]` tensor (shared rows broadcast to the batch).
     pub fn concatenated(&self) -> Tensor {
-        self.join(&self.segments, 1)
+        cat_broadcast(&self.segments, self.batch(), 1)
     }
 
     /// Every example repeated `times` times in place (beam search's hypotheses); shared
