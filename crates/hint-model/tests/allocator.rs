@@ -23,7 +23,7 @@ fn minor_faults() -> u64 {
 }
 
 /// Fills measured; the first ones grow the heap, the rest must reuse it.
-const FILLS: usize = 20;
+const FILLS: usize = 30;
 /// The fills counted as steady state. glibc carves libtorch's 64-byte-aligned blocks out
 /// of a slightly larger free chunk, so a freed block is only reused once it has merged
 /// with a neighbour; how many fills that takes depends on where small allocations landed
