@@ -16,8 +16,9 @@ import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
 if "--same-allocator" in sys.argv and os.environ.get("MALLOC_MMAP_MAX_") != "0":
-    # glibc reads these once, at start-up: run again with them set.
-    env = dict(os.environ, MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(1 << 40))
+    # glibc reads these once, at start-up: run again with them set (the values of
+    # `retain_freed_memory`: no mmap, trim threshold i32::MAX).
+    env = dict(os.environ, MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(2**31 - 1))
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 print("allocator:", "retains freed memory" if os.environ.get("MALLOC_MMAP_MAX_") == "0" else "glibc defaults")
 

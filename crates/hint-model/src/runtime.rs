@@ -46,7 +46,7 @@ pub const RETAIN_FREED_MEMORY_ENV: &str = "HINT_RETAIN_FREED_MEMORY";
 /// pages: about 150,000 page faults per step at the T5-small shape, a tenth of a bf16 step.
 /// With this, the process keeps its peak memory reserved instead. It is what PyTorch's
 /// own tuning guide gets from jemalloc or tcmalloc; for Python, the same setting is
-/// `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<large>`.
+/// `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647`.
 ///
 /// Returns whether the setting was applied: `false` off glibc, or when
 /// [`RETAIN_FREED_MEMORY_ENV`] is `0`.

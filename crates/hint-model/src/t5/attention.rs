@@ -217,22 +217,15 @@ impl Attention {
     fn attend(&self, query: &Tensor, parts: &[KvPart], bias: &Tensor, train: bool) -> Tensor {
         let (batch, query_len) = (query.size()[0], query.size()[2]);
         let kind = query.kind();
-        if query_len == 1 && batch > 1 && parts.len() > 1 && parts.iter().any(|p| p.rows() == 1) {
+        if query_len == 1 && batch > 1 && parts.iter().any(|p| p.rows() == 1) {
             return self.attend_shared(query, parts, bias, train);
         }
-        let (key, value) = match parts {
-            [only] if only.rows() == batch => {
-                (only.key.shallow_clone(), only.value.shallow_clone())
-            }
-            _ => {
-                let keys: Vec<Tensor> = parts.iter().map(|p| p.key.shallow_clone()).collect();
-                let values: Vec<Tensor> = parts.iter().map(|p| p.value.shallow_clone()).collect();
-                (
-                    cat_broadcast(&keys, batch, 2),
-                    cat_broadcast(&values, batch, 2),
-                )
-            }
-        };
+        let keys: Vec<Tensor> = parts.iter().map(|p| p.key.shallow_clone()).collect();
+        let values: Vec<Tensor> = parts.iter().map(|p| p.value.shallow_clone()).collect();
+        let (key, value) = (
+            cat_broadcast(&keys, batch, 2),
+            cat_broadcast(&values, batch, 2),
+        );
         // No 1/sqrt(d_kv): T5 folds it into q's initialisation.
         let fused =
             kind == Kind::Float && !train && !query.requires_grad() && !bias.requires_grad();
