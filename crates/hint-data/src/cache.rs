@@ -1,73 +1,29 @@
-//! Offline caches of tokenized tasks (seqio's `seqio_cache_tasks`), in Parquet.
+//! Reading offline caches of tokenized tasks (seqio's `use_cached=True`): a cache is just
+//! another [`Source`], whose records are the examples after the preprocessors before the
+//! task's cache placeholder. Writing them is [`crate::cache_tasks`].
 //!
 //! Layout (`seqio.md` §4) under `<cache_dir>/<task name, ':' → '/'>/`:
 //!
 //! | file | content |
 //! |---|---|
 //! | `{split}-00000-of-0000N.parquet` | shards of the examples after the preprocessors before the cache placeholder |
-//! | `info.{split}.json` | `{"features": {name: {"dtype", "shape"}}, "num_shards": N, "seqio_version", "hint": {output features (EOS rule, vocabulary fingerprint), preprocessors}}` |
+//! | `info.{split}.json` | `{"features": {name: {"dtype", "shape"}}, "num_shards": N, "seqio_version", "hint": {output features (EOS rule, vocabulary fingerprint), preprocessors}, "fingerprint"}` |
 //! | `stats.{split}.json` | `{"examples": n, "<feat>_tokens": total, "<feat>_max_tokens": max}` |
 //! | `COMPLETED` | empty; written last |
 //!
-//! Everything is written under `.tmp-<task>-<pid>` next to the final folder and renamed
-//! into place at the end, so a crash never leaves a half-written cache that looks complete.
-//! Reading refuses a cache whose output features (names, EOS rules, vocabularies) or
-//! preprocessors differ from the task's.
+//! A cache records the [`CacheSignature`] of the task that wrote it; reading refuses a
+//! cache whose signature differs from the reading task's (other output features, EOS
+//! rules, vocabulary or preprocessors), naming both fingerprints.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::DataError;
-use crate::example::{Example, Value};
-use crate::source::columnar::{examples_to_batch, schema_of};
-use crate::source::{Format, OpenOptions, RecordStream};
-use crate::task::{ReadOptions, Stage, Task};
-
-/// How `cache_task` writes.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct CacheOptions {
-    /// Shards per split (at least 1).
-    pub min_shards: usize,
-    /// The seed of preprocessors before the placeholder.
-    pub seed: u64,
-    /// Skip bad records (counted in the summary) instead of failing.
-    pub skip_bad_records: bool,
-    /// Splits to cache; empty = all of the source's.
-    pub splits: Vec<String>,
-    /// Rows per Parquet row group.
-    pub rows_per_group: usize,
-}
-
-impl Default for CacheOptions {
-    fn default() -> Self {
-        Self {
-            min_shards: 1,
-            seed: 0,
-            skip_bad_records: false,
-            splits: Vec::new(),
-            rows_per_group: 1024,
-        }
-    }
-}
-
-/// What `cache_task` wrote.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheSummary {
-    /// The task's cache folder.
-    pub dir: PathBuf,
-    /// (split, examples written, records skipped).
-    pub splits: Vec<(String, u64, u64)>,
-}
+use crate::features::OutputFeatures;
+use crate::source::{Format, OpenOptions, RecordStream, Source};
 
 /// The task's folder inside a cache dir (`a:b` → `a/b`, as seqio).
 pub fn task_cache_dir(cache_dir: &Path, task: &str) -> PathBuf {
@@ -82,10 +38,6 @@ pub fn find_cache(task: &str, cache_dirs: &[PathBuf]) -> Option<PathBuf> {
         .find(|d| d.join("COMPLETED").is_file())
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
-    move |e| DataError::io(path, e)
-}
-
 fn cache_error(dir: &Path, message: impl Into<String>) -> DataError {
     DataError::Cache {
         dir: dir.to_path_buf(),
@@ -93,245 +45,91 @@ fn cache_error(dir: &Path, message: impl Into<String>) -> DataError {
     }
 }
 
-/// What a cache must agree on with the task reading it.
-fn task_signature(task: &Task) -> serde_json::Value {
-    let features: BTreeMap<&String, serde_json::Value> = task
-        .output_features()
-        .iter()
-        .map(|(name, f)| {
-            (
-                name,
-                json!({
-                    "add_eos": f.add_eos,
-                    "vocab_size": f.vocabulary.vocab_size(),
-                    "vocab_fingerprint": format!("{:016x}", f.vocabulary.fingerprint()),
-                }),
-            )
-        })
-        .collect();
-    let names = task.preprocessor_names();
-    json!({
-        "output_features": features,
-        "preprocessors": names[..task.cache_boundary().min(names.len())],
-    })
-}
+/// What a cache must agree on with the task reading it: the output features (EOS rule and
+/// vocabulary) and the names of the preprocessors that ran before the cache placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSignature(serde_json::Value);
 
-fn dtype(value: &Value) -> (&'static str, serde_json::Value) {
-    match value {
-        Value::Int(_) => ("int64", json!([])),
-        Value::Float(_) => ("float64", json!([])),
-        Value::Text(_) => ("string", json!([])),
-        Value::Texts(_) => ("string", json!([null])),
-        Value::Tokens(_) => ("int32", json!([null])),
+impl CacheSignature {
+    /// The signature of a task with these output features whose preprocessors before the
+    /// cache placeholder are `preprocessors`.
+    pub fn new(output_features: &OutputFeatures, preprocessors: &[String]) -> Self {
+        let features: BTreeMap<&String, serde_json::Value> = output_features
+            .iter()
+            .map(|(name, f)| {
+                (
+                    name,
+                    json!({
+                        "add_eos": f.add_eos,
+                        "vocab_size": f.vocabulary.vocab_size(),
+                        "vocab_fingerprint": format!("{:016x}", f.vocabulary.fingerprint()),
+                    }),
+                )
+            })
+            .collect();
+        Self(json!({
+            "output_features": features,
+            "preprocessors": preprocessors,
+        }))
     }
-}
 
-#[derive(Default)]
-struct Stats {
-    examples: u64,
-    tokens: BTreeMap<String, (u64, u64)>,
-}
+    /// The signature as stored in `info.{split}.json` (`"hint"`).
+    pub fn to_json(&self) -> serde_json::Value {
+        self.0.clone()
+    }
 
-impl Stats {
-    fn add(&mut self, example: &Example) {
-        self.examples += 1;
-        for (name, value) in example {
-            if let Value::Tokens(t) = value {
-                let entry = self.tokens.entry(name.clone()).or_default();
-                entry.0 += t.len() as u64;
-                entry.1 = entry.1.max(t.len() as u64);
+    /// A short stable hash of the signature (16 hex digits), as the errors show it.
+    pub fn fingerprint(&self) -> String {
+        fingerprint_of(&self.0)
+    }
+
+    /// Which parts of `cached` differ from this signature, for the error message.
+    fn difference(&self, cached: &serde_json::Value) -> String {
+        let mut parts = Vec::new();
+        let empty = serde_json::Map::new();
+        let features = |v: &serde_json::Value| {
+            v.get("output_features")
+                .and_then(|f| f.as_object())
+                .cloned()
+                .unwrap_or_else(|| empty.clone())
+        };
+        let (mine, theirs) = (features(&self.0), features(cached));
+        let names: std::collections::BTreeSet<&String> = mine.keys().chain(theirs.keys()).collect();
+        for name in names {
+            match (mine.get(name), theirs.get(name)) {
+                (Some(a), Some(b)) if a == b => {}
+                (Some(a), Some(b)) => {
+                    let keys = ["add_eos", "vocab_size", "vocab_fingerprint"];
+                    let changed: Vec<&str> =
+                        keys.into_iter().filter(|k| a.get(k) != b.get(k)).collect();
+                    parts.push(format!("feature `{name}`: {}", changed.join(", ")));
+                }
+                (Some(_), None) => parts.push(format!("feature `{name}` is not cached")),
+                (None, _) => parts.push(format!("the task has no feature `{name}`")),
             }
         }
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        let mut map = serde_json::Map::new();
-        map.insert("examples".into(), json!(self.examples));
-        for (name, (total, max)) in &self.tokens {
-            map.insert(format!("{name}_tokens"), json!(total));
-            map.insert(format!("{name}_max_tokens"), json!(max));
+        if self.0.get("preprocessors") != cached.get("preprocessors") {
+            parts.push(format!(
+                "preprocessors: cached {}, the task's {}",
+                cached.get("preprocessors").unwrap_or(&serde_json::Value::Null),
+                self.0["preprocessors"]
+            ));
         }
-        serde_json::Value::Object(map)
+        if parts.is_empty() {
+            "the signatures differ".into()
+        } else {
+            parts.join("; ")
+        }
     }
 }
 
-struct ShardWriter {
-    path: PathBuf,
-    writer: ArrowWriter<File>,
-    rows: Vec<Example>,
+fn fingerprint_of(value: &serde_json::Value) -> String {
+    // serde_json writes object keys sorted (no `preserve_order`), so equal values hash equal.
+    format!("{:016x}", crate::superni::fnv1a(value.to_string().as_bytes()))
 }
 
-fn write_rows(shard: &mut ShardWriter, schema: &SchemaRef) -> Result<(), DataError> {
-    if shard.rows.is_empty() {
-        return Ok(());
-    }
-    let batch = examples_to_batch(&shard.rows, schema).map_err(|(row, field, message)| {
-        DataError::field(
-            field,
-            format!(
-                "row {row} of the group bound for {}: {message}",
-                shard.path.display()
-            ),
-        )
-    })?;
-    shard
-        .writer
-        .write(&batch)
-        .map_err(|e| cache_error(&shard.path, e.to_string()))?;
-    shard.rows.clear();
-    Ok(())
-}
-
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), DataError> {
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    std::fs::write(path, text + "\n").map_err(io(path))
-}
-
-/// Writes one split into `dir`; returns (examples, skipped).
-fn cache_split(
-    task: &Arc<Task>,
-    split: &str,
-    dir: &Path,
-    options: &CacheOptions,
-) -> Result<(u64, u64), DataError> {
-    let read = ReadOptions {
-        seed: options.seed,
-        skip_bad_records: options.skip_bad_records,
-        ..ReadOptions::default()
-    };
-    let mut stream = task.open_stage(split, &read, Stage::BeforeCache)?;
-    let num_shards = options.min_shards.max(1);
-    let rows_per_group = options.rows_per_group.max(1);
-    let mut shards: Vec<ShardWriter> = Vec::new();
-    let mut schema: Option<SchemaRef> = None;
-    let mut features = serde_json::Map::new();
-    let mut stats = Stats::default();
-    for (index, item) in stream.by_ref().enumerate() {
-        let example = item?;
-        if schema.is_none() {
-            let s: SchemaRef = Arc::new(schema_of(&example));
-            for (name, value) in &example {
-                let (dtype, shape) = dtype(value);
-                features.insert(name.clone(), json!({"dtype": dtype, "shape": shape}));
-            }
-            let properties = WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .set_max_row_group_size(rows_per_group)
-                .build();
-            for i in 0..num_shards {
-                let path = dir.join(format!("{split}-{i:05}-of-{num_shards:05}.parquet"));
-                let file = File::create(&path).map_err(io(&path))?;
-                let writer = ArrowWriter::try_new(file, Arc::clone(&s), Some(properties.clone()))
-                    .map_err(|e| cache_error(&path, e.to_string()))?;
-                shards.push(ShardWriter {
-                    path,
-                    writer,
-                    rows: Vec::new(),
-                });
-            }
-            schema = Some(s);
-        }
-        if let Some(extra) = example.keys().find(|k| !features.contains_key(k.as_str())) {
-            return Err(DataError::InTask {
-                task: task.name().to_string(),
-                split: split.to_string(),
-                origin: format!("example {index}"),
-                source: Box::new(DataError::field(
-                    extra,
-                    "not present in the first example, so not in the cache schema",
-                )),
-            });
-        }
-        stats.add(&example);
-        let shard = &mut shards[index % num_shards];
-        shard.rows.push(example);
-        if shard.rows.len() >= rows_per_group {
-            if let Some(schema) = schema.as_ref() {
-                write_rows(shard, schema)?;
-            }
-        }
-    }
-    let written = if let Some(schema) = schema.as_ref() {
-        for shard in &mut shards {
-            write_rows(shard, schema)?;
-        }
-        let n = shards.len();
-        for shard in shards {
-            let path = shard.path.clone();
-            shard
-                .writer
-                .close()
-                .map_err(|e| cache_error(&path, e.to_string()))?;
-        }
-        n
-    } else {
-        0
-    };
-    write_json(
-        &dir.join(format!("info.{split}.json")),
-        &json!({
-            "features": features,
-            "num_shards": written,
-            "seqio_version": format!("hint-data {}", env!("CARGO_PKG_VERSION")),
-            "hint": task_signature(task),
-        }),
-    )?;
-    write_json(&dir.join(format!("stats.{split}.json")), &stats.to_json())?;
-    Ok((stats.examples, stream.skipped()))
-}
-
-/// Caches `task` under `output_dir` (seqio's `seqio_cache_tasks` for one task): runs the
-/// preprocessors before the placeholder over every split and writes Parquet shards, info,
-/// stats and `COMPLETED` into a temporary folder that is renamed into place; an existing
-/// cache of the task is replaced only once the new one is complete.
-pub fn cache_task(
-    task: &Arc<Task>,
-    output_dir: &Path,
-    options: &CacheOptions,
-) -> Result<CacheSummary, DataError> {
-    let final_dir = task_cache_dir(output_dir, task.name());
-    let parent = final_dir.parent().unwrap_or(output_dir).to_path_buf();
-    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let leaf = final_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("task")
-        .to_string();
-    let tmp = parent.join(format!(".tmp-{leaf}-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let splits = if options.splits.is_empty() {
-        task.splits()
-    } else {
-        options.splits.clone()
-    };
-    let mut summary = CacheSummary {
-        dir: final_dir.clone(),
-        splits: Vec::new(),
-    };
-    let result = (|| {
-        for split in &splits {
-            let (examples, skipped) = cache_split(task, split, &tmp, options)?;
-            summary.splits.push((split.clone(), examples, skipped));
-        }
-        let completed = tmp.join("COMPLETED");
-        File::create(&completed).map_err(io(&completed))?;
-        if final_dir.exists() {
-            std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
-        }
-        std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))
-    })();
-    if let Err(err) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(err);
-    }
-    Ok(summary)
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value, DataError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| DataError::Format {
         path: path.to_path_buf(),
         message: format!("malformed JSON: {e}"),
@@ -347,7 +145,7 @@ pub struct CacheInfo {
     pub num_shards: usize,
     /// Writer version.
     pub seqio_version: String,
-    /// hint's signature (output features, preprocessors).
+    /// hint's signature (output features, preprocessors): [`CacheSignature::to_json`].
     #[serde(default)]
     pub hint: serde_json::Value,
 }
@@ -364,97 +162,147 @@ pub fn read_info(dir: &Path, split: &str) -> Result<CacheInfo, DataError> {
     })
 }
 
-/// Opens a cached split of `task` as records, after checking that the cache matches it.
-pub(crate) fn open_cached(
-    task: &Task,
-    split: &str,
-    cache_dirs: &[PathBuf],
-    options: &OpenOptions,
-) -> Result<RecordStream, DataError> {
-    let Some(dir) = find_cache(task.name(), cache_dirs) else {
-        return Err(DataError::Cache {
-            dir: cache_dirs
-                .first()
-                .map(|d| task_cache_dir(d, task.name()))
-                .unwrap_or_default(),
-            message: format!(
-                "no completed cache of task `{}` in [{}]",
-                task.name(),
-                cache_dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        });
-    };
-    let info = read_info(&dir, split)?;
-    let expected = task_signature(task);
-    if info.hint != expected {
-        return Err(cache_error(
-            &dir,
-            format!(
-                "its features do not match task `{}`: cached {}, task has {} (re-run `hint cache-tasks`)",
-                task.name(),
-                info.hint,
-                expected
-            ),
-        ));
+/// The completed cache of one task, read as a [`Source`]: its records are the cached
+/// examples, in the order the uncached task yields them.
+#[derive(Debug, Clone)]
+pub struct CachedSource {
+    task: String,
+    dir: PathBuf,
+    expected: CacheSignature,
+}
+
+impl CachedSource {
+    /// The cache of `task` in the first of `cache_dirs` that has a completed one; its
+    /// splits are read only if they were written for `expected`.
+    pub fn find(
+        task: &str,
+        cache_dirs: &[PathBuf],
+        expected: CacheSignature,
+    ) -> Result<Self, DataError> {
+        let Some(dir) = find_cache(task, cache_dirs) else {
+            return Err(DataError::Cache {
+                dir: cache_dirs
+                    .first()
+                    .map(|d| task_cache_dir(d, task))
+                    .unwrap_or_default(),
+                message: format!(
+                    "no completed cache of task `{task}` in [{}] (write one with `hint cache-tasks`)",
+                    cache_dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        };
+        Ok(Self {
+            task: task.to_string(),
+            dir,
+            expected,
+        })
     }
-    // File order is not shuffled: reading the shards round-robin restores the source order,
-    // so a cached task yields the same examples in the same order as the uncached one.
-    options.shard.validate()?;
-    let files: Vec<PathBuf> = (0..info.num_shards)
-        .map(|i| dir.join(format!("{split}-{i:05}-of-{:05}.parquet", info.num_shards)))
-        .collect();
-    // Whole files per worker when there are enough; otherwise every n-th record.
-    let (files, record_shard) = if files.len() >= options.shard.num_shards {
-        let mine = files
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| options.shard.contains(*i as u64))
-            .map(|(_, f)| f)
-            .collect::<Vec<_>>();
-        (mine, None)
-    } else {
-        (files, Some(options.shard))
-    };
-    let mut streams = Vec::with_capacity(files.len());
-    for file in &files {
-        streams.push(Format::Parquet.open_file(file)?);
+
+    /// The task's cache folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
-    // Shards were dealt round-robin, so reading them round-robin restores the order.
-    let mut next = 0usize;
-    let mut index = 0u64;
-    Ok(Box::new(std::iter::from_fn(move || loop {
-        if streams.is_empty() {
-            return None;
+
+    /// The info of `split`, after checking that it was written for the expected task.
+    pub fn checked_info(&self, split: &str) -> Result<CacheInfo, DataError> {
+        let info = read_info(&self.dir, split)?;
+        if info.hint != self.expected.to_json() {
+            return Err(DataError::StaleCache {
+                dir: self.dir.clone(),
+                task: self.task.clone(),
+                cached: fingerprint_of(&info.hint),
+                expected: self.expected.fingerprint(),
+                difference: self.expected.difference(&info.hint),
+            });
         }
-        next %= streams.len();
-        match streams[next].next() {
-            None => {
-                drop(streams.remove(next));
+        Ok(info)
+    }
+}
+
+impl Source for CachedSource {
+    fn splits(&self) -> Vec<String> {
+        let mut splits: Vec<String> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                Some(name.strip_prefix("info.")?.strip_suffix(".json")?.to_string())
+            })
+            .collect();
+        splits.sort();
+        splits
+    }
+
+    fn num_input_examples(&self, split: &str) -> Option<u64> {
+        read_json(&self.dir.join(format!("stats.{split}.json")))
+            .ok()?
+            .get("examples")?
+            .as_u64()
+    }
+
+    fn open(&self, split: &str, options: &OpenOptions) -> Result<RecordStream, DataError> {
+        let info = self.checked_info(split)?;
+        // File order is not shuffled: reading the shards round-robin restores the source
+        // order, so a cached task yields the same examples in the same order as the
+        // uncached one.
+        options.shard.validate()?;
+        let files: Vec<PathBuf> = (0..info.num_shards)
+            .map(|i| {
+                self.dir
+                    .join(format!("{split}-{i:05}-of-{:05}.parquet", info.num_shards))
+            })
+            .collect();
+        // Whole files per worker when there are enough; otherwise every n-th record.
+        let (files, record_shard) = if files.len() >= options.shard.num_shards {
+            let mine = files
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| options.shard.contains(*i as u64))
+                .map(|(_, f)| f)
+                .collect::<Vec<_>>();
+            (mine, None)
+        } else {
+            (files, Some(options.shard))
+        };
+        let mut streams = Vec::with_capacity(files.len());
+        for file in &files {
+            streams.push(Format::Parquet.open_file(file)?);
+        }
+        // Shards were dealt round-robin, so reading them round-robin restores the order.
+        let mut next = 0usize;
+        let mut index = 0u64;
+        Ok(Box::new(std::iter::from_fn(move || loop {
+            if streams.is_empty() {
+                return None;
             }
-            Some(item) => {
-                next += 1;
-                let i = index;
-                index += 1;
-                if record_shard.is_none_or(|s| s.contains(i)) {
-                    return Some(item);
+            next %= streams.len();
+            match streams[next].next() {
+                None => {
+                    drop(streams.remove(next));
+                }
+                Some(item) => {
+                    next += 1;
+                    let i = index;
+                    index += 1;
+                    if record_shard.is_none_or(|s| s.contains(i)) {
+                        return Some(item);
+                    }
                 }
             }
-        }
-    })))
+        })))
+    }
 }
 
 /// The `examples` count of a completed cache's statistics, if any.
-pub(crate) fn cached_num_examples(task: &Task, split: &str, cache_dirs: &[PathBuf]) -> Option<u64> {
-    let dir = find_cache(task.name(), cache_dirs)?;
+pub fn cached_num_examples(task: &str, split: &str, cache_dirs: &[PathBuf]) -> Option<u64> {
+    let dir = find_cache(task, cache_dirs)?;
     read_json(&dir.join(format!("stats.{split}.json")))
         .ok()?
         .get("examples")?
         .as_u64()
 }
-
-#[cfg(test)]
-mod tests;

@@ -123,6 +123,30 @@ pub enum DataError {
         /// What is wrong.
         message: String,
     },
+    /// A task names a metric no evaluator computes (seqio's `metric_fns`).
+    #[error("task `{task}` declares the unknown metric `{metric}` (known: {known})")]
+    UnknownMetric {
+        /// The task.
+        task: String,
+        /// The metric name.
+        metric: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+    /// A cache written for another task definition or vocabulary than the run's.
+    #[error("cache {dir}: its features do not match task `{task}`: cached fingerprint {cached}, the task's {expected} ({difference}); re-run `hint cache-tasks`")]
+    StaleCache {
+        /// The task's cache folder.
+        dir: PathBuf,
+        /// The task.
+        task: String,
+        /// The fingerprint recorded in the cache.
+        cached: String,
+        /// The fingerprint of the run's task.
+        expected: String,
+        /// Which parts differ (output features, vocabulary, preprocessors).
+        difference: String,
+    },
     /// A saved iterator state that does not fit the iterator it is restored into.
     #[error("cannot restore iterator state: {0}")]
     State(String),

@@ -20,8 +20,116 @@ use crate::error::DataError;
 use crate::example::{Example, Value};
 use crate::source::kind_name;
 
-/// Lengths per task feature (`inputs`, `hyper_inputs`, `targets`…).
-pub type FeatureLengths = BTreeMap<String, usize>;
+/// The lengths of HINT's task features (t5x's `TASK_FEATURE_LENGTHS`): rows are trimmed
+/// and padded to them. In gin it is the tuple `(inputs, hyper_inputs, targets)`, e.g.
+/// `Run.lengths = (1024, 1024, 256)`; a map with those three keys is accepted too.
+///
+/// ```
+/// use hint_data::FeatureLengths;
+/// let lengths: FeatureLengths = serde_json::from_str("[24, 32, 16]").unwrap();
+/// assert_eq!(lengths, FeatureLengths::new(24, 32, 16));
+/// assert_eq!(lengths.hyper_inputs, 32);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FeatureLengths {
+    /// Tokens of `inputs` (the encoder input).
+    pub inputs: usize,
+    /// Tokens of `hyper_inputs` (the instruction the hypernetwork reads).
+    pub hyper_inputs: usize,
+    /// Tokens of `targets`.
+    pub targets: usize,
+}
+
+impl FeatureLengths {
+    /// The lengths of `inputs`, `hyper_inputs` and `targets`.
+    pub const fn new(inputs: usize, hyper_inputs: usize, targets: usize) -> Self {
+        Self {
+            inputs,
+            hyper_inputs,
+            targets,
+        }
+    }
+
+    /// An error naming the first zero length: a zero-length feature trains on nothing.
+    pub fn validate(&self) -> Result<(), DataError> {
+        for (name, length) in [
+            ("inputs", self.inputs),
+            ("hyper_inputs", self.hyper_inputs),
+            ("targets", self.targets),
+        ] {
+            if length == 0 {
+                return Err(DataError::Config(format!(
+                    "the length of `{name}` is 0: every feature needs a positive length"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<(usize, usize, usize)> for FeatureLengths {
+    fn from((inputs, hyper_inputs, targets): (usize, usize, usize)) -> Self {
+        Self::new(inputs, hyper_inputs, targets)
+    }
+}
+
+impl Serialize for FeatureLengths {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // As the gin tuple, so that a written configuration reads back unchanged.
+        (self.inputs, self.hyper_inputs, self.targets).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for FeatureLengths {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Tuple(usize, usize, usize),
+            #[serde(rename_all = "snake_case")]
+            Map {
+                inputs: usize,
+                hyper_inputs: usize,
+                targets: usize,
+            },
+        }
+        match Form::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "expected the lengths of (inputs, hyper_inputs, targets), e.g. (1024, 1024, 256)",
+            )
+        })? {
+            Form::Tuple(i, h, t) => Ok(Self::new(i, h, t)),
+            Form::Map {
+                inputs,
+                hyper_inputs,
+                targets,
+            } => Ok(Self::new(inputs, hyper_inputs, targets)),
+        }
+    }
+}
+
+/// Where the instruction reaches the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstructionMode {
+    /// In `hyper_inputs`, for the hypernetwork and fusion (HINT).
+    #[default]
+    Hyper,
+    /// Prepended to every input (the Tk-Instruct / T0 concatenation baseline); the
+    /// hypernetwork then reads an empty instruction (EOS alone).
+    Concat,
+}
+
+/// What the model reads of one example: encoder ids and instruction ids, trimmed and not
+/// padded. Training, evaluation and inference all build their inputs with
+/// [`HintConverter::model_inputs`], so the concatenation baseline is written once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInputs {
+    /// Encoder input ids (the instruction first, in concatenation mode).
+    pub encoder: Vec<i64>,
+    /// Instruction ids for the hypernetwork; empty in concatenation mode.
+    pub instruction: Vec<i64>,
+}
 
 /// One model-ready row: model feature → ids of that feature's length.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,12 +263,13 @@ pub trait FeatureConverter: Send + Sync {
     fn convert(&self, examples: Vec<(String, Example)>) -> Result<Vec<Row>, DataError>;
 }
 
-fn length(lengths: &FeatureLengths, name: &str) -> Result<usize, DataError> {
-    match lengths.get(name) {
-        Some(&n) if n > 0 => Ok(n),
-        _ => Err(DataError::Config(format!(
+fn positive(name: &str, length: usize) -> Result<usize, DataError> {
+    if length > 0 {
+        Ok(length)
+    } else {
+        Err(DataError::Config(format!(
             "the feature converter needs a positive length for `{name}`"
-        ))),
+        )))
     }
 }
 
@@ -211,38 +320,98 @@ fn wrap(task: &str, err: DataError) -> DataError {
 }
 
 /// HINT's converter (never packs: each row would need its own generated adapters).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HintConverter {
     /// Lengths of `inputs`, `hyper_inputs`, `targets`.
     pub lengths: FeatureLengths,
-    /// Extra task features copied as model features of the same name (token lists trimmed
-    /// and padded to their length in `lengths`, integers as length 1), e.g. `is_correct`,
-    /// `example_id` for rank-classification evaluation.
-    #[serde(default)]
-    pub passthrough: Vec<String>,
+    /// Where the instruction goes.
+    pub mode: InstructionMode,
+    /// Extra task features copied as model features of the same name with their length
+    /// (token lists trimmed and padded, integers as one id), e.g. `("example_id", 1)` for
+    /// rank-classification evaluation.
+    pub passthrough: Vec<(String, usize)>,
 }
 
 impl HintConverter {
-    /// A converter with these lengths of `inputs`, `hyper_inputs`, `targets`.
+    /// A converter with these lengths of `inputs`, `hyper_inputs`, `targets`, the
+    /// instruction in `hyper_inputs`.
     pub fn new(inputs: usize, hyper_inputs: usize, targets: usize) -> Self {
+        Self::with_lengths(FeatureLengths::new(inputs, hyper_inputs, targets))
+    }
+
+    /// A converter with these lengths, the instruction in `hyper_inputs`.
+    pub fn with_lengths(lengths: FeatureLengths) -> Self {
         Self {
-            lengths: [
-                ("inputs".to_string(), inputs),
-                ("hyper_inputs".to_string(), hyper_inputs),
-                ("targets".to_string(), targets),
-            ]
-            .into_iter()
-            .collect(),
+            lengths,
+            mode: InstructionMode::Hyper,
             passthrough: Vec::new(),
         }
     }
 
+    /// The same converter with the instruction placed by `mode`.
+    pub fn mode(mut self, mode: InstructionMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The length of `encoder_input_tokens`: in concatenation mode the instruction (its
+    /// EOS dropped) and the input share the encoder, so it holds both.
+    pub fn encoder_length(&self) -> usize {
+        match self.mode {
+            InstructionMode::Hyper => self.lengths.inputs,
+            InstructionMode::Concat => self.lengths.inputs + self.lengths.hyper_inputs,
+        }
+    }
+
+    /// The length of `hyper_encoder_input_tokens` (1 in concatenation mode: EOS alone).
+    pub fn instruction_length(&self) -> usize {
+        match self.mode {
+            InstructionMode::Hyper => self.lengths.hyper_inputs,
+            InstructionMode::Concat => 1,
+        }
+    }
+
+    /// What the model reads of an input and its instruction (token ids of the task's
+    /// `inputs` and `hyper_inputs`): each trimmed to its length; in concatenation mode the
+    /// instruction without its final EOS, then the input, in the encoder.
+    pub fn model_inputs(&self, input: &[i64], instruction: &[i64]) -> ModelInputs {
+        let trim = |ids: &[i64], len: usize| -> Vec<i64> { ids.iter().copied().take(len).collect() };
+        match self.mode {
+            InstructionMode::Hyper => ModelInputs {
+                encoder: trim(input, self.lengths.inputs),
+                instruction: trim(instruction, self.lengths.hyper_inputs),
+            },
+            InstructionMode::Concat => {
+                // Padding would end up inside the joined sequence: drop it first.
+                let unpadded =
+                    |ids: Vec<i64>| -> Vec<i64> { ids.into_iter().take_while(|&t| t != 0).collect() };
+                let input = unpadded(trim(input, self.lengths.inputs));
+                let mut encoder = unpadded(trim(instruction, self.lengths.hyper_inputs));
+                if encoder.last() == Some(&1) {
+                    encoder.pop();
+                }
+                encoder.extend(input);
+                ModelInputs {
+                    encoder,
+                    instruction: Vec::new(),
+                }
+            }
+        }
+    }
+
     fn row(&self, task: String, example: &Example) -> Result<Row, DataError> {
-        let li = length(&self.lengths, "inputs")?;
-        let lh = length(&self.lengths, "hyper_inputs")?;
-        let lt = length(&self.lengths, "targets")?;
-        let inputs = trimmed(example, "inputs", li)?;
-        let hyper = trimmed(example, "hyper_inputs", lh)?;
+        self.lengths.validate()?;
+        let FeatureLengths { targets: lt, .. } = self.lengths;
+        let inputs = trimmed(example, "inputs", self.lengths.inputs)?;
+        let hyper = trimmed(example, "hyper_inputs", self.lengths.hyper_inputs)?;
+        let ModelInputs {
+            encoder,
+            mut instruction,
+        } = self.model_inputs(&inputs, &hyper);
+        if self.mode == InstructionMode::Concat {
+            // The hypernetwork reads the empty text: EOS alone.
+            instruction.push(1);
+        }
         let targets = padded(trimmed(example, "targets", lt)?, lt);
         let task_id = match example.get("task_names") {
             Some(Value::Int(i)) => *i,
@@ -250,8 +419,14 @@ impl HintConverter {
             _ => 0,
         };
         let mut features = BTreeMap::new();
-        features.insert("encoder_input_tokens".into(), padded(inputs, li));
-        features.insert("hyper_encoder_input_tokens".into(), padded(hyper, lh));
+        features.insert(
+            "encoder_input_tokens".into(),
+            padded(encoder, self.encoder_length()),
+        );
+        features.insert(
+            "hyper_encoder_input_tokens".into(),
+            padded(instruction, self.instruction_length()),
+        );
         features.insert(
             "decoder_input_tokens".into(),
             autoregressive_inputs(&targets, None),
@@ -259,9 +434,8 @@ impl HintConverter {
         features.insert("decoder_loss_weights".into(), loss_weights(&targets));
         features.insert("decoder_target_tokens".into(), targets);
         features.insert("task_ids".into(), vec![task_id]);
-        for name in &self.passthrough {
-            let len = self.lengths.get(name).copied().unwrap_or(1);
-            features.insert(name.clone(), padded(trimmed(example, name, len)?, len));
+        for (name, len) in &self.passthrough {
+            features.insert(name.clone(), padded(trimmed(example, name, *len)?, *len));
         }
         Ok(Row { task, features })
     }
@@ -279,11 +453,55 @@ impl FeatureConverter for HintConverter {
     }
 }
 
+/// A batch of HINT's model features by field (the output of [`HintConverter`]): what the
+/// trainer turns into tensors. Each is `[rows, length]`, 0 is padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HintBatch {
+    /// `encoder_input_tokens`.
+    pub encoder_input_tokens: BatchFeature,
+    /// `hyper_encoder_input_tokens`.
+    pub hyper_encoder_input_tokens: BatchFeature,
+    /// `decoder_input_tokens` (targets shifted right, 0 first).
+    pub decoder_input_tokens: BatchFeature,
+    /// `decoder_target_tokens`.
+    pub decoder_target_tokens: BatchFeature,
+    /// `decoder_loss_weights` (1 on real target tokens).
+    pub decoder_loss_weights: BatchFeature,
+    /// The task of each row.
+    pub tasks: Vec<String>,
+}
+
+impl TryFrom<Batch> for HintBatch {
+    type Error = DataError;
+
+    /// Takes HINT's features out of a batch; a missing one is an error naming it (the
+    /// batch came from another converter).
+    fn try_from(mut batch: Batch) -> Result<Self, DataError> {
+        let mut take = |name: &str| {
+            batch.features.remove(name).ok_or_else(|| {
+                DataError::Config(format!(
+                    "the batch has no `{name}`: it was not made by HINT's feature converter"
+                ))
+            })
+        };
+        Ok(Self {
+            encoder_input_tokens: take("encoder_input_tokens")?,
+            hyper_encoder_input_tokens: take("hyper_encoder_input_tokens")?,
+            decoder_input_tokens: take("decoder_input_tokens")?,
+            decoder_target_tokens: take("decoder_target_tokens")?,
+            decoder_loss_weights: take("decoder_loss_weights")?,
+            tasks: batch.tasks,
+        })
+    }
+}
+
 /// seqio's `EncDecFeatureConverter`, packed or not.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct EncDecConverter {
-    /// Lengths of `inputs` and `targets`.
-    pub lengths: FeatureLengths,
+    /// Length of `inputs`.
+    pub inputs: usize,
+    /// Length of `targets`.
+    pub targets: usize,
     /// Pack several examples per row (segment ids and positions added).
     pub pack: bool,
 }
@@ -292,19 +510,22 @@ impl EncDecConverter {
     /// A converter with these lengths.
     pub fn new(inputs: usize, targets: usize, pack: bool) -> Self {
         Self {
-            lengths: [
-                ("inputs".to_string(), inputs),
-                ("targets".to_string(), targets),
-            ]
-            .into_iter()
-            .collect(),
+            inputs,
+            targets,
             pack,
         }
     }
 
+    /// The lengths of `inputs` and `targets`, both positive.
+    fn lengths(&self) -> Result<(usize, usize), DataError> {
+        Ok((
+            positive("inputs", self.inputs)?,
+            positive("targets", self.targets)?,
+        ))
+    }
+
     fn unpacked(&self, task: String, example: &Example) -> Result<Row, DataError> {
-        let li = length(&self.lengths, "inputs")?;
-        let lt = length(&self.lengths, "targets")?;
+        let (li, lt) = self.lengths()?;
         let targets = padded(trimmed(example, "targets", lt)?, lt);
         let mut features = BTreeMap::new();
         features.insert(
@@ -385,7 +606,7 @@ impl FeatureConverter for EncDecConverter {
     fn window(&self) -> usize {
         if self.pack {
             // seqio packs windows of max(feature lengths) examples.
-            self.lengths.values().copied().max().unwrap_or(1).max(1)
+            self.inputs.max(self.targets).max(1)
         } else {
             1
         }
@@ -402,8 +623,7 @@ impl FeatureConverter for EncDecConverter {
                 })
                 .collect();
         }
-        let li = length(&self.lengths, "inputs")?;
-        let lt = length(&self.lengths, "targets")?;
+        let (li, lt) = self.lengths()?;
         let lengths = [("inputs", li), ("targets", lt)];
         let mut rows = Vec::new();
         let mut open = OpenRow::default();
@@ -567,8 +787,7 @@ mod tests {
     #[test]
     fn hint_converter_trims_pads_and_dedups_instructions() {
         let mut converter = HintConverter::new(4, 3, 3);
-        converter.lengths.insert("example_id".into(), 1);
-        converter.passthrough.push("example_id".into());
+        converter.passthrough.push(("example_id".into(), 1));
         let make = |hyper: &[u32], id: i64| {
             let (task, mut e) = example(&[5, 6, 7, 8, 9, 1], &[3, 4, 5, 1]);
             e.insert("hyper_inputs".into(), Value::Tokens(hyper.to_vec()));

@@ -12,7 +12,8 @@
 //! * [`feature_converter`]: task features → model [`Batch`]es (HINT's converter, seqio's
 //!   packed encoder-decoder converter);
 //! * [`iterator`]: shuffled, sharded, prefetched batches with a checkpointable state;
-//! * [`cache`]: offline Parquet caches (`hint cache-tasks`).
+//! * [`cache`] (reading, a [`Source`]) and [`cache_tasks`] (writing): offline Parquet
+//!   caches (`hint cache-tasks`).
 //!
 //! Content: [`builtin`] (the embedded instruction suite, mixtures `builtin_train` and
 //! `builtin_heldout`), [`superni`] and [`bigbench`] (readers and templates) with their registry
@@ -24,6 +25,7 @@ pub mod benchmark_registry;
 pub mod bigbench;
 pub mod builtin;
 pub mod cache;
+pub mod cache_tasks;
 mod error;
 mod example;
 pub mod feature_converter;
@@ -43,7 +45,10 @@ mod vocabulary;
 
 pub use error::{DataError, Position};
 pub use example::{Example, Value};
-pub use feature_converter::{Batch, BatchFeature, FeatureConverter};
+pub use feature_converter::{
+    Batch, BatchFeature, FeatureConverter, FeatureLengths, HintBatch, HintConverter, InstructionMode,
+    ModelInputs,
+};
 pub use features::{Feature, OutputFeatures};
 pub use iterator::{BatchIterator, DatasetConfig, IteratorState};
 pub use registry::{default_registry, register_toy_tasks, toy_vocabulary};

@@ -360,6 +360,12 @@ pub fn rank_classification_accuracy_rows(rows: &[RankedChoice]) -> f64 {
     mean_times_100(std::iter::once(correct as f64), order.len())
 }
 
+/// The metric names a task may declare ([`crate::task::TaskBuilder::metric`]): `exact_match`
+/// and `rouge_l` (Super-NI, max over references), `accuracy` (the prediction equals the
+/// first reference) and `rank_classification` (T0's: the highest-scoring answer choice is
+/// the right one).
+pub const METRIC_NAMES: &[&str] = &["exact_match", "rouge_l", "accuracy", "rank_classification"];
+
 /// Evaluates the metrics a task names (`Task::metrics`): `rouge_l` and `exact_match` (Super-NI,
 /// max over references, × 100) and `accuracy` (prediction equals the first reference, × 100).
 /// Returns name → score in the order asked; an unknown name is an error.

@@ -53,6 +53,7 @@ use rayon::prelude::*;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::cache::{CacheSignature, CachedSource};
 use crate::error::{suggest, DataError};
 use crate::example::Example;
 use crate::features::{Feature, OutputFeatures};
@@ -145,6 +146,19 @@ impl TaskBuilder {
                 self.task.name
             )));
         }
+        // Checked here, when the configuration is built, not after training.
+        if let Some(metric) = self
+            .task
+            .metrics
+            .iter()
+            .find(|m| !crate::metrics::METRIC_NAMES.contains(&m.as_str()))
+        {
+            return Err(DataError::UnknownMetric {
+                task: self.task.name.clone(),
+                metric: metric.clone(),
+                known: crate::metrics::METRIC_NAMES.join(", "),
+            });
+        }
         Ok(self.task)
     }
 }
@@ -230,6 +244,16 @@ impl Task {
         names
     }
 
+    /// What a cache of this task records and a cached read checks: the output features
+    /// and the preprocessors before the cache placeholder.
+    pub fn cache_signature(&self) -> CacheSignature {
+        let names = self.preprocessor_names();
+        CacheSignature::new(
+            &self.output_features,
+            &names[..self.cache_boundary().min(names.len())],
+        )
+    }
+
     /// How many preprocessors run before caching.
     pub fn cache_boundary(&self) -> usize {
         self.cache_boundary.unwrap_or(self.preprocessors.len())
@@ -238,7 +262,7 @@ impl Task {
     /// The number of examples of a split: from cache statistics in `cache_dirs` when a
     /// completed cache exists, else from the source when it knows.
     pub fn num_examples(&self, split: &str, cache_dirs: &[PathBuf]) -> Option<u64> {
-        crate::cache::cached_num_examples(self, split, cache_dirs)
+        crate::cache::cached_num_examples(&self.name, split, cache_dirs)
             .or_else(|| self.source.num_input_examples(split))
     }
 
@@ -276,8 +300,9 @@ impl Task {
             shuffle_files_seed: options.shuffle_files.then_some(options.seed),
         };
         let (records, steps) = if options.use_cached && stage == Stage::All {
-            let records =
-                crate::cache::open_cached(self, split, &options.cache_dirs, &open_options)?;
+            let cached =
+                CachedSource::find(&self.name, &options.cache_dirs, self.cache_signature())?;
+            let records = cached.open(split, &open_options)?;
             (records, self.cache_boundary()..self.preprocessors.len())
         } else {
             self.check_split(split)?;

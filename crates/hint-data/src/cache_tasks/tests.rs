@@ -1,6 +1,8 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::cache::{read_info, read_json};
+use std::path::PathBuf;
 use crate::feature_converter::HintConverter;
 use crate::features::Feature;
 use crate::iterator::{BatchIterator, DatasetConfig};
