@@ -14,8 +14,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use hint::data::builtin::builtin_vocabulary;
 use hint::model::{flops::hypernetwork_parameters, save_pretrained, HyperConfig, T5Config, T5};
 use hint::train::data::build_data;
-use hint::train::run::{build_model, eval_tasks, load_config, IteratorSource, RunSettings};
-use hint::train::BatchSource;
+use hint::train::eval_sets::eval_tasks;
+use hint::train::model::build_model;
+use hint::train::{load_config, BatchSource, RunSettings, TaskBatches};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 fn configs_dir() -> PathBuf {
@@ -245,12 +246,17 @@ fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
             .collect();
         fixtures.p3(&patterns);
     }
-    let data = build_data(&settings.data, settings.run.lengths, None)
-        .unwrap_or_else(|e| panic!("{files:?}: data: {e}"));
-    hint::train::run::check_vocabulary(&data, &settings.t5).unwrap();
+    let lengths = settings.run.lengths;
+    let data = build_data(
+        &settings.data,
+        (lengths.inputs, lengths.hyper_inputs, lengths.targets),
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{files:?}: data: {e}"));
+    hint::train::model::check_vocabulary(&data, &settings.t5).unwrap();
     let is_eval_file = files.last().is_some_and(|f| f.ends_with("_eval.gin"));
     if !is_eval_file {
-        let mut source = IteratorSource::new(&data.registry, &settings.run, 0, Device::Cpu)
+        let mut source = TaskBatches::new(&data.registry, &settings, 0)
             .unwrap_or_else(|e| panic!("{files:?}: mixture `{}`: {e}", settings.run.mixture));
         let batch = source
             .next_batch()
@@ -258,12 +264,11 @@ fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
         assert_eq!(batch.inputs.size()[0], 2, "{files:?}");
     }
     for (label, name, split) in &settings.run.eval_sets {
-        let tasks = eval_tasks(&data, name, split, &settings.run)
+        let tasks = eval_tasks(&data, name, split, &settings)
             .unwrap_or_else(|e| panic!("{files:?}: eval set {label}: {e}"));
         assert!(!tasks.is_empty(), "{files:?}: eval set {label} is empty");
     }
-    let (vs, _model) =
-        build_model(&settings, Device::Cpu).unwrap_or_else(|e| panic!("{files:?}: {e}"));
+    let (vs, _model) = build_model(&settings).unwrap_or_else(|e| panic!("{files:?}: {e}"));
     if !settings.run.initial_checkpoint.is_empty() {
         // The T5 part comes from the checkpoint, by name.
         let loaded = Tensor::read_safetensors(
@@ -321,7 +326,7 @@ fn every_config_parses_and_builds() {
             if !settings.run.initial_checkpoint.is_empty() {
                 fixtures.hf_t5(&settings.t5);
             }
-            build_model(&settings, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+            build_model(&settings).unwrap_or_else(|e| panic!("{name}: {e}"));
         } else {
             build_run(&fixtures, &composition(&name));
         }
@@ -416,14 +421,14 @@ fn ni_train_from_a_hugging_face_t5_trains_and_evaluates() {
     let settings = RunSettings::from_config(&config).unwrap();
     let hf = fixtures.hf_t5(&settings.t5);
     assert_eq!(settings.run.initial_checkpoint, hf.display().to_string());
-    let summary = hint::train::run::train_and_evaluate(&config, &mut hint::train::NoHooks).unwrap();
+    let summary = hint::train::train_and_evaluate(&settings, &mut hint::train::NoHooks).unwrap();
     assert_eq!(
         summary.outcome,
         hint::train::TrainOutcome::Finished { step: 4 }
     );
     let (label, tasks) = &summary.results[0];
     assert_eq!(label, "test");
-    assert!(!tasks.is_empty() && tasks.iter().all(|t| t.rouge_l.is_some()));
+    assert!(!tasks.is_empty() && tasks.iter().all(|t| t.score("rouge_l").is_some()));
     let metrics = hint::train::read_metrics(&model_dir.join("metrics.jsonl")).unwrap();
     let evals: Vec<_> = metrics
         .iter()
@@ -464,10 +469,16 @@ fn superni_shared_suite_builds_on_the_real_subset() {
     )
     .unwrap();
     let settings = RunSettings::from_config(&config).unwrap();
-    let data = build_data(&settings.data, settings.run.lengths, None).unwrap();
+    let lengths = settings.run.lengths;
+    let data = build_data(
+        &settings.data,
+        (lengths.inputs, lengths.hyper_inputs, lengths.targets),
+        None,
+    )
+    .unwrap();
     assert!(data.vocabulary.vocab_size() >= 32_000, "the T5 vocabulary");
-    let mut source = IteratorSource::new(&data.registry, &settings.run, 0, Device::Cpu).unwrap();
+    let mut source = TaskBatches::new(&data.registry, &settings, 0).unwrap();
     assert_eq!(source.next_batch().unwrap().inputs.size()[0], 2);
-    let tasks = eval_tasks(&data, "natural_instructions", "test", &settings.run).unwrap();
+    let tasks = eval_tasks(&data, "natural_instructions", "test", &settings).unwrap();
     assert!(!tasks.is_empty());
 }

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use hint::data::builtin::builtin_vocabulary;
-use hint::train::experiment::{markdown, run_experiment, ExperimentOptions, ExperimentReport};
+use hint::train::experiment::{run_experiment, ExperimentOptions};
+use hint::train::report::{markdown, ExperimentReport};
 use hint::train::NoHooks;
 
 fn configs_dir() -> PathBuf {
@@ -101,7 +102,12 @@ fn run(suite: &Path, output: &Path) -> ExperimentReport {
         arms: None,
         seeds: None,
     };
-    run_experiment(&options, &mut NoHooks, &mut |_| {})
+    run_experiment(
+        &options,
+        &mut NoHooks,
+        &mut |_| {},
+        &hint::train::plot::plot_experiment,
+    )
         .unwrap()
         .expect("not interrupted")
 }

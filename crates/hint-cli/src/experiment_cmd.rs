@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use hint_train::experiment::{
-    experiment_config, markdown, run_experiment, ExperimentEvent, ExperimentOptions,
+    experiment_config, run_experiment, ExperimentEvent, ExperimentOptions,
 };
-use hint_train::run::{load_config, RunSettings};
+use hint_train::report::markdown;
+use hint_train::RunSettings;
 
 use crate::gin_args::GinArgs;
 use crate::train_cmd::CliHooks;
@@ -42,16 +43,13 @@ pub fn run(args: &ExperimentArgs) -> Result<ExitCode> {
     };
     let experiment = experiment_config(&options).context("reading the experiment suite")?;
     let steps = {
-        let config = load_config(
+        RunSettings::load(
             std::slice::from_ref(suite),
             &options.bindings,
             &options.effective_search_paths(),
             false,
-        );
-        config
-            .ok()
-            .and_then(|c| RunSettings::from_config(&c).ok())
-            .map_or(0, |s| s.train.steps)
+        )
+        .map_or(0, |s| s.train.steps)
     };
     let mut hooks = CliHooks::new(steps, std::io::stderr().is_terminal())?;
     let total = experiment.arms.len() * experiment.seeds;
@@ -76,7 +74,7 @@ pub fn run(args: &ExperimentArgs) -> Result<ExitCode> {
                 "arm done"
             );
         }
-    })?;
+    }, &hint_train::plot::plot_experiment)?;
     hooks.finish();
     let mut out = std::io::stdout().lock();
     match report {

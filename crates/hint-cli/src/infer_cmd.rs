@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hint_train::run::{load_run, write_results, Overrides};
+use hint_train::eval::write_results;
+use hint_train::{load_run, Overrides};
 
 use crate::gin_args::GinArgs;
 
@@ -53,8 +54,9 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
         search_paths: args.gin.gin_search_paths.clone(),
         bindings: args.gin.gin_bindings.clone(),
     };
-    let run = load_run(&args.model_dir, args.checkpoint.as_deref(), &overrides)?;
-    let results = run.evaluate()?;
+    let run = load_run(&args.model_dir, args.checkpoint.as_deref(), &overrides)
+        .with_context(|| format!("loading the run in {}", args.model_dir.display()))?;
+    let results = run.evaluate().context("evaluating")?;
     let name = run.checkpoint.file_name().map_or_else(
         || "checkpoint".to_string(),
         |n| n.to_string_lossy().to_string(),
@@ -105,7 +107,8 @@ pub fn infer(args: &InferArgs) -> Result<ExitCode> {
         }
         (None, None) => bail!("give --input TEXT or --inputs FILE.jsonl"),
     };
-    let run = load_run(model_dir, Some(&args.checkpoint), &Overrides::default())?;
+    let run = load_run(model_dir, Some(&args.checkpoint), &Overrides::default())
+        .with_context(|| format!("loading {}", args.checkpoint.display()))?;
     let predictions = run.infer(&args.instruction, &inputs)?;
     let mut out = std::io::stdout().lock();
     for (input, prediction) in inputs.iter().zip(predictions) {

@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            tracing::error!("{err:#}");
+            tracing::error!("{}", error_chain(&err));
             ExitCode::FAILURE
         }
     }
@@ -115,6 +115,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plot { model_dir } => train_cmd::plot(&model_dir),
         Command::Experiment(ExperimentCommand::Run(args)) => experiment_cmd::run(&args),
     }
+}
+
+/// The error with its causes, one a line, outermost first: what was being done, then
+/// why (a gin file's `file:line:col`, a data file's line and field, a tensor's name). A
+/// cause whose text its parent already shows is not repeated.
+fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut shown = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if shown.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\n  caused by: ");
+        }
+        out.push_str(&text);
+        shown = text;
+    }
+    out
 }
 
 fn print_version() -> std::io::Result<()> {

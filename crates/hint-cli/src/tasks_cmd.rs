@@ -8,11 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use hint_data::cache::{cache_task, CacheOptions};
+use hint_data::cache_tasks::{cache_task, CacheOptions};
 use hint_data::task::{EntryKind, ReadOptions, TaskRegistry};
 use hint_data::{default_registry, Example, Task, Value};
 use hint_train::data::build_data;
-use hint_train::run::{load_config, RunSettings};
+use hint_train::RunSettings;
 use regex::Regex;
 
 use crate::gin_args::GinArgs;
@@ -73,15 +73,19 @@ fn registry(gin: &GinArgs) -> Result<TaskRegistry> {
     if gin.gin_files.is_empty() && gin.gin_bindings.is_empty() {
         return default_registry().context("building the task registry");
     }
-    let config = load_config(
+    let settings = RunSettings::load(
         &gin.gin_files,
         &gin.gin_bindings,
         &gin.gin_search_paths,
         gin.skip_unknown,
     )
     .context("reading the gin configuration")?;
-    let settings = RunSettings::from_config(&config).context("the run configuration")?;
-    let data = build_data(&settings.data, settings.run.lengths, None)
+    let lengths = settings.run.lengths;
+    let data = build_data(
+        &settings.data,
+        (lengths.inputs, lengths.hyper_inputs, lengths.targets),
+        None,
+    )
         .context("building the configuration's tasks")?;
     Ok(data.registry)
 }

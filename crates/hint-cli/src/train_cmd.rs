@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use hint_train::run::{load_config, train_and_evaluate};
-use hint_train::{CheckpointInfo, StepMetrics, TrainHooks, TrainOutcome};
+use hint_train::{
+    train_and_evaluate, CheckpointInfo, RunSettings, StepMetrics, TrainHooks, TrainOutcome,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::gin_args::GinArgs;
@@ -90,20 +91,20 @@ impl TrainHooks for CliHooks {
 }
 
 /// Parses the run's gin: the given files, or the embedded default.
-fn config_of(args: &GinArgs) -> Result<hint_config::Config> {
+fn settings_of(args: &GinArgs) -> Result<RunSettings> {
     if args.gin_files.is_empty() {
         let tmp = std::env::temp_dir().join(format!("hint-builtin-{}.gin", std::process::id()));
         std::fs::write(&tmp, BUILTIN_GIN).with_context(|| format!("writing {}", tmp.display()))?;
-        let config = load_config(
+        let settings = RunSettings::load(
             std::slice::from_ref(&tmp),
             &args.gin_bindings,
             &args.gin_search_paths,
             args.skip_unknown,
         );
         let _ = std::fs::remove_file(&tmp);
-        return config.context("the embedded default configuration");
+        return settings.context("the embedded default configuration");
     }
-    load_config(
+    RunSettings::load(
         &args.gin_files,
         &args.gin_bindings,
         &args.gin_search_paths,
@@ -114,11 +115,10 @@ fn config_of(args: &GinArgs) -> Result<hint_config::Config> {
 
 /// `hint train`.
 pub fn train(args: &GinArgs) -> Result<ExitCode> {
-    let config = config_of(args)?;
-    let settings =
-        hint_train::run::RunSettings::from_config(&config).context("the run configuration")?;
+    let settings = settings_of(args)?;
     let mut hooks = CliHooks::new(settings.train.steps, std::io::stderr().is_terminal())?;
-    let summary = train_and_evaluate(&config, &mut hooks)?;
+    let summary = train_and_evaluate(&settings, &mut hooks)
+        .with_context(|| format!("training in {}", settings.run.model_dir))?;
     hooks.finish();
     let mut out = std::io::stdout().lock();
     match summary.outcome {
@@ -150,7 +150,7 @@ pub fn train(args: &GinArgs) -> Result<ExitCode> {
 /// `DIR` holds an experiment's `results.json`.
 pub fn plot(model_dir: &Path) -> Result<ExitCode> {
     let written = if model_dir.join("results.json").is_file() {
-        let report = hint_train::experiment::read_report(model_dir)?;
+        let report = hint_train::report::read_report(model_dir)?;
         hint_train::plot::plot_experiment(model_dir, &report)
     } else {
         hint_train::plot::plot_run(model_dir)

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use hint_data::cache::{cache_task, CacheOptions};
+use hint_data::cache_tasks::{cache_task, CacheOptions};
 use hint_data::feature_converter::HintConverter;
 use hint_data::preprocessors::{HintSplit, Template, Tokenize};
 use hint_data::{

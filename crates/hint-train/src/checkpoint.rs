@@ -1,14 +1,91 @@
 //! Checkpoints: `checkpoint_<step>/` folders in the model directory, each written under a
 //! temporary name, synced and renamed, so that a crash at any instant leaves every earlier
 //! checkpoint intact; only the newest `keep` survive.
+//!
+//! What a training checkpoint holds is decided here, not in the loop: the parameters
+//! ([`PARAMETERS_FILE`]), the optimizer state with its step ([`OPTIMIZER_FILE`]) and the
+//! [`TrainState`] — step, data position and seed ([`TRAIN_STATE_FILE`], written last).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+
+use hint_optim::{Adafactor, RestoreOptions};
+use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
+use tch::Tensor;
 
 use crate::error::{io_error, Result, TrainError};
 
 /// The file that completes a checkpoint (written last, inside the temporary folder).
 pub const TRAIN_STATE_FILE: &str = "train_state.json";
+
+/// The parameters of a checkpoint, by name.
+pub const PARAMETERS_FILE: &str = "model.safetensors";
+
+/// The optimizer state of a checkpoint.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+
+/// What `train_state.json` holds besides parameters and optimizer state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Global step.
+    pub step: u64,
+    /// The data source's position ([`crate::BatchSource::state`]).
+    pub data: serde_json::Value,
+    /// The run's seed (dropout masks are drawn from `(seed, step)`).
+    pub seed: i64,
+}
+
+/// Parameters as `model.safetensors`, sorted by name.
+pub fn save_parameters(vs: &VarStore, path: &Path) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu).contiguous()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Tensor::write_safetensors(&named, path).map_err(|source| TrainError::Torch {
+        context: format!("writing {}", path.display()),
+        source,
+    })
+}
+
+/// Fills every variable of `vs` from a `model.safetensors` written by [`save_parameters`];
+/// missing names and shape mismatches are errors naming them.
+pub fn load_parameters(vs: &VarStore, path: &Path) -> Result<()> {
+    let saved = Tensor::read_safetensors(path).map_err(|source| TrainError::Torch {
+        context: format!("reading {}", path.display()),
+        source,
+    })?;
+    let saved: BTreeMap<String, Tensor> = saved.into_iter().collect();
+    let mut missing = Vec::new();
+    for (name, mut variable) in vs.variables() {
+        let Some(tensor) = saved.get(&name) else {
+            missing.push(name);
+            continue;
+        };
+        if tensor.size() != variable.size() {
+            return Err(TrainError::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!(
+                    "`{name}` has shape {:?} but the model built from the config expects {:?}",
+                    tensor.size(),
+                    variable.size()
+                ),
+            });
+        }
+        tch::no_grad(|| variable.copy_(tensor));
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        return Err(TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("lacks parameters of the model: {}", missing.join(", ")),
+        });
+    }
+    Ok(())
+}
 
 /// A complete checkpoint on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +207,43 @@ impl CheckpointManager {
         })
     }
 
+    /// Writes the checkpoint of a training state: parameters, optimizer state and
+    /// `state`, under the step `state.step`.
+    pub fn save_training(
+        &self,
+        vs: &VarStore,
+        optimizer: &Adafactor,
+        state: &TrainState,
+    ) -> Result<CheckpointInfo> {
+        self.save(state.step, |dir| {
+            save_parameters(vs, &dir.join(PARAMETERS_FILE))?;
+            optimizer.save_state(dir.join(OPTIMIZER_FILE))?;
+            let path = dir.join(TRAIN_STATE_FILE);
+            let text = serde_json::to_string_pretty(state).unwrap_or_default();
+            std::fs::write(&path, text).map_err(io_error(&path))
+        })
+    }
+
+    /// Restores parameters and optimizer state from the newest checkpoint into `vs` and
+    /// `optimizer`, and returns it with its training state (`None`: no checkpoint yet).
+    pub fn restore_latest(
+        &self,
+        vs: &VarStore,
+        optimizer: &mut Adafactor,
+    ) -> Result<Option<(CheckpointInfo, TrainState)>> {
+        let Some(latest) = self.latest()? else {
+            return Ok(None);
+        };
+        let state = read_train_state(&latest.path)?;
+        load_parameters(vs, &latest.path.join(PARAMETERS_FILE))?;
+        optimizer.load_state(
+            latest.path.join(OPTIMIZER_FILE),
+            &RestoreOptions::default(),
+        )?;
+        optimizer.set_global_step(state.step);
+        Ok(Some((latest, state)))
+    }
+
     fn prune(&self) -> Result<()> {
         let all = self.list()?;
         let excess = all.len().saturating_sub(self.keep);
@@ -138,6 +252,16 @@ impl CheckpointManager {
         }
         Ok(())
     }
+}
+
+/// Reads the [`TrainState`] of a checkpoint folder.
+pub fn read_train_state(checkpoint: &Path) -> Result<TrainState> {
+    let path = checkpoint.join(TRAIN_STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+        path: checkpoint.to_path_buf(),
+        message: format!("{TRAIN_STATE_FILE}: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -169,7 +293,7 @@ mod tests {
         let manager = CheckpointManager::new(tmp.path(), 3);
         manager.save(1, write_state).unwrap();
         let err = manager
-            .save(2, |_| Err(TrainError::Data("disk full".into())))
+            .save(2, |_| Err(TrainError::invalid("test", "disk full")))
             .unwrap_err();
         assert!(err.to_string().contains("disk full"));
         let steps: Vec<u64> = manager.list().unwrap().iter().map(|c| c.step).collect();

@@ -241,7 +241,7 @@ pub fn register(
 impl DataSettings {
     /// Reads the data configurables.
     pub fn from_config(config: &Config) -> Result<Self> {
-        let get_err = |e: hint_config::ConfigError| TrainError::Data(e.to_string());
+        let get_err = TrainError::from;
         Ok(Self {
             vocabulary: config.get("hint.data.Vocabulary", "").map_err(get_err)?,
             builtin: config.get("hint.data.Builtin", "").map_err(get_err)?,
@@ -265,7 +265,7 @@ impl DataSettings {
     /// The text a tokenizer is trained on: the built-in suite's and BIG-bench's texts and
     /// the first lines of the corpus files. Empty when no source has text to offer.
     fn tokenizer_corpus(&self) -> Result<Vec<String>> {
-        let data_err = |e: hint_data::DataError| TrainError::Data(e.to_string());
+        let data_err = TrainError::from;
         let mut texts = Vec::new();
         if self.builtin.enabled {
             texts.extend(BuiltinSuite::generate(self.suite_config()).corpus());
@@ -300,7 +300,12 @@ impl DataSettings {
         let load = |path: &Path| {
             Vocabulary::from_file(path)
                 .map(Arc::new)
-                .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+                .map_err(|e| {
+                    TrainError::invalid(
+                        "hint.data.Vocabulary.tokenizer_file",
+                        format!("{}: {e}", path.display()),
+                    )
+                })
         };
         if let Some(path) = existing.filter(|p| p.is_file()) {
             return load(path);
@@ -310,10 +315,10 @@ impl DataSettings {
         }
         let texts = self.tokenizer_corpus()?;
         if texts.is_empty() {
-            return Err(TrainError::Data(
+            return Err(TrainError::invalid(
+                "hint.data.Vocabulary.tokenizer_file",
                 "no tokenizer: bind `hint.data.Vocabulary.tokenizer_file` (e.g. the T5 tokenizer.json), \
-                 or enable a source with text to train one on (builtin, BigBench, Corpus .txt files)"
-                    .into(),
+                 or enable a source with text to train one on (builtin, BigBench, Corpus .txt files)",
             ));
         }
         train_tokenizer(
@@ -324,7 +329,7 @@ impl DataSettings {
             },
         )
         .map(Arc::new)
-        .map_err(|e| TrainError::Data(e.to_string()))
+        .map_err(|e| TrainError::Data(e.into()))
     }
 }
 
@@ -341,8 +346,10 @@ fn superni_variant(name: &str) -> Result<SuperNiVariant> {
         .into_iter()
         .find(|v| v.registration_name() == name)
         .ok_or_else(|| {
-            TrainError::Data(format!(
-                "hint.data.SuperNI.variants: unknown variant `{name}` (known: {})",
+            TrainError::invalid(
+                "hint.data.SuperNI.variants",
+                format!(
+                "unknown variant `{name}` (known: {})",
                 SuperNiVariant::all()
                     .iter()
                     .map(|v| v.registration_name())
@@ -359,7 +366,7 @@ pub fn build_data(
     lengths: (usize, usize, usize),
     existing_vocabulary: Option<&Path>,
 ) -> Result<RunData> {
-    let data_err = |e: hint_data::DataError| TrainError::Data(e.to_string());
+    let data_err = TrainError::from;
     let vocabulary = data.vocabulary(existing_vocabulary)?;
     let mut registry = TaskRegistry::new();
     if data.builtin.enabled {

@@ -1,15 +1,48 @@
-//! The errors of hint-train.
+//! The errors of hint-train: the errors of the crates below carried whole (`#[from]`), and
+//! what only a run can get wrong.
 
 use std::path::PathBuf;
 
+use hint_config::Location;
 use thiserror::Error;
 
-/// Why training, evaluation or a checkpoint operation failed.
+/// Why a run, an evaluation, an experiment or a checkpoint operation failed.
 #[derive(Debug, Error)]
 pub enum TrainError {
+    /// The gin configuration is malformed or names something unknown (with file:line:col).
+    #[error(transparent)]
+    Config(#[from] hint_config::ConfigError),
+    /// A setting parses but cannot work; names the gin binding and, when a file bound it,
+    /// where.
+    #[error("{}{binding}: {message}", at.as_ref().map(|l| format!("{l}: ")).unwrap_or_default())]
+    InvalidSetting {
+        /// The binding, e.g. `hint.train.Run.device`.
+        binding: String,
+        /// Where it was bound, when a file or flag bound it.
+        at: Option<Location>,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The data pipeline failed (the file, line and field are in the error).
+    #[error(transparent)]
+    Data(#[from] hint_data::DataError),
+    /// The model refused.
+    #[error(transparent)]
+    Model(#[from] hint_model::ModelError),
+    /// The optimizer refused.
+    #[error(transparent)]
+    Optimizer(#[from] hint_optim::OptimError),
     /// The model directory cannot be used.
     #[error(transparent)]
     ModelDir(#[from] crate::model_dir::ModelDirError),
+    /// One evaluation set failed.
+    #[error("evaluation set `{label}`: {source}")]
+    EvalSet {
+        /// The set's label.
+        label: String,
+        /// Why.
+        source: Box<TrainError>,
+    },
     /// A file operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -26,6 +59,20 @@ pub enum TrainError {
         /// What is wrong.
         message: String,
     },
+    /// A file a run or experiment wrote earlier cannot be read back.
+    #[error("{path}: {message}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A finite training mixture ran out of batches.
+    #[error("`{mixture}` ran out of training batches")]
+    OutOfData {
+        /// The task or mixture.
+        mixture: String,
+    },
     /// The loss became NaN or infinite; the last good checkpoint is kept.
     #[error("the loss is {loss} at step {step}: training stopped; the last good checkpoint is kept (lower the learning rate, or check the data of this step)")]
     NonFiniteLoss {
@@ -34,15 +81,14 @@ pub enum TrainError {
         /// The value.
         loss: f64,
     },
-    /// The optimizer refused.
-    #[error(transparent)]
-    Optimizer(#[from] hint_optim::OptimError),
-    /// The model refused.
-    #[error(transparent)]
-    Model(#[from] hint_model::ModelError),
-    /// The data pipeline failed.
-    #[error("data: {0}")]
-    Data(String),
+    /// A plot could not be drawn.
+    #[error("drawing {path}: {message}")]
+    Plot {
+        /// The image file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// libtorch failed.
     #[error("{context}: {source}")]
     Torch {
@@ -51,6 +97,23 @@ pub enum TrainError {
         /// The libtorch error.
         source: tch::TchError,
     },
+}
+
+impl TrainError {
+    /// An [`TrainError::InvalidSetting`] of `binding` with no location.
+    pub fn invalid(binding: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidSetting {
+            binding: binding.into(),
+            at: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<hint_data::VocabularyError> for TrainError {
+    fn from(e: hint_data::VocabularyError) -> Self {
+        Self::Data(e.into())
+    }
 }
 
 /// Shorthand for results of this crate.

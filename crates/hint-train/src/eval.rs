@@ -1,11 +1,13 @@
 //! Evaluation (t5x's `eval`): per task, the instruction is adapted once and the instances
-//! are decoded in batches; predictions are scored with the Super-NaturalInstructions
-//! metrics (exact match, ROUGE-L) or by rank classification over answer choices.
+//! are decoded in batches; predictions are scored by the metrics the task declares
+//! (seqio's `metric_fns`): the Super-NaturalInstructions metrics (exact match, ROUGE-L),
+//! accuracy, or rank classification over answer choices.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 
-use hint_data::metrics::{argmax, superni_scores};
+use hint_data::metrics::{argmax, evaluate_named};
 use hint_model::generation::GenerationConfig;
 use hint_model::HyperT5;
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,9 @@ pub struct EvalExample {
 pub struct EvalTask {
     /// Task name.
     pub name: String,
+    /// The metrics the task declares ([`hint_data::metrics::METRIC_NAMES`]); none: the
+    /// predictions are made but not scored (inference).
+    pub metrics: Vec<String>,
     /// Instruction ids for the hypernetwork (EOS included); may be empty for models that
     /// take no instruction.
     pub instruction: Vec<i64>,
@@ -63,16 +68,26 @@ pub struct TaskResult {
     pub task: String,
     /// Instances scored.
     pub examples: usize,
-    /// Exact match × 100 (generation tasks).
-    pub exact_match: Option<f64>,
-    /// ROUGE-L F × 100 (generation tasks).
-    pub rouge_l: Option<f64>,
-    /// Rank-classification accuracy × 100 (tasks with choices).
-    pub accuracy: Option<f64>,
+    /// Each metric the task declares, × 100 (`exact_match`, `rouge_l`, `accuracy`,
+    /// `rank_classification`).
+    #[serde(flatten)]
+    pub scores: BTreeMap<String, f64>,
     /// Wall time of the task's inference, seconds.
     pub seconds: f64,
     /// The decoded predictions, in order.
     pub predictions: Vec<String>,
+}
+
+impl TaskResult {
+    /// The score of one metric, if the task declared it.
+    pub fn score(&self, metric: &str) -> Option<f64> {
+        self.scores.get(metric).copied()
+    }
+}
+
+/// Whether a metric scores generated text (rather than ranking answer choices).
+fn scores_generation(metric: &str) -> bool {
+    metric != "rank_classification"
 }
 
 /// Pads rows with 0 into a `[rows, max_len]` tensor.
@@ -121,18 +136,20 @@ fn evaluate_task(
         max_new_tokens: config.max_new_tokens,
         ..GenerationConfig::default()
     };
+    let generate = task.metrics.is_empty() || task.metrics.iter().any(|m| scores_generation(m));
+    let rank = task.metrics.iter().any(|m| m == "rank_classification");
     let mut predictions = Vec::new();
     let mut correct = Vec::new();
     for chunk in task.examples.chunks(config.batch_size.max(1)) {
         let rows: Vec<&[i64]> = chunk.iter().map(|e| e.input.as_slice()).collect();
         let inputs = pad_rows(&rows, device);
         let mask = inputs.ne(0).to_kind(Kind::Int64);
-        if chunk.iter().any(|e| !e.references.is_empty()) {
+        if generate && chunk.iter().any(|e| !e.references.is_empty()) {
             let generated = model.generate(&inputs, &mask, &adaptation, &generation)?;
             predictions.extend(generated.tokens.iter().map(|t| decode(t)));
         }
         for (row, example) in chunk.iter().enumerate() {
-            let Some((choices, answer)) = &example.choices else {
+            let Some((choices, answer)) = example.choices.as_ref().filter(|_| rank) else {
                 continue;
             };
             let choice_rows: Vec<&[i64]> = choices.iter().map(Vec::as_slice).collect();
@@ -158,21 +175,29 @@ fn evaluate_task(
         .filter(|e| !e.references.is_empty())
         .map(|e| e.references.clone())
         .collect();
-    let (exact_match, rouge_l) = if references.is_empty() {
-        (None, None)
-    } else {
-        let scores = superni_scores(&predictions, &references)
-            .map_err(|e| TrainError::Data(format!("{}: {e}", task.name)))?;
-        (Some(scores.exact_match), Some(scores.rouge_l))
-    };
-    let accuracy = (!correct.is_empty())
-        .then(|| 100.0 * correct.iter().filter(|c| **c).count() as f64 / correct.len() as f64);
+    let mut scores = BTreeMap::new();
+    let generation_metrics: Vec<String> = task
+        .metrics
+        .iter()
+        .filter(|m| scores_generation(m))
+        .cloned()
+        .collect();
+    if !references.is_empty() && !generation_metrics.is_empty() {
+        let named = evaluate_named(&generation_metrics, &predictions, &references).map_err(|e| {
+            TrainError::Data(hint_data::DataError::Config(format!("task `{}`: {e}", task.name)))
+        })?;
+        scores.extend(named);
+    }
+    if !correct.is_empty() {
+        scores.insert(
+            "rank_classification".to_string(),
+            100.0 * correct.iter().filter(|c| **c).count() as f64 / correct.len() as f64,
+        );
+    }
     Ok(TaskResult {
         task: task.name.clone(),
         examples: task.examples.len(),
-        exact_match,
-        rouge_l,
-        accuracy,
+        scores,
         seconds: started.elapsed().as_secs_f64(),
         predictions,
     })
@@ -182,16 +207,10 @@ fn evaluate_task(
 pub fn average(results: &[TaskResult]) -> BTreeMap<String, f64> {
     let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     for r in results {
-        for (name, value) in [
-            ("exact_match", r.exact_match),
-            ("rouge_l", r.rouge_l),
-            ("accuracy", r.accuracy),
-        ] {
-            if let Some(v) = value {
-                let entry = sums.entry(name.to_string()).or_insert((0.0, 0));
-                entry.0 += v;
-                entry.1 += 1;
-            }
+        for (name, value) in &r.scores {
+            let entry = sums.entry(name.clone()).or_insert((0.0, 0));
+            entry.0 += value;
+            entry.1 += 1;
         }
     }
     sums.into_iter()
@@ -199,29 +218,68 @@ pub fn average(results: &[TaskResult]) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// A Markdown table of per-task scores with the mean as the last row.
+/// The column header of a metric.
+fn metric_title(metric: &str) -> &str {
+    match metric {
+        "exact_match" => "exact match",
+        "rouge_l" => "ROUGE-L",
+        "rank_classification" => "rank classification",
+        other => other,
+    }
+}
+
+/// A Markdown table of per-task scores with the mean as the last row: one column per
+/// metric some task declares, in [`hint_data::metrics::METRIC_NAMES`] order.
 pub fn markdown_table(title: &str, results: &[TaskResult]) -> String {
+    let metrics: Vec<&str> = hint_data::metrics::METRIC_NAMES
+        .iter()
+        .copied()
+        .filter(|m| results.iter().any(|r| r.scores.contains_key(*m)))
+        .collect();
     let cell = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
-    let mut out = format!(
-        "### {title}\n\n| task | n | exact match | ROUGE-L | accuracy |\n|---|---|---|---|---|\n"
-    );
+    let mut out = format!("### {title}\n\n| task | n |");
+    for metric in &metrics {
+        out.push_str(&format!(" {} |", metric_title(metric)));
+    }
+    out.push_str(&format!("\n|---|---|{}\n", "---|".repeat(metrics.len())));
     for r in results {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            r.task,
-            r.examples,
-            cell(r.exact_match),
-            cell(r.rouge_l),
-            cell(r.accuracy)
-        ));
+        out.push_str(&format!("| {} | {} |", r.task, r.examples));
+        for metric in &metrics {
+            out.push_str(&format!(" {} |", cell(r.score(metric))));
+        }
+        out.push('\n');
     }
     let mean = average(results);
     out.push_str(&format!(
-        "| **mean** | {} | {} | {} | {} |\n",
-        results.iter().map(|r| r.examples).sum::<usize>(),
-        cell(mean.get("exact_match").copied()),
-        cell(mean.get("rouge_l").copied()),
-        cell(mean.get("accuracy").copied())
+        "| **mean** | {} |",
+        results.iter().map(|r| r.examples).sum::<usize>()
     ));
+    for metric in &metrics {
+        out.push_str(&format!(" {} |", cell(mean.get(*metric).copied())));
+    }
+    out.push('\n');
     out
+}
+
+/// Writes `eval_results.json` and `eval_results.md` into `dir` (each atomically); returns
+/// the Markdown.
+pub fn write_results(dir: &Path, results: &[(String, Vec<TaskResult>)]) -> Result<String> {
+    let mut markdown = String::new();
+    let mut json = serde_json::Map::new();
+    for (label, tasks) in results {
+        markdown.push_str(&markdown_table(label, tasks));
+        markdown.push('\n');
+        json.insert(
+            label.clone(),
+            serde_json::to_value(tasks).unwrap_or_default(),
+        );
+    }
+    crate::atomic::write_atomically(
+        &dir.join("eval_results.json"),
+        serde_json::to_string_pretty(&json)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    crate::atomic::write_atomically(&dir.join("eval_results.md"), markdown.as_bytes())?;
+    Ok(markdown)
 }

@@ -13,37 +13,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hint_model::flops::{inference_flops, Workload};
-use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomically;
 use crate::error::{io_error, Result, TrainError};
 use crate::eval::{average, EvalTask};
-use crate::run::{load_config, train_and_evaluate, RunSettings};
+use crate::report::{write_report, ArmRun, ArmSummary, ExperimentReport, SetWorkload, Spread};
+use crate::run::train_and_evaluate;
+use crate::settings::{load_config, ExperimentConfig, RunSettings};
 use crate::trainer::{TrainHooks, TrainOutcome};
-
-/// `hint.experiment.Experiment`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ExperimentConfig {
-    /// A name for the table's title.
-    pub name: String,
-    /// Where every arm's model directories and the results go.
-    pub output_dir: String,
-    /// Arm names (files `arms/<name>.gin` beside the suite file).
-    pub arms: Vec<String>,
-    /// Seeds per arm (`TrainConfig.seed` = 0, 1, …).
-    pub seeds: usize,
-}
-
-impl Default for ExperimentConfig {
-    fn default() -> Self {
-        Self {
-            name: "experiment".into(),
-            output_dir: String::new(),
-            arms: Vec::new(),
-            seeds: 3,
-        }
-    }
-}
 
 /// What `hint experiment run` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -58,94 +35,6 @@ pub struct ExperimentOptions {
     pub arms: Option<Vec<String>>,
     /// Seeds per arm (default: the suite's).
     pub seeds: Option<usize>,
-}
-
-/// The lengths an evaluation set averages, for the FLOPs function.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SetWorkload {
-    /// Instances evaluated.
-    pub instances: usize,
-    /// Tasks (distinct instructions).
-    pub tasks: usize,
-    /// Mean instruction tokens (0 in concatenation mode: the instruction is in the input).
-    pub instruction_len: f64,
-    /// Mean encoder input tokens.
-    pub input_len: f64,
-    /// Mean reference tokens (with EOS): the decoding steps counted.
-    pub output_len: f64,
-}
-
-/// One arm trained with one seed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ArmRun {
-    /// The arm.
-    pub arm: String,
-    /// The seed.
-    pub seed: usize,
-    /// Mean scores per evaluation set label and metric.
-    pub scores: BTreeMap<String, BTreeMap<String, f64>>,
-    /// Per evaluation set: its workload.
-    pub workloads: BTreeMap<String, SetWorkload>,
-    /// Forward FLOPs per evaluated instance (the per-task part shared by the set's
-    /// instances per task), instance-weighted over the sets.
-    pub flops_per_instance: f64,
-    /// Measured evaluation time per instance (generation and scoring), seconds.
-    pub inference_seconds_per_instance: f64,
-    /// Training time, seconds.
-    pub train_seconds: f64,
-}
-
-/// Mean and sample standard deviation.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Spread {
-    /// The mean.
-    pub mean: f64,
-    /// The sample standard deviation (0 with one value).
-    pub sd: f64,
-}
-
-impl Spread {
-    /// Of `values` (empty: NaN).
-    pub fn of(values: &[f64]) -> Self {
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let sd = if values.len() > 1 {
-            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-        } else {
-            0.0
-        };
-        Self { mean, sd }
-    }
-}
-
-/// One arm over its seeds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ArmSummary {
-    /// The arm.
-    pub arm: String,
-    /// Seeds run.
-    pub seeds: usize,
-    /// Per evaluation set label and metric.
-    pub scores: BTreeMap<String, BTreeMap<String, Spread>>,
-    /// FLOPs per instance (the same for every seed).
-    pub flops_per_instance: f64,
-    /// Inference time per instance, milliseconds.
-    pub inference_ms_per_instance: Spread,
-    /// Training time, seconds.
-    pub train_seconds: Spread,
-}
-
-/// The experiment's results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExperimentReport {
-    /// The experiment's name.
-    pub name: String,
-    /// Evaluation set labels, in order.
-    pub sets: Vec<String>,
-    /// Per arm.
-    pub arms: Vec<ArmSummary>,
-    /// Every run.
-    pub runs: Vec<ArmRun>,
 }
 
 /// Progress of an experiment.
@@ -172,9 +61,7 @@ pub fn experiment_config(options: &ExperimentOptions) -> Result<ExperimentConfig
         &search_paths(options),
         false,
     )?;
-    let mut experiment: ExperimentConfig = config
-        .get("hint.experiment.Experiment", "")
-        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let mut experiment: ExperimentConfig = config.get("hint.experiment.Experiment", "")?;
     if let Some(arms) = &options.arms {
         experiment.arms = arms.clone();
     }
@@ -182,16 +69,21 @@ pub fn experiment_config(options: &ExperimentOptions) -> Result<ExperimentConfig
         experiment.seeds = seeds;
     }
     if experiment.arms.is_empty() || experiment.seeds == 0 {
-        return Err(TrainError::Data(format!(
-            "{}: hint.experiment.Experiment needs `arms` and at least one seed",
-            options.suite.display()
-        )));
+        return Err(crate::settings::invalid_binding(
+            &config,
+            "hint.experiment.Experiment",
+            if experiment.arms.is_empty() { "arms" } else { "seeds" },
+            format!(
+                "{}: an experiment needs `arms` and at least one seed",
+                options.suite.display()
+            ),
+        ));
     }
     if experiment.output_dir.is_empty() {
-        return Err(TrainError::Data(format!(
-            "{}: bind hint.experiment.Experiment.output_dir",
-            options.suite.display()
-        )));
+        return Err(TrainError::invalid(
+            "hint.experiment.Experiment.output_dir",
+            format!("{}: bind it to the folder for the results", options.suite.display()),
+        ));
     }
     Ok(experiment)
 }
@@ -230,20 +122,28 @@ pub fn arm_file(suite: &Path, name: &str) -> Result<PathBuf> {
     if path.is_file() {
         Ok(path)
     } else {
-        Err(TrainError::Data(format!(
-            "arm `{name}`: no file {} (arms are gin files in arms/ beside the suite)",
-            path.display()
-        )))
+        Err(TrainError::invalid(
+            "hint.experiment.Experiment.arms",
+            format!(
+                "arm `{name}`: no file {} (arms are gin files in arms/ beside the suite)",
+                path.display()
+            ),
+        ))
     }
 }
 
+/// Draws an experiment's charts into its output folder (e.g.
+/// [`crate::plot::plot_experiment`]); returns the files written.
+pub type DrawReport<'a> = &'a dyn Fn(&Path, &ExperimentReport) -> Result<Vec<PathBuf>>;
+
 /// Runs every arm and seed (resuming finished or interrupted ones), writes
-/// `results.json`, `results.md` and the score-versus-FLOPs plots into the output folder.
+/// `results.json` and `results.md` into the output folder and lets `draw` add the charts.
 /// Returns `None` when `hooks` stopped a run (its checkpoint is saved; run again to go on).
 pub fn run_experiment(
     options: &ExperimentOptions,
     hooks: &mut dyn TrainHooks,
     progress: &mut dyn FnMut(ExperimentEvent),
+    draw: DrawReport<'_>,
 ) -> Result<Option<ExperimentReport>> {
     let experiment = experiment_config(options)?;
     let output = PathBuf::from(&experiment.output_dir);
@@ -272,7 +172,7 @@ pub fn run_experiment(
                 false,
             )?;
             let settings = RunSettings::from_config(&config)?;
-            let summary = train_and_evaluate(&config, hooks)?;
+            let summary = train_and_evaluate(&settings, hooks)?;
             if matches!(summary.outcome, TrainOutcome::Interrupted { .. }) {
                 return Ok(None);
             }
@@ -316,6 +216,7 @@ pub fn run_experiment(
         runs,
     };
     write_report(&output, &report)?;
+    draw(&output, &report)?;
     Ok(Some(report))
 }
 
@@ -332,7 +233,7 @@ fn recorded_train_seconds(model_dir: &Path, measured: f64) -> Result<f64> {
         }
     }
     let text = serde_json::json!({ "train_seconds": measured }).to_string();
-    std::fs::write(&path, text).map_err(io_error(&path))?;
+    write_atomically(&path, text.as_bytes())?;
     Ok(measured)
 }
 
@@ -421,70 +322,3 @@ fn summarise(arms: &[String], runs: &[ArmRun]) -> Vec<ArmSummary> {
         .collect()
 }
 
-/// The report as a Markdown table: per arm, exact match and ROUGE-L of each set (mean ±
-/// sample sd over seeds), MFLOPs per instance, inference ms per instance, training seconds.
-pub fn markdown(report: &ExperimentReport) -> String {
-    let mut header = vec!["arm".to_string(), "seeds".to_string()];
-    for set in &report.sets {
-        header.push(format!("{set} EM"));
-        header.push(format!("{set} ROUGE-L"));
-    }
-    header.extend([
-        "MFLOPs / instance".to_string(),
-        "inference ms / instance".to_string(),
-        "training s".to_string(),
-    ]);
-    let mut out = format!(
-        "## {}\n\n| {} |\n|{}\n",
-        report.name,
-        header.join(" | "),
-        "---|".repeat(header.len())
-    );
-    for arm in &report.arms {
-        let mut row = vec![arm.arm.clone(), arm.seeds.to_string()];
-        for set in &report.sets {
-            for metric in ["exact_match", "rouge_l"] {
-                row.push(
-                    arm.scores
-                        .get(set)
-                        .and_then(|m| m.get(metric))
-                        .map_or("–".into(), |s| format!("{:.1} ± {:.1}", s.mean, s.sd)),
-                );
-            }
-        }
-        row.push(format!("{:.2}", arm.flops_per_instance / 1e6));
-        row.push(format!(
-            "{:.2} ± {:.2}",
-            arm.inference_ms_per_instance.mean, arm.inference_ms_per_instance.sd
-        ));
-        row.push(format!(
-            "{:.0} ± {:.0}",
-            arm.train_seconds.mean, arm.train_seconds.sd
-        ));
-        out.push_str(&format!("| {} |\n", row.join(" | ")));
-    }
-    out
-}
-
-/// Writes `results.json`, `results.md` and `score_vs_flops_<set>.png`.
-pub fn write_report(output: &Path, report: &ExperimentReport) -> Result<Vec<PathBuf>> {
-    let json = output.join("results.json");
-    crate::run::write_atomically(
-        &json,
-        serde_json::to_string_pretty(report)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
-    let md = output.join("results.md");
-    crate::run::write_atomically(&md, markdown(report).as_bytes())?;
-    let mut written = vec![json, md];
-    written.extend(crate::plot::plot_experiment(output, report)?);
-    Ok(written)
-}
-
-/// Reads `results.json` of an experiment folder.
-pub fn read_report(output: &Path) -> Result<ExperimentReport> {
-    let path = output.join("results.json");
-    let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
-}

@@ -1,32 +1,53 @@
 //! hint-train: the training loop, checkpoints and evaluation that tie hint-config,
-//! hint-data, hint-model and hint-optim together, as t5x's `train`, `eval` and `infer` do.
+//! hint-data, hint-model and hint-optim together, along t5x's lines — the loop knows
+//! nothing of the run that drives it.
 //!
-//! - [`ModelDir`]: where a run writes, and the rule that it never writes into a folder
-//!   that belongs to something else.
-//! - [`CheckpointManager`]: atomic checkpoints, the newest K kept.
-//! - [`Trainer`]: the loop, with exact resume.
-//! - [`tensorboard`]: the run's scalars as TensorBoard event files (`MODEL_DIR/tensorboard`).
+//! Modules, in the order a run uses them (none imports one that imports it back):
+//! - [`settings`]: the run's configurables, parsed once into [`RunSettings`].
 //! - [`data`]: the `hint.data.*` configurables that decide a run's tasks and vocabulary.
-//! - [`experiment`]: arms × seeds trained and evaluated alike, one results table.
-//! - [`run`]: a whole run from gin (train, evaluate, infer).
+//! - [`model`]: the run's [`hint_model::HyperT5`] from its settings.
+//! - [`batches`]: hint-data's batches as the loop's [`TrainBatch`]es ([`TaskBatches`]).
+//! - [`Trainer`]: the loop, with exact resume, reading a [`BatchSource`] and calling
+//!   [`TrainHooks`].
+//! - [`CheckpointManager`]: what a checkpoint holds, written atomically, the newest K kept.
+//! - [`eval`] and [`eval_sets`]: scoring by each task's metrics, and the run's evaluation
+//!   sets read once.
+//! - [`run`]: a whole run (train, then evaluate); [`loaded`]: a run loaded back for
+//!   `hint eval` / `hint infer`.
+//! - [`experiment`] and [`report`]: arms × seeds trained alike, one results table.
+//! - [`plot`], [`tensorboard`], [`ModelDir`], [`atomic`]: what a run writes, and how.
 
+pub mod atomic;
+pub mod batches;
 mod checkpoint;
 pub mod data;
 mod error;
 pub mod eval;
+pub mod eval_sets;
 pub mod experiment;
+pub mod loaded;
 mod metrics;
+pub mod model;
 mod model_dir;
 pub mod plot;
+pub mod report;
 pub mod run;
+pub mod settings;
 pub mod tensorboard;
 mod trainer;
 
-pub use checkpoint::{CheckpointInfo, CheckpointManager, TRAIN_STATE_FILE};
+pub use batches::TaskBatches;
+pub use checkpoint::{
+    load_parameters, read_train_state, save_parameters, CheckpointInfo, CheckpointManager,
+    TrainState, OPTIMIZER_FILE, PARAMETERS_FILE, TRAIN_STATE_FILE,
+};
 pub use error::{Result, TrainError};
+pub use loaded::{load_run, LoadedRun, Overrides};
 pub use metrics::{read_metrics, truncate_after, MetricsLine, MetricsWriter, StepMetrics};
 pub use model_dir::{ModelDir, ModelDirError};
+pub use run::{train_and_evaluate, RunSummary};
+pub use settings::{load_config, RunConfig, RunSettings};
 pub use trainer::{
-    load_parameters, save_parameters, BatchSource, ComputeDtype, NoHooks, TrainBatch, TrainConfig,
-    TrainHooks, TrainOutcome, TrainState, Trainer,
+    BatchSource, ComputeDtype, NoHooks, TrainBatch, TrainConfig, TrainHooks, TrainOutcome,
+    Trainer,
 };

@@ -13,7 +13,10 @@ use crate::metrics::{read_metrics, MetricsLine};
 pub type Series = (String, Vec<(f64, f64)>);
 
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::Data(format!("drawing {}: {e}", path.display()))
+    TrainError::Plot {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Draws line series on one chart and writes it as PNG.
@@ -26,10 +29,10 @@ pub fn line_chart(
 ) -> Result<()> {
     let points: Vec<(f64, f64)> = series.iter().flat_map(|(_, s)| s.iter().copied()).collect();
     if points.is_empty() {
-        return Err(TrainError::Data(format!(
-            "{}: nothing to plot",
-            path.display()
-        )));
+        return Err(TrainError::Plot {
+            path: path.to_path_buf(),
+            message: "nothing to plot".into(),
+        });
     }
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for (x, y) in &points {
@@ -121,7 +124,7 @@ pub fn plot_run(model_dir: &Path) -> Result<Vec<PathBuf>> {
 /// experiment: one point per arm (mean over seeds) at its inference MFLOPs per instance.
 pub fn plot_experiment(
     output: &Path,
-    report: &crate::experiment::ExperimentReport,
+    report: &crate::report::ExperimentReport,
 ) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for set in &report.sets {

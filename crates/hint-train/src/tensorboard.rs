@@ -134,7 +134,10 @@ impl EventWriter {
 /// every CRC; used by tests and by `hint plot`-style tools.
 pub fn read_scalars(path: &Path) -> Result<Vec<(i64, String, f32)>> {
     let bytes = std::fs::read(path).map_err(io_error(path))?;
-    let bad = |message: &str| crate::TrainError::Data(format!("{}: {message}", path.display()));
+    let bad = |message: &str| crate::TrainError::Malformed {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    };
     let mut out = Vec::new();
     let mut at = 0;
     while at < bytes.len() {

@@ -8,17 +8,16 @@
 //! losses, step for step, as an uninterrupted one.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 use hint_model::{cross_entropy, HyperT5, LossConfig};
-use hint_optim::{Adafactor, RestoreOptions};
+use hint_optim::Adafactor;
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
-use crate::checkpoint::{CheckpointInfo, CheckpointManager, TRAIN_STATE_FILE};
-use crate::error::{io_error, Result, TrainError};
+use crate::checkpoint::{CheckpointInfo, CheckpointManager, TrainState};
+use crate::error::{Result, TrainError};
 use crate::metrics::{truncate_after, MetricsLine, MetricsWriter, StepMetrics};
 use crate::model_dir::ModelDir;
 
@@ -167,17 +166,6 @@ pub enum TrainOutcome {
     },
 }
 
-/// What `train_state.json` holds besides parameters and optimizer state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainState {
-    /// Global step.
-    pub step: u64,
-    /// The data source's state.
-    pub data: serde_json::Value,
-    /// The run's seed (dropout masks are drawn from `(seed, step)`).
-    pub seed: i64,
-}
-
 /// Runs training of one model in one model directory.
 pub struct Trainer<'a> {
     model: &'a HyperT5,
@@ -186,56 +174,6 @@ pub struct Trainer<'a> {
     config: TrainConfig,
     model_dir: ModelDir,
     checkpoints: CheckpointManager,
-}
-
-/// Parameters as `model.safetensors`, sorted by name.
-pub fn save_parameters(vs: &VarStore, path: &Path) -> Result<()> {
-    let mut named: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu).contiguous()))
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    Tensor::write_safetensors(&named, path).map_err(|source| TrainError::Torch {
-        context: format!("writing {}", path.display()),
-        source,
-    })
-}
-
-/// Fills every variable of `vs` from a `model.safetensors` written by [`save_parameters`];
-/// missing names and shape mismatches are errors naming them.
-pub fn load_parameters(vs: &VarStore, path: &Path) -> Result<()> {
-    let saved = Tensor::read_safetensors(path).map_err(|source| TrainError::Torch {
-        context: format!("reading {}", path.display()),
-        source,
-    })?;
-    let saved: BTreeMap<String, Tensor> = saved.into_iter().collect();
-    let mut missing = Vec::new();
-    for (name, mut variable) in vs.variables() {
-        let Some(tensor) = saved.get(&name) else {
-            missing.push(name);
-            continue;
-        };
-        if tensor.size() != variable.size() {
-            return Err(TrainError::Checkpoint {
-                path: path.to_path_buf(),
-                message: format!(
-                    "`{name}` has shape {:?} but the model built from the config expects {:?}",
-                    tensor.size(),
-                    variable.size()
-                ),
-            });
-        }
-        tch::no_grad(|| variable.copy_(tensor));
-    }
-    if !missing.is_empty() {
-        missing.sort();
-        return Err(TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("lacks parameters of the model: {}", missing.join(", ")),
-        });
-    }
-    Ok(())
 }
 
 impl<'a> Trainer<'a> {
@@ -266,44 +204,23 @@ impl<'a> Trainer<'a> {
     /// Restores parameters, optimizer state and data position from the newest checkpoint,
     /// if there is one; returns its step.
     pub fn restore_latest(&mut self, source: &mut dyn BatchSource) -> Result<Option<u64>> {
-        let Some(latest) = self.checkpoints.latest()? else {
+        let Some((checkpoint, state)) = self.checkpoints.restore_latest(self.vs, self.optimizer)?
+        else {
             return Ok(None);
         };
-        let state_path = latest.path.join(TRAIN_STATE_FILE);
-        let text = std::fs::read_to_string(&state_path).map_err(io_error(&state_path))?;
-        let state: TrainState =
-            serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
-                path: latest.path.clone(),
-                message: format!("{TRAIN_STATE_FILE}: {e}"),
-            })?;
-        load_parameters(self.vs, &latest.path.join("model.safetensors"))?;
-        self.optimizer.load_state(
-            latest.path.join("optimizer.safetensors"),
-            &RestoreOptions::default(),
-        )?;
-        self.optimizer.set_global_step(state.step);
         source.restore(&state.data)?;
-        tracing::info!(step = state.step, checkpoint = %latest.path.display(), "resumed");
+        tracing::info!(step = state.step, checkpoint = %checkpoint.path.display(), "resumed");
         Ok(Some(state.step))
     }
 
     /// Writes a checkpoint of the current step.
     pub fn save_checkpoint(&mut self, source: &dyn BatchSource) -> Result<CheckpointInfo> {
-        let step = self.optimizer.global_step();
         let state = TrainState {
-            step,
+            step: self.optimizer.global_step(),
             data: source.state(),
             seed: self.config.seed,
         };
-        let vs = self.vs;
-        let optimizer = &*self.optimizer;
-        self.checkpoints.save(step, |dir| {
-            save_parameters(vs, &dir.join("model.safetensors"))?;
-            optimizer.save_state(dir.join("optimizer.safetensors"))?;
-            let path = dir.join(TRAIN_STATE_FILE);
-            let text = serde_json::to_string_pretty(&state).unwrap_or_default();
-            std::fs::write(&path, text).map_err(io_error(&path))
-        })
+        self.checkpoints.save_training(self.vs, self.optimizer, &state)
     }
 
     /// Trains until `config.steps`, resuming from the newest checkpoint if any.

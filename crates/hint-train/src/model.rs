@@ -1,0 +1,57 @@
+//! The model of a run: a [`HyperT5`] built from the settings on the run's device, started
+//! from a Hugging Face T5 when the run names one.
+
+use std::path::Path;
+
+use hint_model::{HyperT5, T5Config};
+use tch::nn::VarStore;
+
+use crate::data::RunData;
+use crate::error::{Result, TrainError};
+use crate::settings::RunSettings;
+
+/// The model's embedding must cover every id the tokenizer produces.
+pub fn check_vocabulary(data: &RunData, t5: &T5Config) -> Result<()> {
+    let size = data.vocabulary.vocab_size() as i64;
+    if size > t5.vocab_size {
+        return Err(TrainError::invalid(
+            "hint.model.T5Config.vocab_size",
+            format!(
+                "the tokenizer has {size} ids but the model's vocab_size is {}: bind vocab_size \
+                 to at least {size}",
+                t5.vocab_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Builds the model and its variables on the run's device, seeded with the run's seed;
+/// with `Run.initial_checkpoint`, the T5 weights come from that Hugging Face directory and
+/// the hypernetwork starts fresh.
+pub fn build_model(settings: &RunSettings) -> Result<(VarStore, HyperT5)> {
+    tch::manual_seed(settings.train.seed);
+    let vs = VarStore::new(settings.device);
+    let mut model = HyperT5::new(vs.root(), &settings.t5, &settings.hyper);
+    model
+        .t5
+        .set_compute_kind(settings.train.compute_dtype.kind());
+    if !settings.run.initial_checkpoint.is_empty() {
+        // A Hugging Face T5 with a fresh hypernetwork: missing `hyper.*` is expected.
+        let dir = Path::new(&settings.run.initial_checkpoint);
+        let report = hint_model::load_weights(&vs, dir, true)?;
+        let foreign: Vec<String> = report
+            .missing
+            .into_iter()
+            .filter(|n| !n.starts_with("hyper."))
+            .collect();
+        if !foreign.is_empty() {
+            return Err(hint_model::ModelError::MissingWeights {
+                dir: dir.to_path_buf(),
+                names: foreign,
+            }
+            .into());
+        }
+    }
+    Ok((vs, model))
+}

@@ -1,0 +1,228 @@
+//! A run's configuration: the configurables gin binds, parsed once into [`RunSettings`]
+//! and passed typed to everything below the command line.
+//!
+//! Configurables (bind them in gin with any unique suffix):
+//! `hint.train.Run`, `hint.train.TrainConfig`, `hint.train.EvalConfig`,
+//! `hint.model.T5Config`, `hint.model.HyperConfig`, `hint.optim.Adafactor` in the scopes
+//! `hyper` and `t5` (the dual groups), the `hint.data.*` configurables, and
+//! `hint.experiment.Experiment`.
+
+use std::path::PathBuf;
+
+use hint_config::{Config, ConfigBuilder, Registry};
+use hint_data::{FeatureLengths, InstructionMode};
+use hint_model::{HyperConfig, T5Config};
+use hint_optim::AdafactorConfig;
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use crate::data::DataSettings;
+use crate::error::{Result, TrainError};
+use crate::eval::EvalConfig;
+use crate::trainer::TrainConfig;
+
+/// `hint.train.Run`: where a run writes, what it trains on and evaluates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// The model directory (t5x's `MODEL_DIR`).
+    pub model_dir: String,
+    /// The training task or mixture.
+    pub mixture: String,
+    /// Evaluation sets: `(label, task or mixture, split)`.
+    pub eval_sets: Vec<(String, String, String)>,
+    /// Examples per batch.
+    pub batch_size: usize,
+    /// Lengths of `inputs`, `hyper_inputs`, `targets` (gin: a 3-tuple).
+    pub lengths: FeatureLengths,
+    /// Where the instruction goes (`hyper` or `concat`).
+    pub instruction_mode: InstructionMode,
+    /// Evaluate at most this many instances per task (0: all).
+    pub eval_examples_per_task: usize,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    pub device: String,
+    /// A Hugging Face T5 directory to start from (a fresh hypernetwork on top); empty for
+    /// random initialisation.
+    pub initial_checkpoint: String,
+    /// Read every task from its cache (seqio's `use_cached`), written by `hint cache-tasks`;
+    /// a cache written for another task definition or vocabulary is refused.
+    pub use_cached: bool,
+    /// Where caches are looked up, first match wins (seqio's global cache dirs,
+    /// `--seqio_additional_cache_dirs` in t5x).
+    pub cache_dirs: Vec<String>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            model_dir: String::new(),
+            mixture: "builtin_train".into(),
+            eval_sets: vec![
+                ("seen".into(), "builtin_train".into(), "validation".into()),
+                ("held-out".into(), "builtin_heldout".into(), "test".into()),
+            ],
+            batch_size: 32,
+            lengths: FeatureLengths::new(24, 32, 16),
+            instruction_mode: InstructionMode::Hyper,
+            eval_examples_per_task: 0,
+            device: "cpu".into(),
+            initial_checkpoint: String::new(),
+            use_cached: false,
+            cache_dirs: Vec::new(),
+        }
+    }
+}
+
+impl RunConfig {
+    /// The cache folders as paths.
+    pub fn cache_dirs(&self) -> Vec<PathBuf> {
+        self.cache_dirs.iter().map(PathBuf::from).collect()
+    }
+}
+
+/// `hint.experiment.Experiment`: the arms and seeds of `hint experiment run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// A name for the table's title.
+    pub name: String,
+    /// Where every arm's model directories and the results go.
+    pub output_dir: String,
+    /// Arm names (files `arms/<name>.gin` beside the suite file).
+    pub arms: Vec<String>,
+    /// Seeds per arm (`TrainConfig.seed` = 0, 1, …).
+    pub seeds: usize,
+}
+
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        Self {
+            name: "experiment".into(),
+            output_dir: String::new(),
+            arms: Vec::new(),
+            seeds: 3,
+        }
+    }
+}
+
+/// The configurables a run reads.
+pub fn registry() -> Result<Registry> {
+    let mut registry = Registry::new();
+    registry
+        .register_struct::<RunConfig>("hint.train.Run")?
+        .register_struct::<TrainConfig>("hint.train.TrainConfig")?
+        .register_struct::<EvalConfig>("hint.train.EvalConfig")?
+        .register_struct::<T5Config>("hint.model.T5Config")?
+        .register_struct::<HyperConfig>("hint.model.HyperConfig")?
+        .register_struct::<AdafactorConfig>("hint.optim.Adafactor")?
+        .register_struct::<ExperimentConfig>("hint.experiment.Experiment")?;
+    crate::data::register(&mut registry)?;
+    Ok(registry)
+}
+
+/// Parses gin files and bindings (t5x order) against [`registry`].
+pub fn load_config(
+    files: &[PathBuf],
+    bindings: &[String],
+    search_paths: &[PathBuf],
+    skip_unknown: bool,
+) -> Result<Config> {
+    let mut builder = ConfigBuilder::new()
+        .registry(registry()?)
+        .search_paths(search_paths.iter().cloned())
+        .skip_unknown(skip_unknown);
+    for file in files {
+        builder = builder.file(file.display().to_string());
+    }
+    for binding in bindings {
+        builder = builder.binding(binding.clone());
+    }
+    Ok(builder.build()?)
+}
+
+/// Everything a run is built from, read once from the configuration and checked.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// `hint.train.Run`.
+    pub run: RunConfig,
+    /// `hint.train.TrainConfig`.
+    pub train: TrainConfig,
+    /// `hint.train.EvalConfig`.
+    pub eval: EvalConfig,
+    /// `hint.model.T5Config`.
+    pub t5: T5Config,
+    /// `hint.model.HyperConfig`.
+    pub hyper: HyperConfig,
+    /// `hyper/hint.optim.Adafactor`.
+    pub hyper_optimizer: AdafactorConfig,
+    /// `t5/hint.optim.Adafactor`.
+    pub t5_optimizer: AdafactorConfig,
+    /// The `hint.data.*` configurables.
+    pub data: DataSettings,
+    /// The device `Run.device` names, checked against what libtorch sees.
+    pub device: Device,
+    /// The configuration as given (the model directory's `config.gin`).
+    pub config_text: String,
+    /// The bindings in effect (`operative_config.gin`).
+    pub operative_text: String,
+}
+
+impl RunSettings {
+    /// Parses gin files and bindings and reads every configurable of a run.
+    pub fn load(
+        files: &[PathBuf],
+        bindings: &[String],
+        search_paths: &[PathBuf],
+        skip_unknown: bool,
+    ) -> Result<Self> {
+        Self::from_config(&load_config(files, bindings, search_paths, skip_unknown)?)
+    }
+
+    /// Reads every configurable of a run from a parsed configuration.
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let run: RunConfig = config.get("hint.train.Run", "")?;
+        let device = hint_model::select_device(&run.device).ok_or_else(|| {
+            invalid_binding(
+                config,
+                "hint.train.Run",
+                "device",
+                format!(
+                    "unknown device `{}` (cpu, cuda, cuda:N or auto)",
+                    run.device
+                ),
+            )
+        })?;
+        run.lengths.validate().map_err(|e| {
+            invalid_binding(config, "hint.train.Run", "lengths", e.to_string())
+        })?;
+        Ok(Self {
+            train: config.get("hint.train.TrainConfig", "")?,
+            eval: config.get("hint.train.EvalConfig", "")?,
+            t5: config.get("hint.model.T5Config", "")?,
+            hyper: config.get("hint.model.HyperConfig", "")?,
+            hyper_optimizer: config.get("hint.optim.Adafactor", "hyper")?,
+            t5_optimizer: config.get("hint.optim.Adafactor", "t5")?,
+            data: DataSettings::from_config(config)?,
+            device,
+            config_text: config.config_str(),
+            operative_text: config.operative_config_str(),
+            run,
+        })
+    }
+}
+
+/// An invalid-setting error for `selector.param`, located where the configuration bound it.
+pub(crate) fn invalid_binding(
+    config: &Config,
+    selector: &str,
+    param: &str,
+    message: impl Into<String>,
+) -> TrainError {
+    TrainError::InvalidSetting {
+        binding: format!("{selector}.{param}"),
+        at: config
+            .binding("", selector, param)
+            .map(|bound| bound.location.clone()),
+        message: message.into(),
+    }
+}
