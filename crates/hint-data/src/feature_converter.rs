@@ -829,4 +829,36 @@ mod tests {
         assert_eq!(err.field_name(), Some("inputs"));
         assert!(err.to_string().contains("Tokenize"), "{err}");
     }
+
+    #[test]
+    fn concatenation_puts_the_instruction_before_the_input_in_the_encoder() {
+        let converter = HintConverter::new(4, 3, 3).mode(InstructionMode::Concat);
+        // The instruction keeps its first tokens and loses its EOS; the input follows.
+        let inputs = converter.model_inputs(&[5, 6, 1], &[11, 12, 1]);
+        assert_eq!(inputs.encoder, [11, 12, 5, 6, 1]);
+        assert!(inputs.instruction.is_empty());
+        let trimmed = converter.model_inputs(&[5, 6, 7, 8, 9], &[11, 12, 13, 1]);
+        assert_eq!(trimmed.encoder, [11, 12, 13, 5, 6, 7, 8]);
+        let (task, mut e) = example(&[5, 6, 1], &[3, 1]);
+        e.insert("hyper_inputs".into(), Value::Tokens(vec![11, 12, 1]));
+        let batch = HintBatch::try_from(Batch::from_rows(&converter.convert(vec![(task, e)]).unwrap()).unwrap())
+            .unwrap();
+        assert_eq!(batch.encoder_input_tokens.shape, [1, 7]);
+        assert_eq!(batch.encoder_input_tokens.data, [11, 12, 5, 6, 1, 0, 0]);
+        assert_eq!(batch.hyper_encoder_input_tokens.data, [1], "EOS alone");
+        let hyper = HintConverter::new(4, 3, 3).model_inputs(&[5, 6, 1], &[11, 12, 1]);
+        assert_eq!((hyper.encoder, hyper.instruction), (vec![5, 6, 1], vec![11, 12, 1]));
+    }
+
+    #[test]
+    fn lengths_read_the_gin_tuple_or_a_map_and_name_a_zero() {
+        let tuple: FeatureLengths = serde_json::from_str("[8, 6, 4]").unwrap();
+        let map: FeatureLengths =
+            serde_json::from_str(r#"{"inputs": 8, "hyper_inputs": 6, "targets": 4}"#).unwrap();
+        assert_eq!(tuple, map);
+        assert_eq!(serde_json::to_string(&tuple).unwrap(), "[8,6,4]");
+        let err = FeatureLengths::new(8, 0, 4).validate().unwrap_err();
+        assert!(err.to_string().contains("`hyper_inputs`"), "{err}");
+        assert!(serde_json::from_str::<FeatureLengths>("[8, 6]").is_err());
+    }
 }

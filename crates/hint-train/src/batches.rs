@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use hint_data::cache::CachedSource;
 use hint_data::{
     BatchFeature, BatchIterator, DatasetConfig, HintBatch, HintConverter, IteratorState,
     TaskRegistry,
@@ -64,6 +65,14 @@ impl<'a> TaskBatches<'a> {
         };
         let converter = Arc::new(converter(settings));
         let mixture = settings.run.mixture.clone();
+        if config.use_cached {
+            // The iterator opens its tasks lazily; a stale cache must stop the run before
+            // it writes anything, not at its first step.
+            for (task, _) in registry.resolve(&mixture, &config.split, &config.cache_dirs)? {
+                CachedSource::find(task.name(), &config.cache_dirs, task.cache_signature())?
+                    .checked_info(&config.split)?;
+            }
+        }
         let iterator =
             BatchIterator::new(registry, &mixture, config.clone(), converter.clone())?;
         Ok(Self {

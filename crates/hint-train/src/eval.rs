@@ -283,3 +283,71 @@ pub fn write_results(dir: &Path, results: &[(String, Vec<TaskResult>)]) -> Resul
     crate::atomic::write_atomically(&dir.join("eval_results.md"), markdown.as_bytes())?;
     Ok(markdown)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hint_model::{HyperConfig, T5Config};
+
+    fn tiny_model() -> (tch::nn::VarStore, HyperT5) {
+        tch::manual_seed(0);
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let t5 = T5Config {
+            vocab_size: 40,
+            ..T5Config::preset("tiny").unwrap()
+        };
+        let model = HyperT5::new(vs.root(), &t5, &HyperConfig::preset("tiny").unwrap());
+        (vs, model)
+    }
+
+    fn task(metrics: &[&str]) -> EvalTask {
+        let example = |input: Vec<i64>| EvalExample {
+            input,
+            references: vec!["a".into()],
+            choices: Some((vec![vec![5, 1], vec![6, 1]], 0)),
+        };
+        EvalTask {
+            name: "t".into(),
+            metrics: metrics.iter().map(|m| m.to_string()).collect(),
+            instruction: vec![7, 8, 1],
+            examples: vec![example(vec![3, 4, 1]), example(vec![9, 1])],
+        }
+    }
+
+    fn evaluated(metrics: &[&str]) -> TaskResult {
+        let (_vs, model) = tiny_model();
+        let config = EvalConfig {
+            batch_size: 2,
+            max_new_tokens: 3,
+        };
+        let decode = |ids: &[i64]| format!("{ids:?}");
+        tch::no_grad(|| evaluate(&model, &[task(metrics)], &decode, &config, Device::Cpu))
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn a_task_reports_exactly_the_metrics_it_declares() {
+        let only_em = evaluated(&["exact_match"]);
+        assert_eq!(only_em.scores.keys().collect::<Vec<_>>(), ["exact_match"]);
+        assert_eq!(only_em.predictions.len(), 2);
+        let ranked = evaluated(&["rank_classification"]);
+        assert_eq!(
+            ranked.scores.keys().collect::<Vec<_>>(),
+            ["rank_classification"]
+        );
+        assert!(ranked.predictions.is_empty(), "nothing to generate for");
+        let all = evaluated(&["exact_match", "rouge_l", "accuracy", "rank_classification"]);
+        assert_eq!(all.scores.len(), 4);
+        let table = markdown_table("set", &[only_em]);
+        assert!(table.contains("| task | n | exact match |\n"), "{table}");
+        assert!(!table.contains("ROUGE-L"), "{table}");
+    }
+
+    #[test]
+    fn a_task_without_metrics_is_decoded_but_not_scored() {
+        let result = evaluated(&[]);
+        assert!(result.scores.is_empty());
+        assert_eq!(result.predictions.len(), 2);
+    }
+}
