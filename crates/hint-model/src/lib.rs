@@ -13,6 +13,7 @@
 
 mod error;
 pub mod hyper;
+mod parameters;
 mod runtime;
 pub mod t5;
 
@@ -20,6 +21,7 @@ pub use error::ModelError;
 pub use hyper::config::HyperConfig;
 pub use hyper::flops;
 pub use hyper::model::{HyperT5, TaskAdaptation};
+pub use parameters::{load_parameters, save_parameters};
 pub use runtime::{
     libtorch_version, retain_freed_memory, select_device, RuntimeInfo, RETAIN_FREED_MEMORY_ENV,
 };
