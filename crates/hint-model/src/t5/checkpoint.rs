@@ -125,7 +125,9 @@ pub fn load_weights(
 /// variables' own dtype) and `config_json` as `dir/config.json`, creating `dir` if needed.
 ///
 /// Each file is written under a temporary name, synced and then renamed, so that an
-/// interrupted save never leaves a half-written file under the real name.
+/// interrupted save never leaves a half-written file under the real name. For a whole
+/// model, [`Pretrained::save_pretrained`](crate::Pretrained::save_pretrained) calls this
+/// with the right configuration.
 pub fn save_pretrained(
     vs: &VarStore,
     config_json: &serde_json::Value,
