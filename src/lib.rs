@@ -14,3 +14,9 @@ pub use hint_data as data;
 pub use hint_model as model;
 pub use hint_optim as optim;
 pub use hint_train as train;
+
+/// The README's Rust examples, compiled and run as doctests so that the library guide
+/// cannot drift from the API. Every unlabelled or `rust` block of README.md is one.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

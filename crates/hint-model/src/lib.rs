@@ -13,6 +13,8 @@
 
 mod error;
 pub mod hyper;
+mod parameters;
+mod pretrained;
 mod runtime;
 pub mod t5;
 
@@ -20,13 +22,15 @@ pub use error::ModelError;
 pub use hyper::config::HyperConfig;
 pub use hyper::flops;
 pub use hyper::model::{HyperT5, TaskAdaptation};
+pub use parameters::{load_parameters, save_parameters};
+pub use pretrained::{read_hint_config, Pretrained, PretrainedModel, HINT_CONFIG_KEY};
 pub use runtime::{
     libtorch_version, retain_freed_memory, select_device, RuntimeInfo, RETAIN_FREED_MEMORY_ENV,
 };
 pub use t5::checkpoint::{load_weights, save_pretrained, weight_files, LoadReport};
 pub use t5::config::{FeedForwardProj, T5Config};
 pub use t5::generation;
-pub use t5::loss::{cross_entropy, Loss, LossConfig, LossNormalization};
+pub use t5::loss::{cross_entropy, hf_mean_cross_entropy, Loss, LossConfig, LossNormalization};
 pub use t5::memory::EncoderMemory;
 pub use t5::model::T5;
 pub use t5::stack::DecoderCache;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{nn::VarStore, Tensor};
 
+use crate::parameters::{copy_checked, read_safetensors, save_parameters, write_json_atomically};
 use crate::ModelError;
 
 /// Names a loader accepts and drops: aliases of `shared.weight`, and a table some
@@ -59,17 +60,14 @@ pub fn load_weights(
     dir: &Path,
     allow_missing: bool,
 ) -> Result<LoadReport, ModelError> {
-    let mut variables: HashMap<String, Tensor> = vs.variables();
+    let variables: HashMap<String, Tensor> = vs.variables();
     let mut filled = BTreeSet::new();
     let mut unexpected = Vec::new();
     let has_shared_in_files =
         |tensors: &[(String, Tensor)]| tensors.iter().any(|(n, _)| n == "shared.weight");
     let mut shared_filled_from_alias = false;
     for file in weight_files(dir)? {
-        let tensors = Tensor::read_safetensors(&file).map_err(|source| ModelError::Torch {
-            context: format!("reading {}", file.display()),
-            source,
-        })?;
+        let tensors = read_safetensors(&file)?;
         let file_has_shared = has_shared_in_files(&tensors);
         for (name, tensor) in tensors {
             let target = if ALIASES_OF_SHARED.contains(&name.as_str()) {
@@ -85,7 +83,7 @@ pub fn load_weights(
             } else {
                 name.clone()
             };
-            let Some(variable) = variables.get_mut(&target) else {
+            let Some(variable) = variables.get(&target) else {
                 if target == "lm_head.weight" && variables.contains_key("shared.weight") {
                     // A tied model's file may repeat the head; it is `shared`.
                     continue;
@@ -93,18 +91,7 @@ pub fn load_weights(
                 unexpected.push(name);
                 continue;
             };
-            if variable.size() != tensor.size() {
-                return Err(ModelError::ShapeMismatch {
-                    file: file.clone(),
-                    name,
-                    found: tensor.size(),
-                    expected: variable.size(),
-                });
-            }
-            tch::no_grad(|| variable.f_copy_(&tensor)).map_err(|source| ModelError::Torch {
-                context: format!("copying {name} from {}", file.display()),
-                source,
-            })?;
+            copy_checked(variable, &tensor, &name, &file)?;
             filled.insert(target);
         }
     }
@@ -134,9 +121,13 @@ pub fn load_weights(
     })
 }
 
-/// Writes every variable of `vs` as `dir/model.safetensors` (f32 or the variables' dtype)
-/// and `config` as `dir/config.json`, each under a temporary name first and then renamed,
-/// so that an interrupted save never leaves a half-written file under the real name.
+/// Writes every variable of `vs` as `dir/model.safetensors` (sorted by name, in the
+/// variables' own dtype) and `config_json` as `dir/config.json`, creating `dir` if needed.
+///
+/// Each file is written under a temporary name, synced and then renamed, so that an
+/// interrupted save never leaves a half-written file under the real name. For a whole
+/// model, [`Pretrained::save_pretrained`](crate::Pretrained::save_pretrained) calls this
+/// with the right configuration.
 pub fn save_pretrained(
     vs: &VarStore,
     config_json: &serde_json::Value,
@@ -146,32 +137,6 @@ pub fn save_pretrained(
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut named: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .map(|(name, t)| (name, t.detach().to_device(tch::Device::Cpu).contiguous()))
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let weights = dir.join("model.safetensors");
-    let tmp_weights = dir.join(".model.safetensors.tmp");
-    Tensor::write_safetensors(&named, &tmp_weights).map_err(|source| ModelError::Torch {
-        context: format!("writing {}", tmp_weights.display()),
-        source,
-    })?;
-    rename(&tmp_weights, &weights)?;
-    let config_path = dir.join("config.json");
-    let tmp_config = dir.join(".config.json.tmp");
-    let text = serde_json::to_string_pretty(config_json).unwrap_or_default();
-    std::fs::write(&tmp_config, text).map_err(|source| ModelError::Io {
-        path: tmp_config.clone(),
-        source,
-    })?;
-    rename(&tmp_config, &config_path)
-}
-
-fn rename(from: &Path, to: &Path) -> Result<(), ModelError> {
-    std::fs::rename(from, to).map_err(|source| ModelError::Io {
-        path: to.to_path_buf(),
-        source,
-    })
+    save_parameters(vs, dir.join("model.safetensors"))?;
+    write_json_atomically(config_json, &dir.join("config.json"))
 }

@@ -1,4 +1,15 @@
-//! t5x's weighted cross-entropy with label smoothing and z-loss, and target scoring.
+//! The two training losses and target scoring.
+//!
+//! - [`cross_entropy`] is **t5x's** loss (`compute_weighted_cross_entropy`): cross-entropy
+//!   *summed* over the weighted target tokens (by default; see [`LossNormalization`]), plus
+//!   the z-loss `1e-4 · logsumexp(logits)²` and optional label smoothing. HINT trains with it.
+//! - [`hf_mean_cross_entropy`] is **Hugging Face transformers'** loss (what
+//!   `T5ForConditionalGeneration` returns for `labels`): the plain *mean* cross-entropy over
+//!   the label tokens that are not −100, no z-loss, no smoothing. Use it to compare with a
+//!   transformers run.
+//!
+//! The two agree when `cross_entropy` runs with `z_loss: 0.0`, no smoothing and
+//! [`LossNormalization::NumRealTargetTokens`].
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
@@ -48,8 +59,23 @@ pub struct Loss {
     pub weight_sum: Tensor,
 }
 
-/// t5x's `compute_weighted_cross_entropy`: `logits [B, T, V]`, `targets [B, T]`,
-/// `weights [B, T]` (0 for padding).
+/// **t5x's** loss, `compute_weighted_cross_entropy`: the cross-entropy of `targets [B, T]`
+/// under `logits [B, T, V]`, weighted by `weights [B, T]` (0 for padding), plus z-loss,
+/// with optional label smoothing, normalised as `config.normalization` says. With the
+/// default [`LossConfig`] it is the *sum* over target tokens with z-loss 1e-4, as HINT
+/// trains; it is not transformers' mean (that is [`hf_mean_cross_entropy`]).
+///
+/// ```
+/// use hint_model::{cross_entropy, LossConfig};
+/// use tch::{Kind, Tensor};
+///
+/// let logits = Tensor::zeros([1, 2, 4], (Kind::Float, tch::Device::Cpu));
+/// let targets = Tensor::from_slice(&[1i64, 2]).view([1, 2]);
+/// let weights = Tensor::ones([1, 2], (Kind::Float, tch::Device::Cpu));
+/// let loss = cross_entropy(&logits, &targets, &weights, &LossConfig::default());
+/// let per_token = 4f64.ln() + 1e-4 * 4f64.ln().powi(2); // uniform: ln V, plus z-loss
+/// assert!((f64::try_from(&loss.total).unwrap() - 2.0 * per_token).abs() < 1e-5);
+/// ```
 pub fn cross_entropy(
     logits: &Tensor,
     targets: &Tensor,
@@ -124,7 +150,20 @@ pub fn sequence_log_likelihoods(
     )
 }
 
-/// HF's loss: mean cross-entropy over labels that are not −100.
+/// **Hugging Face transformers'** loss (`T5ForConditionalGeneration(labels=…).loss`): the
+/// *mean* cross-entropy of `labels [B, T]` under `logits [B, T, V]` over the labels that
+/// are not −100 (padding is marked −100, not weighted), without z-loss or label smoothing.
+/// t5x's summed loss with z-loss is [`cross_entropy`].
+///
+/// ```
+/// use hint_model::hf_mean_cross_entropy;
+/// use tch::{Kind, Tensor};
+///
+/// let logits = Tensor::zeros([1, 3, 4], (Kind::Float, tch::Device::Cpu));
+/// let labels = Tensor::from_slice(&[1i64, 2, -100]).view([1, 3]);
+/// let loss = f64::try_from(hf_mean_cross_entropy(&logits, &labels)).unwrap();
+/// assert!((loss - 4f64.ln()).abs() < 1e-6); // uniform over 4: ln 4 per real token
+/// ```
 pub fn hf_mean_cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
     let vocab = *logits.size().last().unwrap_or(&1);
     logits
