@@ -6,14 +6,13 @@
 //! ([`PARAMETERS_FILE`]), the optimizer state with its step ([`OPTIMIZER_FILE`]) and the
 //! [`TrainState`] — step, data position and seed ([`TRAIN_STATE_FILE`], written last).
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+use hint_model::{load_parameters, save_parameters};
 use hint_optim::{Adafactor, RestoreOptions};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
-use tch::Tensor;
 
 use crate::error::{io_error, Result, TrainError};
 
@@ -35,56 +34,6 @@ pub struct TrainState {
     pub data: serde_json::Value,
     /// The run's seed (dropout masks are drawn from `(seed, step)`).
     pub seed: i64,
-}
-
-/// Parameters as `model.safetensors`, sorted by name.
-pub fn save_parameters(vs: &VarStore, path: &Path) -> Result<()> {
-    let mut named: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .map(|(n, t)| (n, t.detach().to_device(tch::Device::Cpu).contiguous()))
-        .collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    Tensor::write_safetensors(&named, path).map_err(|source| TrainError::Torch {
-        context: format!("writing {}", path.display()),
-        source,
-    })
-}
-
-/// Fills every variable of `vs` from a `model.safetensors` written by [`save_parameters`];
-/// missing names and shape mismatches are errors naming them.
-pub fn load_parameters(vs: &VarStore, path: &Path) -> Result<()> {
-    let saved = Tensor::read_safetensors(path).map_err(|source| TrainError::Torch {
-        context: format!("reading {}", path.display()),
-        source,
-    })?;
-    let saved: BTreeMap<String, Tensor> = saved.into_iter().collect();
-    let mut missing = Vec::new();
-    for (name, mut variable) in vs.variables() {
-        let Some(tensor) = saved.get(&name) else {
-            missing.push(name);
-            continue;
-        };
-        if tensor.size() != variable.size() {
-            return Err(TrainError::Checkpoint {
-                path: path.to_path_buf(),
-                message: format!(
-                    "`{name}` has shape {:?} but the model built from the config expects {:?}",
-                    tensor.size(),
-                    variable.size()
-                ),
-            });
-        }
-        tch::no_grad(|| variable.copy_(tensor));
-    }
-    if !missing.is_empty() {
-        missing.sort();
-        return Err(TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            message: format!("lacks parameters of the model: {}", missing.join(", ")),
-        });
-    }
-    Ok(())
 }
 
 /// A complete checkpoint on disk.

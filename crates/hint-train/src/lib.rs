@@ -38,8 +38,8 @@ mod trainer;
 
 pub use batches::TaskBatches;
 pub use checkpoint::{
-    load_parameters, read_train_state, save_parameters, CheckpointInfo, CheckpointManager,
-    TrainState, OPTIMIZER_FILE, PARAMETERS_FILE, TRAIN_STATE_FILE,
+    read_train_state, CheckpointInfo, CheckpointManager, TrainState, OPTIMIZER_FILE,
+    PARAMETERS_FILE, TRAIN_STATE_FILE,
 };
 pub use error::{Result, TrainError};
 pub use loaded::{load_run, LoadedRun, Overrides};

@@ -7,7 +7,7 @@ use hint_model::HyperT5;
 use tch::nn::VarStore;
 
 use crate::batches::converter;
-use crate::checkpoint::{load_parameters, CheckpointManager, PARAMETERS_FILE};
+use crate::checkpoint::{CheckpointManager, PARAMETERS_FILE};
 use crate::data::{build_data, RunData};
 use crate::error::{Result, TrainError};
 use crate::eval::{evaluate, EvalExample, EvalTask};
@@ -79,7 +79,7 @@ pub fn load_run(
         Some(&model_dir.join("tokenizer.json")),
     )?;
     let (vs, model) = build_model(&settings)?;
-    load_parameters(&vs, &checkpoint.join(PARAMETERS_FILE))?;
+    hint_model::load_parameters(&vs, checkpoint.join(PARAMETERS_FILE))?;
     Ok(LoadedRun {
         settings,
         data,
