@@ -4,6 +4,15 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+impl From<hint_fs::FsError> for ModelError {
+    fn from(e: hint_fs::FsError) -> Self {
+        Self::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Why a model could not be built, loaded, saved or run.
 #[derive(Debug, Error)]
 pub enum ModelError {

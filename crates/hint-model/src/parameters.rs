@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tch::{nn::VarStore, Tensor};
 
@@ -125,57 +125,27 @@ pub(crate) fn copy_checked(
     })
 }
 
-/// Writes tensors as safetensors at `path` via a temporary file and a rename.
+/// Writes tensors as safetensors at `path` via a temporary file and a rename (hint-fs).
 pub(crate) fn write_safetensors_atomically(
     named: &[(String, Tensor)],
     path: &Path,
 ) -> Result<(), ModelError> {
-    let tmp = temporary_sibling(path);
-    Tensor::write_safetensors(named, &tmp).map_err(|source| ModelError::Torch {
-        context: format!("writing {}", tmp.display()),
-        source,
-    })?;
-    sync_and_rename(&tmp, path)
+    hint_fs::write_atomically_with(path, |tmp| {
+        Tensor::write_safetensors(named, tmp).map_err(|source| ModelError::Torch {
+            context: format!("writing {}", tmp.display()),
+            source,
+        })
+    })
 }
 
-/// Writes `value` as pretty JSON at `path` via a temporary file and a rename.
+/// Writes `value` as pretty JSON at `path` via a temporary file and a rename (hint-fs).
 pub(crate) fn write_json_atomically(
     value: &serde_json::Value,
     path: &Path,
 ) -> Result<(), ModelError> {
-    let tmp = temporary_sibling(path);
     let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::Config {
         path: path.to_path_buf(),
         message: format!("cannot serialise: {e}"),
     })?;
-    std::fs::write(&tmp, text).map_err(|source| ModelError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    sync_and_rename(&tmp, path)
-}
-
-/// `dir/.name.tmp` for `dir/name`: in the same directory so that the rename stays on one
-/// file system (and is therefore atomic), hidden so that it is not mistaken for the file.
-fn temporary_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
-}
-
-/// Flushes `tmp` to disk before renaming it over `to`: without the sync a crash shortly
-/// after the rename can leave the real name pointing at an empty file.
-fn sync_and_rename(tmp: &Path, to: &Path) -> Result<(), ModelError> {
-    File::open(tmp)
-        .and_then(|file| file.sync_all())
-        .map_err(|source| ModelError::Io {
-            path: tmp.to_path_buf(),
-            source,
-        })?;
-    std::fs::rename(tmp, to).map_err(|source| ModelError::Io {
-        path: to.to_path_buf(),
-        source,
-    })
+    Ok(hint_fs::write_atomically(path, text.as_bytes())?)
 }

@@ -110,6 +110,15 @@ impl TrainError {
     }
 }
 
+impl From<hint_fs::FsError> for TrainError {
+    fn from(e: hint_fs::FsError) -> Self {
+        Self::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl From<hint_data::VocabularyError> for TrainError {
     fn from(e: hint_data::VocabularyError) -> Self {
         Self::Data(e.into())

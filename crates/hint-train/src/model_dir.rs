@@ -66,11 +66,11 @@ impl ModelDir {
             });
         }
         fs::create_dir_all(&root).map_err(io_err)?;
-        fs::write(
-            root.join(Self::MARKER),
-            "This folder is a hint model directory.\n",
+        hint_fs::write_atomically(
+            &root.join(Self::MARKER),
+            b"This folder is a hint model directory.\n",
         )
-        .map_err(io_err)?;
+        .map_err(|e| io_err(e.source))?;
         Ok(Self {
             root,
             resumed: false,

@@ -152,15 +152,7 @@ impl TaskAdaptation {
             .into_iter()
             .map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous()))
             .collect();
-        let tmp = path.with_extension("safetensors.tmp");
-        Tensor::write_safetensors(&tensors, &tmp).map_err(|source| ModelError::Torch {
-            context: format!("writing {}", tmp.display()),
-            source,
-        })?;
-        std::fs::rename(&tmp, path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::parameters::write_safetensors_atomically(&tensors, path)
     }
 
     /// Reads an adaptation written by [`TaskAdaptation::save`] onto `device`.
