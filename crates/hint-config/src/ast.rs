@@ -84,3 +84,37 @@ pub(crate) fn import_binding(module: &str, is_from: bool, alias: Option<&str>) -
         }
     }
 }
+
+/// An import recorded from a config file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Import {
+    /// The dotted module path.
+    pub module: String,
+    /// Written as `from … import …`.
+    pub is_from: bool,
+    /// The `as` name.
+    pub alias: Option<String>,
+}
+
+impl Import {
+    /// gin's spelling of the statement.
+    pub fn format(&self) -> String {
+        let mut out = if self.is_from {
+            match self.module.rsplit_once('.') {
+                Some((from, name)) => format!("from {from} import {name}"),
+                None => format!("import {}", self.module),
+            }
+        } else {
+            format!("import {}", self.module)
+        };
+        if let Some(alias) = &self.alias {
+            out.push_str(&format!(" as {alias}"));
+        }
+        out
+    }
+
+    /// Whether this is `from __gin__ import dynamic_registration`.
+    pub fn is_dynamic_registration(&self) -> bool {
+        self.is_from && self.module == "__gin__.dynamic_registration"
+    }
+}

@@ -12,7 +12,7 @@ use serde_json::{Map, Value as Json};
 use crate::ast::{Statement, StatementKind};
 use crate::error::{ConfigError, Location};
 use crate::loader::Loader;
-use crate::registry::Registry;
+use crate::registry::{Bindings, Registry};
 use crate::render;
 use crate::suggest::closest;
 use crate::value::{json_key, Value};
@@ -56,37 +56,11 @@ impl BindingEntry {
     }
 }
 
-/// An import recorded from a config file.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Import {
-    /// The dotted module path.
-    pub module: String,
-    /// Written as `from … import …`.
-    pub is_from: bool,
-    /// The `as` name.
-    pub alias: Option<String>,
-}
+pub use crate::ast::Import;
 
-impl Import {
-    /// gin's spelling of the statement.
-    pub fn format(&self) -> String {
-        let mut out = if self.is_from {
-            match self.module.rsplit_once('.') {
-                Some((from, name)) => format!("from {from} import {name}"),
-                None => format!("import {}", self.module),
-            }
-        } else {
-            format!("import {}", self.module)
-        };
-        if let Some(alias) = &self.alias {
-            out.push_str(&format!(" as {alias}"));
-        }
-        out
-    }
-
-    /// Whether this is `from __gin__ import dynamic_registration`.
-    pub fn is_dynamic_registration(&self) -> bool {
-        self.is_from && self.module == "__gin__.dynamic_registration"
+impl Bindings for Config {
+    fn parameters(&self, selector: &str, scope: &str) -> Result<Json, ConfigError> {
+        self.get(selector, scope)
     }
 }
 

@@ -48,7 +48,7 @@ pub use config::{BindingEntry, Bound, Config, ConfigBuilder, Import};
 pub use error::{ConfigError, Location, SyntaxError};
 pub use loader::resolve_path;
 pub use parser::{parse_str, parse_value};
-pub use registry::{Configurable, Constructor, Registry};
+pub use registry::{Bindings, Configurable, Constructor, Registry};
 pub use value::{Reference, Value};
 
 /// serde_json is part of this crate's API (constructors return JSON, and values have a

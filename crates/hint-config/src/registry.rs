@@ -9,14 +9,22 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::config::Config;
 use crate::error::{ConfigError, Location};
 use crate::suggest::closest;
 
 /// Builds the value of `@selector()` in a scope. It receives the configuration and
 /// the active scope (`""` for none) and returns the object as JSON, which is what the
 /// consumer's field deserializes from.
-pub type Constructor = Arc<dyn Fn(&Config, &str) -> Result<Json, ConfigError> + Send + Sync>;
+pub type Constructor =
+    Arc<dyn Fn(&dyn Bindings, &str) -> Result<Json, ConfigError> + Send + Sync>;
+
+/// What a constructor reads bindings through ([`crate::Config`] implements it), so that
+/// the registry needs nothing of the configuration that holds it.
+pub trait Bindings {
+    /// The parameters of configurable `selector` in `scope` as a JSON object, evaluated
+    /// as [`crate::Config::get`] does (and recorded for the operative configuration).
+    fn parameters(&self, selector: &str, scope: &str) -> Result<Json, ConfigError>;
+}
 
 /// One registered configurable.
 #[derive(Clone)]
@@ -76,7 +84,7 @@ impl Registry {
         &mut self,
         selector: &str,
         params: &[&str],
-        constructor: impl Fn(&Config, &str) -> Result<Json, ConfigError> + Send + Sync + 'static,
+        constructor: impl Fn(&dyn Bindings, &str) -> Result<Json, ConfigError> + Send + Sync + 'static,
     ) -> &mut Self {
         self.insert(Configurable {
             selector: selector.to_string(),
@@ -128,13 +136,15 @@ impl Registry {
             }
         };
         let owned = selector.to_string();
-        let constructor: Constructor = Arc::new(move |config: &Config, scope: &str| {
-            let built: T = config.get(&owned, scope)?;
-            serde_json::to_value(built).map_err(|e| ConfigError::Deserialize {
+        let constructor: Constructor = Arc::new(move |config: &dyn Bindings, scope: &str| {
+            let deserialize_error = |e: serde_json::Error| ConfigError::Deserialize {
                 selector: owned.clone(),
                 scope: scope.to_string(),
                 message: e.to_string(),
-            })
+            };
+            let built: T =
+                serde_json::from_value(config.parameters(&owned, scope)?).map_err(deserialize_error)?;
+            serde_json::to_value(built).map_err(deserialize_error)
         });
         Ok(self.insert(Configurable {
             selector: selector.to_string(),

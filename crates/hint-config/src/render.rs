@@ -3,8 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use crate::ast::import_binding;
-use crate::config::Import;
+use crate::ast::{import_binding, Import};
 use crate::value::Value;
 
 const LINE: usize = 80;
