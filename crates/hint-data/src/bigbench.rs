@@ -326,7 +326,7 @@ pub fn hold_out_examples(
     seed: u64,
 ) -> (Vec<usize>, Vec<usize>) {
     let mut order: Vec<usize> = (0..task.examples.len()).collect();
-    let mut rng = SplitMix64::derive(&[seed, crate::superni::fnv1a(task.id.as_bytes())]);
+    let mut rng = SplitMix64::derive(&[seed, crate::rng::fnv1a(task.id.as_bytes())]);
     rng.shuffle(&mut order);
     let n = n_held_out.min(order.len());
     let mut held: Vec<usize> = order[..n].to_vec();
@@ -407,7 +407,7 @@ pub fn to_examples(
     seed: u64,
 ) -> Vec<Example> {
     let instruction = task.instruction();
-    let mut rng = SplitMix64::derive(&[seed, crate::superni::fnv1a(task.id.as_bytes()), 2]);
+    let mut rng = SplitMix64::derive(&[seed, crate::rng::fnv1a(task.id.as_bytes()), 2]);
     indices
         .iter()
         .filter_map(|&i| task.examples.get(i).map(|ex| (i, ex)))
@@ -437,7 +437,7 @@ pub fn to_examples_fixed_demos(
     let hyper = if k == 0 {
         instruction
     } else {
-        let mut rng = SplitMix64::derive(&[seed, crate::superni::fnv1a(task.id.as_bytes()), 3]);
+        let mut rng = SplitMix64::derive(&[seed, crate::rng::fnv1a(task.id.as_bytes()), 3]);
         draw_demonstrations(task, &instruction, pool.to_vec(), k, &mut rng, true)
     };
     indices

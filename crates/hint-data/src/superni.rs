@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::error::{DataError, Position};
 use crate::example::{Example, Value};
-use crate::rng::SplitMix64;
+use crate::rng::{fnv1a, SplitMix64};
 
 /// One demonstration (`Positive Examples` / `Negative Examples` entries).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -485,13 +485,6 @@ pub fn sample_train_instances(task: &SuperNiTask, n: usize, seed: u64) -> Vec<Su
 /// Test sampling: the first `n` instances (the files are pre-ordered label-balanced).
 pub fn test_instances(task: &SuperNiTask, n: usize) -> Vec<SuperNiInstance> {
     task.instances.iter().take(n).cloned().collect()
-}
-
-/// A stable 64-bit hash of a name (FNV-1a), for per-task seeds.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// Turns instances into examples of `variant`: `inputs`, `hyper_inputs`, `targets` (a seeded

@@ -26,8 +26,8 @@ pub use register::{
 
 use crate::error::DataError;
 use crate::example::{Example, Value};
-use crate::rng::SplitMix64;
-use crate::superni::{fnv1a, SuperNiDemonstration, SuperNiInstance, SuperNiTask};
+use crate::rng::{fnv1a, SplitMix64};
+use crate::superni::{SuperNiDemonstration, SuperNiInstance, SuperNiTask};
 use crate::tokenizer_training::{train_tokenizer, TokenizerTrainingConfig};
 use crate::vocabulary::Vocabulary;
 
