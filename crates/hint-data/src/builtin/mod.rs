@@ -13,15 +13,15 @@
 
 pub mod catalog;
 pub mod input;
-mod register;
+mod registration;
 
 use std::collections::HashSet;
 
 pub use catalog::{BuiltinTaskSpec, Solver, CATALOG};
 pub use input::{Input, InputFormat, WORDS};
-pub use register::{
-    builtin_vocabulary, register_builtin_suite, register_builtin_suite_with, BuiltinRegistration,
-    HELD_OUT_MIXTURE, TRAIN_MIXTURE,
+pub use registration::{
+    builtin_vocabulary, register, register_builtin_suite, register_builtin_suite_with,
+    BuiltinOptions, BUILTIN_VOCAB_SIZE, DEFAULT_LENGTHS, HELD_OUT_MIXTURE, TRAIN_MIXTURE,
 };
 
 use crate::error::DataError;

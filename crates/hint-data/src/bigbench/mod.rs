@@ -2,6 +2,12 @@
 //! `list_functions` tasks, HINT-shaped examples (instruction → `hyper_inputs`, input →
 //! `inputs`), few-shot variants that put k demonstrations into the hypernetwork input, and the
 //! `list_functions` splits (c001–c160 train with 8 held-out examples each, c161–c200 unseen).
+//! [`register_bigbench`] registers a folder of them as tasks; [`BigBenchOptions`] is its gin
+//! configurable `hint.data.BigBench`.
+
+mod registration;
+
+pub use registration::{bigbench_task_name, register, register_bigbench, BigBenchOptions};
 
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,12 @@
 //! concatenation byte for byte (checked by the golden test on `task063_first_i_elements`), and
 //! [`SuperNiVariant`] names HINT's registrations (`natural_instructions`,
 //! `natural_instruction_positive_example_hyper_{1,2}`, `natural_instructions_def*`,
-//! `natural_instructions_split_mimic_def`).
+//! `natural_instructions_split_mimic_def`). [`register_superni`] registers a checkout as
+//! tasks; [`SuperNiOptions`] is its gin configurable `hint.data.SuperNI`.
+
+mod registration;
+
+pub use registration::{register, register_superni, SuperNiOptions};
 
 use std::path::{Path, PathBuf};
 
@@ -420,6 +425,13 @@ impl SuperNiVariant {
             Self::TkDefPos(k) => format!("natural_instructions_def_pos_{k}"),
             Self::SplitMimicDef => "natural_instructions_split_mimic_def".into(),
         }
+    }
+
+    /// The variant of one of HINT's registration names ([`SuperNiVariant::all`]), if any.
+    pub fn from_registration_name(name: &str) -> Option<Self> {
+        Self::all()
+            .into_iter()
+            .find(|v| v.registration_name() == name)
     }
 
     /// All the variants HINT registers.
