@@ -108,9 +108,10 @@ impl DataConfig {
             config: &Config,
             selector: &'static str,
         ) -> Result<T, DataError> {
-            config
-                .get(selector, "")
-                .map_err(|source| DataError::Gin { selector, source })
+            config.get(selector, "").map_err(|source| DataError::Gin {
+                selector,
+                source: Box::new(source),
+            })
         }
         Ok(Self {
             vocabulary: get(config, "hint.data.Vocabulary")?,

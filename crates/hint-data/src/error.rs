@@ -117,8 +117,9 @@ pub enum DataError {
     Gin {
         /// The configurable, e.g. `hint.data.SuperNI`.
         selector: &'static str,
-        /// What hint-config reported.
-        source: hint_config::ConfigError,
+        /// What hint-config reported (boxed: it is large, and every data result carries
+        /// this type).
+        source: Box<hint_config::ConfigError>,
     },
     /// The vocabulary failed.
     #[error(transparent)]
