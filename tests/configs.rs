@@ -13,7 +13,6 @@ use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Schema};
 use hint::data::builtin::builtin_vocabulary;
 use hint::model::{flops::hypernetwork_parameters, save_pretrained, HyperConfig, T5Config, T5};
-use hint::train::data::build_data;
 use hint::train::eval_sets::eval_tasks;
 use hint::train::model::build_model;
 use hint::train::{load_config, BatchSource, RunSettings, TaskBatches};
@@ -235,7 +234,7 @@ fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
     if !settings.run.initial_checkpoint.is_empty() {
         fixtures.hf_t5(&settings.t5);
     }
-    if !settings.data.p3.path.is_empty() {
+    if settings.data.p3.enabled() {
         let patterns: Vec<String> = settings
             .data
             .p3
@@ -246,13 +245,10 @@ fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
             .collect();
         fixtures.p3(&patterns);
     }
-    let lengths = settings.run.lengths;
-    let data = build_data(
-        &settings.data,
-        (lengths.inputs, lengths.hyper_inputs, lengths.targets),
-        None,
-    )
-    .unwrap_or_else(|e| panic!("{files:?}: data: {e}"));
+    let data = settings
+        .data
+        .build(settings.run.lengths, None)
+        .unwrap_or_else(|e| panic!("{files:?}: data: {e}"));
     hint::train::model::check_vocabulary(&data, &settings.t5).unwrap();
     let is_eval_file = files.last().is_some_and(|f| f.ends_with("_eval.gin"));
     if !is_eval_file {
@@ -469,13 +465,7 @@ fn superni_shared_suite_builds_on_the_real_subset() {
     )
     .unwrap();
     let settings = RunSettings::from_config(&config).unwrap();
-    let lengths = settings.run.lengths;
-    let data = build_data(
-        &settings.data,
-        (lengths.inputs, lengths.hyper_inputs, lengths.targets),
-        None,
-    )
-    .unwrap();
+    let data = settings.data.build(settings.run.lengths, None).unwrap();
     assert!(data.vocabulary.vocab_size() >= 32_000, "the T5 vocabulary");
     let mut source = TaskBatches::new(&data.registry, &settings, 0).unwrap();
     assert_eq!(source.next_batch().unwrap().inputs.size()[0], 2);

@@ -108,8 +108,8 @@ fn run(suite: &Path, output: &Path) -> ExperimentReport {
         &mut |_| {},
         &hint::train::plot::plot_experiment,
     )
-        .unwrap()
-        .expect("not interrupted")
+    .unwrap()
+    .expect("not interrupted")
 }
 
 #[test]

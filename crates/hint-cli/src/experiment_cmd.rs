@@ -54,27 +54,32 @@ pub fn run(args: &ExperimentArgs) -> Result<ExitCode> {
     let mut hooks = CliHooks::new(steps, std::io::stderr().is_terminal())?;
     let total = experiment.arms.len() * experiment.seeds;
     let mut done = 0;
-    let report = run_experiment(&options, &mut hooks, &mut |event| match event {
-        ExperimentEvent::Start {
-            arm,
-            seed,
-            model_dir,
-        } => tracing::info!(
-            "[{}/{total}] arm {arm}, seed {seed}: {}",
-            done + 1,
-            model_dir.display()
-        ),
-        ExperimentEvent::Done(run) => {
-            done += 1;
-            tracing::info!(
-                arm = run.arm,
-                seed = run.seed,
-                scores = ?run.scores,
-                train_seconds = format!("{:.0}", run.train_seconds),
-                "arm done"
-            );
-        }
-    }, &hint_train::plot::plot_experiment)?;
+    let report = run_experiment(
+        &options,
+        &mut hooks,
+        &mut |event| match event {
+            ExperimentEvent::Start {
+                arm,
+                seed,
+                model_dir,
+            } => tracing::info!(
+                "[{}/{total}] arm {arm}, seed {seed}: {}",
+                done + 1,
+                model_dir.display()
+            ),
+            ExperimentEvent::Done(run) => {
+                done += 1;
+                tracing::info!(
+                    arm = run.arm,
+                    seed = run.seed,
+                    scores = ?run.scores,
+                    train_seconds = format!("{:.0}", run.train_seconds),
+                    "arm done"
+                );
+            }
+        },
+        &hint_train::plot::plot_experiment,
+    )?;
     hooks.finish();
     let mut out = std::io::stdout().lock();
     match report {

@@ -11,7 +11,6 @@ use clap::{Args, Subcommand};
 use hint_data::cache_tasks::{cache_task, CacheOptions};
 use hint_data::task::{EntryKind, ReadOptions, TaskRegistry};
 use hint_data::{default_registry, Example, Task, Value};
-use hint_train::data::build_data;
 use hint_train::RunSettings;
 use regex::Regex;
 
@@ -80,12 +79,9 @@ fn registry(gin: &GinArgs) -> Result<TaskRegistry> {
         gin.skip_unknown,
     )
     .context("reading the gin configuration")?;
-    let lengths = settings.run.lengths;
-    let data = build_data(
-        &settings.data,
-        (lengths.inputs, lengths.hyper_inputs, lengths.targets),
-        None,
-    )
+    let data = settings
+        .data
+        .build(settings.run.lengths, None)
         .context("building the configuration's tasks")?;
     Ok(data.registry)
 }

@@ -97,7 +97,10 @@ fn a_run_from_the_cache_equals_the_run_from_the_raw_tasks_and_a_stale_cache_is_r
     assert!(ok, "{stderr}");
     let (raw_losses, cached_losses) = (losses(&raw), losses(&cached));
     assert_eq!(raw_losses.len(), 4);
-    assert_eq!(raw_losses, cached_losses, "the cached run trained on other data");
+    assert_eq!(
+        raw_losses, cached_losses,
+        "the cached run trained on other data"
+    );
     assert_eq!(scores(&raw), scores(&cached));
 
     // Another vocabulary size trains another tokenizer: the cache no longer fits.

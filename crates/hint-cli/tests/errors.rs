@@ -44,7 +44,10 @@ fn expect_failure(extra: &[String], needles: &[&str]) -> String {
     let (ok, stderr) = train(&tmp.path().join("run"), extra);
     assert!(!ok, "succeeded with {extra:?}");
     for needle in needles {
-        assert!(stderr.contains(needle), "`{needle}` missing from:\n{stderr}");
+        assert!(
+            stderr.contains(needle),
+            "`{needle}` missing from:\n{stderr}"
+        );
     }
     assert!(
         !tmp.path().join("run").join("config.gin").exists(),
@@ -57,7 +60,11 @@ fn expect_failure(extra: &[String], needles: &[&str]) -> String {
 fn a_config_error_names_the_file_line_and_column() {
     let tmp = tempfile::tempdir().unwrap();
     let gin = tmp.path().join("bad.gin");
-    std::fs::write(&gin, "hint.train.Run.batch_size = 4\nhint.train.Run.batchsize = 3\n").unwrap();
+    std::fs::write(
+        &gin,
+        "hint.train.Run.batch_size = 4\nhint.train.Run.batchsize = 3\n",
+    )
+    .unwrap();
     let stderr = expect_failure(
         &[format!("--gin_file={}", gin.display())],
         &["reading the gin configuration", "batchsize", "bad.gin:2:"],
@@ -72,7 +79,11 @@ fn an_invalid_setting_names_the_binding_and_where_it_was_bound() {
     std::fs::write(&gin, "# a comment\nhint.train.Run.lengths = (24, 0, 16)\n").unwrap();
     expect_failure(
         &[format!("--gin_file={}", gin.display())],
-        &["hint.train.Run.lengths", "lengths.gin:2:", "`hyper_inputs` is 0"],
+        &[
+            "hint.train.Run.lengths",
+            "lengths.gin:2:",
+            "`hyper_inputs` is 0",
+        ],
     );
     // A flag has no file: the binding alone is named.
     expect_failure(

@@ -15,8 +15,7 @@ use crate::suggest::closest;
 /// Builds the value of `@selector()` in a scope. It receives the configuration and
 /// the active scope (`""` for none) and returns the object as JSON, which is what the
 /// consumer's field deserializes from.
-pub type Constructor =
-    Arc<dyn Fn(&dyn Bindings, &str) -> Result<Json, ConfigError> + Send + Sync>;
+pub type Constructor = Arc<dyn Fn(&dyn Bindings, &str) -> Result<Json, ConfigError> + Send + Sync>;
 
 /// What a constructor reads bindings through ([`crate::Config`] implements it), so that
 /// the registry needs nothing of the configuration that holds it.
@@ -142,8 +141,8 @@ impl Registry {
                 scope: scope.to_string(),
                 message: e.to_string(),
             };
-            let built: T =
-                serde_json::from_value(config.parameters(&owned, scope)?).map_err(deserialize_error)?;
+            let built: T = serde_json::from_value(config.parameters(&owned, scope)?)
+                .map_err(deserialize_error)?;
             serde_json::to_value(built).map_err(deserialize_error)
         });
         Ok(self.insert(Configurable {

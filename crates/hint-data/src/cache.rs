@@ -111,7 +111,9 @@ impl CacheSignature {
         if self.0.get("preprocessors") != cached.get("preprocessors") {
             parts.push(format!(
                 "preprocessors: cached {}, the task's {}",
-                cached.get("preprocessors").unwrap_or(&serde_json::Value::Null),
+                cached
+                    .get("preprocessors")
+                    .unwrap_or(&serde_json::Value::Null),
                 self.0["preprocessors"]
             ));
         }
@@ -125,7 +127,7 @@ impl CacheSignature {
 
 fn fingerprint_of(value: &serde_json::Value) -> String {
     // serde_json writes object keys sorted (no `preserve_order`), so equal values hash equal.
-    format!("{:016x}", crate::superni::fnv1a(value.to_string().as_bytes()))
+    format!("{:016x}", crate::rng::fnv1a(value.to_string().as_bytes()))
 }
 
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value, DataError> {
@@ -231,7 +233,11 @@ impl Source for CachedSource {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().to_string();
-                Some(name.strip_prefix("info.")?.strip_suffix(".json")?.to_string())
+                Some(
+                    name.strip_prefix("info.")?
+                        .strip_suffix(".json")?
+                        .to_string(),
+                )
             })
             .collect();
         splits.sort();

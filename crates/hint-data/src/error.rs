@@ -112,6 +112,15 @@ pub enum DataError {
     /// A configuration that cannot work (zero lengths, bad rates, bad shard index…).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A gin configurable could not be read (a wrong type, an unknown parameter…).
+    #[error("{selector}: {source}")]
+    Gin {
+        /// The configurable, e.g. `hint.data.SuperNI`.
+        selector: &'static str,
+        /// What hint-config reported (boxed: it is large, and every data result carries
+        /// this type).
+        source: Box<hint_config::ConfigError>,
+    },
     /// The vocabulary failed.
     #[error(transparent)]
     Vocabulary(#[from] VocabularyError),

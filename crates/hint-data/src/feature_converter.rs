@@ -375,7 +375,8 @@ impl HintConverter {
     /// `inputs` and `hyper_inputs`): each trimmed to its length; in concatenation mode the
     /// instruction without its final EOS, then the input, in the encoder.
     pub fn model_inputs(&self, input: &[i64], instruction: &[i64]) -> ModelInputs {
-        let trim = |ids: &[i64], len: usize| -> Vec<i64> { ids.iter().copied().take(len).collect() };
+        let trim =
+            |ids: &[i64], len: usize| -> Vec<i64> { ids.iter().copied().take(len).collect() };
         match self.mode {
             InstructionMode::Hyper => ModelInputs {
                 encoder: trim(input, self.lengths.inputs),
@@ -383,8 +384,9 @@ impl HintConverter {
             },
             InstructionMode::Concat => {
                 // Padding would end up inside the joined sequence: drop it first.
-                let unpadded =
-                    |ids: Vec<i64>| -> Vec<i64> { ids.into_iter().take_while(|&t| t != 0).collect() };
+                let unpadded = |ids: Vec<i64>| -> Vec<i64> {
+                    ids.into_iter().take_while(|&t| t != 0).collect()
+                };
                 let input = unpadded(trim(input, self.lengths.inputs));
                 let mut encoder = unpadded(trim(instruction, self.lengths.hyper_inputs));
                 if encoder.last() == Some(&1) {
@@ -841,13 +843,18 @@ mod tests {
         assert_eq!(trimmed.encoder, [11, 12, 13, 5, 6, 7, 8]);
         let (task, mut e) = example(&[5, 6, 1], &[3, 1]);
         e.insert("hyper_inputs".into(), Value::Tokens(vec![11, 12, 1]));
-        let batch = HintBatch::try_from(Batch::from_rows(&converter.convert(vec![(task, e)]).unwrap()).unwrap())
-            .unwrap();
+        let batch = HintBatch::try_from(
+            Batch::from_rows(&converter.convert(vec![(task, e)]).unwrap()).unwrap(),
+        )
+        .unwrap();
         assert_eq!(batch.encoder_input_tokens.shape, [1, 7]);
         assert_eq!(batch.encoder_input_tokens.data, [11, 12, 5, 6, 1, 0, 0]);
         assert_eq!(batch.hyper_encoder_input_tokens.data, [1], "EOS alone");
         let hyper = HintConverter::new(4, 3, 3).model_inputs(&[5, 6, 1], &[11, 12, 1]);
-        assert_eq!((hyper.encoder, hyper.instruction), (vec![5, 6, 1], vec![11, 12, 1]));
+        assert_eq!(
+            (hyper.encoder, hyper.instruction),
+            (vec![5, 6, 1], vec![11, 12, 1])
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::DataError;
 use crate::example::Example;
 use crate::feature_converter::{Batch, FeatureConverter, Row};
-use crate::rng::SplitMix64;
+use crate::rng::{fnv1a, SplitMix64};
 use crate::source::ShardInfo;
 use crate::task::{ReadOptions, Task, TaskRegistry, TaskStream};
 
@@ -140,12 +140,6 @@ pub struct IteratorState {
     pub finished: bool,
 }
 
-fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 struct Member {
     task: Arc<Task>,
     cumulative_rate: f64,
@@ -181,7 +175,7 @@ impl Member {
         if config.shuffle {
             SplitMix64::derive(&[
                 config.seed,
-                name_hash(&self.state.task),
+                fnv1a(self.state.task.as_bytes()),
                 self.state.epoch,
                 start,
             ])

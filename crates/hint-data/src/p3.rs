@@ -5,16 +5,19 @@
 //!
 //! The text fields are tokenized with the run's vocabulary (P3's own `inputs`/`targets`
 //! ids are T5 ids and would be wrong for any other vocabulary); `inputs` and
-//! `hyper_inputs` get no EOS, `targets` do, as in T0.
+//! `hyper_inputs` get no EOS, `targets` do, as in T0. [`P3Options`] is the gin configurable
+//! `hint.data.P3`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
 use crate::example::{Example, Value};
+use crate::feature_converter::FeatureLengths;
 use crate::preprocessors::{FnPreprocessor, Tokenize};
 use crate::source::{FileSource, Format};
 use crate::task::{Mixture, Rate, Task, TaskRegistry};
@@ -74,16 +77,57 @@ pub fn parse_edited_prompts(
     Ok(prompts)
 }
 
-/// Options of [`register_p3`].
-#[derive(Debug, Clone, Default)]
+/// `hint.data.P3`: P3 Parquet tasks (`<path>/<task>/<split>-*.parquet`), the options of
+/// [`register_p3`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct P3Options {
-    /// Task name → masked prompt (from [`parse_edited_prompts`]); tasks without one get an
-    /// empty hypernetwork input (the plain T0 setup).
-    pub prompts: BTreeMap<String, String>,
-    /// The example-proportional cap of the training mixture (T0: 500,000).
-    pub max_examples: Option<f64>,
-    /// Lengths of `inputs`, `hyper_inputs`, `targets`.
-    pub lengths: (usize, usize, usize),
+    /// The P3 `data` folder; empty: off.
+    pub path: PathBuf,
+    /// HINT's `all_edited_prompts.txt` (the hypernetwork inputs, see
+    /// [`parse_edited_prompts`]); empty: no instruction (the plain T0 setup).
+    pub prompts_file: PathBuf,
+    /// Tasks of `p3_train` (names or `*` patterns, see [`expand_task_patterns`]).
+    pub train_tasks: Vec<String>,
+    /// Tasks of `p3_eval`.
+    pub eval_tasks: Vec<String>,
+    /// The example-proportional cap of `p3_train` (T0: 500,000).
+    pub max_examples: f64,
+}
+
+impl Default for P3Options {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            prompts_file: PathBuf::new(),
+            train_tasks: Vec::new(),
+            eval_tasks: Vec::new(),
+            max_examples: 500_000.0,
+        }
+    }
+}
+
+impl P3Options {
+    /// Whether a P3 folder is named (the suite is off without one).
+    pub fn enabled(&self) -> bool {
+        !self.path.as_os_str().is_empty()
+    }
+
+    /// Task name → masked prompt, read from `prompts_file` (empty without one).
+    pub fn prompts(&self) -> Result<BTreeMap<String, String>, DataError> {
+        if self.prompts_file.as_os_str().is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let path = &self.prompts_file;
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        parse_edited_prompts(&text, path)
+    }
+}
+
+/// Registers the gin configurable `hint.data.P3`.
+pub fn register(registry: &mut hint_config::Registry) -> Result<(), hint_config::ConfigError> {
+    registry.register_struct::<P3Options>("hint.data.P3")?;
+    Ok(())
 }
 
 /// The Parquet files of one split of a P3 task (`<split>-*.parquet`), if any.
@@ -156,20 +200,21 @@ pub fn expand_task_patterns(root: &Path, patterns: &[String]) -> Result<Vec<Stri
 }
 
 /// Registers the P3 tasks `train_tasks` and `eval_tasks` (names or `*` patterns, see
-/// [`expand_task_patterns`]) found under `root`, plus the
-/// mixtures `p3_train` (example-proportional, capped) and `p3_eval` (uniform). Each example
+/// [`expand_task_patterns`]) found under `options.path`, plus the mixtures `p3_train`
+/// (example-proportional, capped at `max_examples`) and `p3_eval` (uniform). Tasks without
+/// a prompt in `prompts_file` get an empty hypernetwork input. Each example
 /// has `inputs`, `hyper_inputs`, `targets` (stripped) and, when the template has them,
 /// `answer_choices` for rank classification.
 pub fn register_p3(
     registry: &mut TaskRegistry,
-    root: &Path,
-    train_tasks: &[String],
-    eval_tasks: &[String],
-    vocabulary: Arc<Vocabulary>,
     options: &P3Options,
+    vocabulary: Arc<Vocabulary>,
+    lengths: FeatureLengths,
 ) -> Result<(), DataError> {
-    let train_tasks = expand_task_patterns(root, train_tasks)?;
-    let eval_tasks = expand_task_patterns(root, eval_tasks)?;
+    let root = options.path.as_path();
+    let prompts = options.prompts()?;
+    let train_tasks = expand_task_patterns(root, &options.train_tasks)?;
+    let eval_tasks = expand_task_patterns(root, &options.eval_tasks)?;
     let mut registered = std::collections::BTreeSet::new();
     for name in train_tasks.iter().chain(&eval_tasks) {
         if !registered.insert(name.clone()) {
@@ -197,7 +242,7 @@ pub fn register_p3(
                 dir.display()
             )));
         }
-        let prompt = options.prompts.get(name).cloned().unwrap_or_default();
+        let prompt = prompts.get(name).cloned().unwrap_or_default();
         let task_name = name.clone();
         let to_hint = FnPreprocessor::new("p3_to_hint", move |example: Example, _ctx| {
             let text = |field: &str| -> Result<String, DataError> {
@@ -226,7 +271,7 @@ pub fn register_p3(
         let task = Task::builder(name.clone(), source)
             .preprocessor(to_hint)
             .preprocessor(Tokenize::default())
-            .hint_features(&vocabulary, options.lengths, false)
+            .hint_features(&vocabulary, lengths, false)
             .metric("rank_classification")
             .metric("exact_match")
             .build()?;
@@ -237,7 +282,7 @@ pub fn register_p3(
             "p3_train",
             train_tasks
                 .iter()
-                .map(|t| (t.clone(), Rate::proportional(options.max_examples))),
+                .map(|t| (t.clone(), Rate::proportional(Some(options.max_examples)))),
         ))?;
     }
     if !eval_tasks.is_empty() {

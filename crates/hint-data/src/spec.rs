@@ -19,9 +19,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
+use crate::feature_converter::FeatureLengths;
 use crate::preprocessors::PreprocessorSpec;
 use crate::source::{FileSource, Format};
-use crate::task::{Mixture, Rate, Task};
+use crate::task::{Mixture, Rate, Task, TaskRegistry};
 use crate::vocabulary::Vocabulary;
 
 /// A task read from files: the splits, the preprocessors in order and the metrics. Output
@@ -82,7 +83,7 @@ impl TaskSpec {
     pub fn build(
         &self,
         vocabulary: &Arc<Vocabulary>,
-        lengths: (usize, usize, usize),
+        lengths: FeatureLengths,
         base: &Path,
     ) -> Result<Task, DataError> {
         if self.name.is_empty() {
@@ -224,10 +225,49 @@ impl MixtureSpec {
     }
 }
 
+/// `hint.data.Registry`: the tasks and mixtures defined in gin.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySpec {
+    /// Tasks, usually `[@name/hint.data.Task(), …]`.
+    pub tasks: Vec<TaskSpec>,
+    /// Mixtures, usually `[@name/hint.data.Mixture(), …]`, added after every task.
+    pub mixtures: Vec<MixtureSpec>,
+}
+
+impl RegistrySpec {
+    /// Builds every task, then every mixture, into `registry` (mixtures last, so that they
+    /// may name the tasks defined here as well as those registered before). Relative file
+    /// names are resolved against `base`.
+    pub fn register_into(
+        &self,
+        registry: &mut TaskRegistry,
+        vocabulary: &Arc<Vocabulary>,
+        lengths: FeatureLengths,
+        base: &Path,
+    ) -> Result<(), DataError> {
+        for spec in &self.tasks {
+            registry.add_task(spec.build(vocabulary, lengths, base)?)?;
+        }
+        for spec in &self.mixtures {
+            registry.add_mixture(spec.build()?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Registers the gin configurables `hint.data.Task`, `hint.data.Mixture` and
+/// `hint.data.Registry`.
+pub fn register(registry: &mut hint_config::Registry) -> Result<(), hint_config::ConfigError> {
+    registry.register_struct::<TaskSpec>("hint.data.Task")?;
+    registry.register_struct::<MixtureSpec>("hint.data.Mixture")?;
+    registry.register_struct::<RegistrySpec>("hint.data.Registry")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::TaskRegistry;
 
     #[test]
     fn a_jsonl_task_from_a_spec_streams_tokenized_examples() {
@@ -247,7 +287,7 @@ mod tests {
         }))
         .unwrap();
         let vocab = crate::builtin::builtin_vocabulary().unwrap();
-        let task = Arc::new(spec.build(&vocab, (16, 16, 8), dir.path()).unwrap());
+        let task = Arc::new(spec.build(&vocab, (16, 16, 8).into(), dir.path()).unwrap());
         let examples: Vec<_> = task
             .open("train", &Default::default())
             .unwrap()
@@ -273,7 +313,9 @@ mod tests {
             splits: [("train".to_string(), vec!["a.yaml".to_string()])].into(),
             ..TaskSpec::default()
         };
-        let err = spec.build(&vocab, (8, 8, 8), Path::new(".")).unwrap_err();
+        let err = spec
+            .build(&vocab, (8, 8, 8).into(), Path::new("."))
+            .unwrap_err();
         assert!(
             err.to_string().contains("task `t`: unknown format `yaml`"),
             "{err}"

@@ -56,6 +56,7 @@ use serde::Deserialize;
 use crate::cache::{CacheSignature, CachedSource};
 use crate::error::{suggest, DataError};
 use crate::example::Example;
+use crate::feature_converter::FeatureLengths;
 use crate::features::{Feature, OutputFeatures};
 use crate::preprocessors::{Context, Preprocessor};
 use crate::source::{skip_bad_records, OpenOptions, Record, RecordStream, ShardInfo, Source};
@@ -119,10 +120,14 @@ impl TaskBuilder {
     pub fn hint_features(
         self,
         vocabulary: &Arc<Vocabulary>,
-        lengths: (usize, usize, usize),
+        lengths: FeatureLengths,
         inputs_eos: bool,
     ) -> Self {
-        let (li, lh, lt) = lengths;
+        let FeatureLengths {
+            inputs: li,
+            hyper_inputs: lh,
+            targets: lt,
+        } = lengths;
         let feature = |length| Feature::new(Arc::clone(vocabulary)).length(length);
         self.output_feature("inputs", feature(li).add_eos(inputs_eos))
             .output_feature("hyper_inputs", feature(lh).add_eos(inputs_eos))

@@ -121,9 +121,7 @@ impl Vocabulary {
     /// that a cache can tell whether it was written with the same vocabulary.
     pub fn fingerprint(&self) -> u64 {
         let json = self.tokenizer.to_string(false).unwrap_or_default();
-        json.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
+        crate::rng::fnv1a(json.as_bytes())
     }
 
     /// Writes the tokenizer as `tokenizer.json` (so a model directory carries its vocabulary).

@@ -80,19 +80,19 @@ fn list_functions_instructions_for_all_200() {
 #[test]
 #[ignore = "needs HINT_SHARED_DATA (set by .ci/run)"]
 fn registry_builder_makes_tasks_and_mixtures() {
-    use hint_data::benchmark_registry::{register_bigbench, BigBenchOptions};
+    use hint_data::bigbench::{register_bigbench, BigBenchOptions};
     let vocab = hint_data::builtin::builtin_vocabulary().unwrap();
     let mut registry = hint_data::TaskRegistry::new();
     let names = register_bigbench(
         &mut registry,
-        root(),
-        vocab,
         &BigBenchOptions {
+            path: root().into(),
             shots: 2,
             suffix_shots: true,
             seed: 0,
-            lengths: (64, 256, 32),
         },
+        vocab,
+        (64, 256, 32).into(),
     )
     .unwrap();
     assert_eq!(names.len(), 205);

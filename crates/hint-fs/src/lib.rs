@@ -69,7 +69,12 @@ pub fn write_atomically_with<E: From<FsError>>(
         // pointing at an empty file.
         File::open(&tmp)
             .and_then(|file| file.sync_all())
-            .map_err(|source| E::from(FsError { path: tmp.clone(), source }))
+            .map_err(|source| {
+                E::from(FsError {
+                    path: tmp.clone(),
+                    source,
+                })
+            })
     });
     if let Err(err) = result {
         let _ = std::fs::remove_file(&tmp);

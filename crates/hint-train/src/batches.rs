@@ -73,8 +73,7 @@ impl<'a> TaskBatches<'a> {
                     .checked_info(&config.split)?;
             }
         }
-        let iterator =
-            BatchIterator::new(registry, &mixture, config.clone(), converter.clone())?;
+        let iterator = BatchIterator::new(registry, &mixture, config.clone(), converter.clone())?;
         Ok(Self {
             registry,
             mixture,

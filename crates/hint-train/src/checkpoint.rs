@@ -185,10 +185,7 @@ impl CheckpointManager {
         };
         let state = read_train_state(&latest.path)?;
         load_parameters(vs, &latest.path.join(PARAMETERS_FILE))?;
-        optimizer.load_state(
-            latest.path.join(OPTIMIZER_FILE),
-            &RestoreOptions::default(),
-        )?;
+        optimizer.load_state(latest.path.join(OPTIMIZER_FILE), &RestoreOptions::default())?;
         optimizer.set_global_step(state.step);
         Ok(Some((latest, state)))
     }

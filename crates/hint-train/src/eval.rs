@@ -183,9 +183,13 @@ fn evaluate_task(
         .cloned()
         .collect();
     if !references.is_empty() && !generation_metrics.is_empty() {
-        let named = evaluate_named(&generation_metrics, &predictions, &references).map_err(|e| {
-            TrainError::Data(hint_data::DataError::Config(format!("task `{}`: {e}", task.name)))
-        })?;
+        let named =
+            evaluate_named(&generation_metrics, &predictions, &references).map_err(|e| {
+                TrainError::Data(hint_data::DataError::Config(format!(
+                    "task `{}`: {e}",
+                    task.name
+                )))
+            })?;
         scores.extend(named);
     }
     if !correct.is_empty() {

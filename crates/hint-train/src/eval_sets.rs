@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hint_data::task::ReadOptions;
-use hint_data::{Example, HintConverter, ModelInputs, Value, Vocabulary};
+use hint_data::{Example, HintConverter, ModelInputs, RunData, Value, Vocabulary};
 use hint_model::HyperT5;
 
 use crate::batches::converter;
-use crate::data::RunData;
 use crate::error::{Result, TrainError};
 use crate::eval::{evaluate, EvalExample, EvalTask, TaskResult};
 use crate::settings::RunSettings;

@@ -72,7 +72,11 @@ pub fn experiment_config(options: &ExperimentOptions) -> Result<ExperimentConfig
         return Err(crate::settings::invalid_binding(
             &config,
             "hint.experiment.Experiment",
-            if experiment.arms.is_empty() { "arms" } else { "seeds" },
+            if experiment.arms.is_empty() {
+                "arms"
+            } else {
+                "seeds"
+            },
             format!(
                 "{}: an experiment needs `arms` and at least one seed",
                 options.suite.display()
@@ -82,7 +86,10 @@ pub fn experiment_config(options: &ExperimentOptions) -> Result<ExperimentConfig
     if experiment.output_dir.is_empty() {
         return Err(TrainError::invalid(
             "hint.experiment.Experiment.output_dir",
-            format!("{}: bind it to the folder for the results", options.suite.display()),
+            format!(
+                "{}: bind it to the folder for the results",
+                options.suite.display()
+            ),
         ));
     }
     Ok(experiment)
@@ -321,4 +328,3 @@ fn summarise(arms: &[String], runs: &[ArmRun]) -> Vec<ArmSummary> {
         })
         .collect()
 }
-

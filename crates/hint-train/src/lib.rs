@@ -4,7 +4,7 @@
 //!
 //! Modules, in the order a run uses them (none imports one that imports it back):
 //! - [`settings`]: the run's configurables, parsed once into [`RunSettings`].
-//! - [`data`]: the `hint.data.*` configurables that decide a run's tasks and vocabulary.
+//!   Its data are hint-data's [`hint_data::DataConfig`] (the `hint.data.*` configurables).
 //! - [`model`]: the run's [`hint_model::HyperT5`] from its settings.
 //! - [`batches`]: hint-data's batches as the loop's [`TrainBatch`]es ([`TaskBatches`]).
 //! - [`Trainer`]: the loop, with exact resume, reading a [`BatchSource`] and calling
@@ -20,7 +20,6 @@
 pub mod atomic;
 pub mod batches;
 mod checkpoint;
-pub mod data;
 mod error;
 pub mod eval;
 pub mod eval_sets;
@@ -48,6 +47,5 @@ pub use model_dir::{ModelDir, ModelDirError};
 pub use run::{train_and_evaluate, RunSummary};
 pub use settings::{load_config, RunConfig, RunSettings};
 pub use trainer::{
-    BatchSource, ComputeDtype, NoHooks, TrainBatch, TrainConfig, TrainHooks, TrainOutcome,
-    Trainer,
+    BatchSource, ComputeDtype, NoHooks, TrainBatch, TrainConfig, TrainHooks, TrainOutcome, Trainer,
 };

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use hint_data::RunData;
 use hint_model::HyperT5;
 use tch::nn::VarStore;
 
 use crate::batches::converter;
 use crate::checkpoint::{CheckpointManager, PARAMETERS_FILE};
-use crate::data::{build_data, RunData};
 use crate::error::{Result, TrainError};
 use crate::eval::{evaluate, EvalExample, EvalTask};
 use crate::eval_sets::{decoder, read_eval_sets, score_sets, SetResults};
@@ -73,9 +73,8 @@ pub fn load_run(
                 .path
         }
     };
-    let data = build_data(
-        &settings.data,
-        lengths_tuple(&settings),
+    let data = settings.data.build(
+        settings.run.lengths,
         Some(&model_dir.join("tokenizer.json")),
     )?;
     let (vs, model) = build_model(&settings)?;
@@ -87,12 +86,6 @@ pub fn load_run(
         model,
         checkpoint,
     })
-}
-
-/// The run's lengths as the data builders take them.
-pub(crate) fn lengths_tuple(settings: &RunSettings) -> (usize, usize, usize) {
-    let l = settings.run.lengths;
-    (l.inputs, l.hyper_inputs, l.targets)
 }
 
 impl LoadedRun {

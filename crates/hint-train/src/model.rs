@@ -6,9 +6,9 @@ use std::path::Path;
 use hint_model::{HyperT5, T5Config};
 use tch::nn::VarStore;
 
-use crate::data::RunData;
 use crate::error::{Result, TrainError};
 use crate::settings::RunSettings;
+use hint_data::RunData;
 
 /// The model's embedding must cover every id the tokenizer produces.
 pub fn check_vocabulary(data: &RunData, t5: &T5Config) -> Result<()> {

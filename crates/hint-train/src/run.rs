@@ -7,16 +7,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use hint_data::RunData;
 use hint_model::HyperT5;
 use hint_optim::{Adafactor, ParamGroup};
 
 use crate::atomic::{write_atomically, write_atomically_with};
 use crate::batches::TaskBatches;
-use crate::data::{build_data, RunData};
 use crate::error::{Result, TrainError};
 use crate::eval::{average, write_results};
 use crate::eval_sets::{read_eval_sets, score_sets, EvalSets, SetResults};
-use crate::loaded::lengths_tuple;
 use crate::model::{build_model, check_vocabulary};
 use crate::model_dir::ModelDir;
 use crate::settings::RunSettings;
@@ -45,7 +44,10 @@ pub struct RunSummary {
 
 /// Trains (resuming if the model directory holds checkpoints), then evaluates every
 /// evaluation set, writes `eval_results.json`/`.md` and the plots.
-pub fn train_and_evaluate(settings: &RunSettings, hooks: &mut dyn TrainHooks) -> Result<RunSummary> {
+pub fn train_and_evaluate(
+    settings: &RunSettings,
+    hooks: &mut dyn TrainHooks,
+) -> Result<RunSummary> {
     if settings.run.model_dir.is_empty() {
         return Err(TrainError::invalid(
             "hint.train.Run.model_dir",
@@ -54,9 +56,8 @@ pub fn train_and_evaluate(settings: &RunSettings, hooks: &mut dyn TrainHooks) ->
     }
     let model_dir = ModelDir::prepare(&settings.run.model_dir)?;
     let tokenizer_path = model_dir.path().join("tokenizer.json");
-    let data = build_data(
-        &settings.data,
-        lengths_tuple(settings),
+    let data = settings.data.build(
+        settings.run.lengths,
         model_dir.resumed().then_some(tokenizer_path.as_path()),
     )?;
     check_vocabulary(&data, &settings.t5)?;

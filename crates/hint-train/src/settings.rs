@@ -10,13 +10,12 @@
 use std::path::PathBuf;
 
 use hint_config::{Config, ConfigBuilder, Registry};
-use hint_data::{FeatureLengths, InstructionMode};
+use hint_data::{DataConfig, FeatureLengths, InstructionMode};
 use hint_model::{HyperConfig, T5Config};
 use hint_optim::AdafactorConfig;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::data::DataSettings;
 use crate::error::{Result, TrainError};
 use crate::eval::EvalConfig;
 use crate::trainer::TrainConfig;
@@ -116,7 +115,7 @@ pub fn registry() -> Result<Registry> {
         .register_struct::<HyperConfig>("hint.model.HyperConfig")?
         .register_struct::<AdafactorConfig>("hint.optim.Adafactor")?
         .register_struct::<ExperimentConfig>("hint.experiment.Experiment")?;
-    crate::data::register(&mut registry)?;
+    hint_data::register(&mut registry)?;
     Ok(registry)
 }
 
@@ -158,7 +157,7 @@ pub struct RunSettings {
     /// `t5/hint.optim.Adafactor`.
     pub t5_optimizer: AdafactorConfig,
     /// The `hint.data.*` configurables.
-    pub data: DataSettings,
+    pub data: DataConfig,
     /// The device `Run.device` names, checked against what libtorch sees.
     pub device: Device,
     /// The configuration as given (the model directory's `config.gin`).
@@ -192,9 +191,9 @@ impl RunSettings {
                 ),
             )
         })?;
-        run.lengths.validate().map_err(|e| {
-            invalid_binding(config, "hint.train.Run", "lengths", e.to_string())
-        })?;
+        run.lengths
+            .validate()
+            .map_err(|e| invalid_binding(config, "hint.train.Run", "lengths", e.to_string()))?;
         Ok(Self {
             train: config.get("hint.train.TrainConfig", "")?,
             eval: config.get("hint.train.EvalConfig", "")?,
@@ -202,7 +201,7 @@ impl RunSettings {
             hyper: config.get("hint.model.HyperConfig", "")?,
             hyper_optimizer: config.get("hint.optim.Adafactor", "hyper")?,
             t5_optimizer: config.get("hint.optim.Adafactor", "t5")?,
-            data: DataSettings::from_config(config)?,
+            data: DataConfig::from_config(config)?,
             device,
             config_text: config.config_str(),
             operative_text: config.operative_config_str(),

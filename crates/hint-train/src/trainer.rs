@@ -220,7 +220,8 @@ impl<'a> Trainer<'a> {
             data: source.state(),
             seed: self.config.seed,
         };
-        self.checkpoints.save_training(self.vs, self.optimizer, &state)
+        self.checkpoints
+            .save_training(self.vs, self.optimizer, &state)
     }
 
     /// Trains until `config.steps`, resuming from the newest checkpoint if any.

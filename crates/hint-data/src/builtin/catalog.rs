@@ -13,7 +13,7 @@ pub type Solver = fn(&Input) -> Vec<String>;
 
 /// One built-in task.
 #[derive(Debug, Clone, Copy)]
-pub struct TaskSpec {
+pub struct BuiltinTaskSpec {
     /// The task name (`builtin_` is prefixed when registered).
     pub name: &'static str,
     /// What its inputs look like.
@@ -131,9 +131,9 @@ const NUMBER_WORDS: [&str; 21] = [
 ];
 
 /// Every built-in task, training tasks first.
-pub const CATALOG: &[TaskSpec] = &[
+pub const CATALOG: &[BuiltinTaskSpec] = &[
     // ---- lists of numbers (training) ----
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_reverse",
         format: InputFormat::Numbers,
         instructions: &[
@@ -148,7 +148,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(join_numbers(&v))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_sort_ascending",
         format: InputFormat::Numbers,
         instructions: &[
@@ -163,7 +163,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(join_numbers(&v))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_sort_descending",
         format: InputFormat::Numbers,
         instructions: &[
@@ -178,7 +178,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(join_numbers(&v))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_sum",
         format: InputFormat::Numbers,
         instructions: &[
@@ -189,7 +189,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(nums(i).iter().sum::<i64>()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_max",
         format: InputFormat::Numbers,
         instructions: &[
@@ -200,7 +200,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(nums(i).iter().max().copied().unwrap_or(0)),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_min",
         format: InputFormat::Numbers,
         instructions: &[
@@ -211,7 +211,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(nums(i).iter().min().copied().unwrap_or(0)),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_first",
         format: InputFormat::Numbers,
         instructions: &[
@@ -222,7 +222,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(nums(i).first().copied().unwrap_or(0)),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_last",
         format: InputFormat::Numbers,
         instructions: &[
@@ -233,7 +233,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(nums(i).last().copied().unwrap_or(0)),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_count",
         format: InputFormat::Numbers,
         instructions: &[
@@ -244,7 +244,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(nums(i).len()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_keep_even",
         format: InputFormat::Numbers,
         instructions: &[
@@ -255,7 +255,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| filter_numbers(i, |x| x % 2 == 0),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_keep_odd",
         format: InputFormat::Numbers,
         instructions: &[
@@ -266,7 +266,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| filter_numbers(i, |x| x % 2 != 0),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_double",
         format: InputFormat::Numbers,
         instructions: &[
@@ -277,7 +277,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| map_numbers(i, |x| 2 * x),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_add_one",
         format: InputFormat::Numbers,
         instructions: &[
@@ -288,7 +288,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| map_numbers(i, |x| x + 1),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_first_two",
         format: InputFormat::Numbers,
         instructions: &[
@@ -299,7 +299,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(join_numbers(&nums(i)[..nums(i).len().min(2)])),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_drop_first",
         format: InputFormat::Numbers,
         instructions: &[
@@ -310,7 +310,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(join_numbers(nums(i).get(1..).unwrap_or(&[]))),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_keep_above_50",
         format: InputFormat::Numbers,
         instructions: &[
@@ -322,7 +322,7 @@ pub const CATALOG: &[TaskSpec] = &[
         solve: |i| filter_numbers(i, |x| x > 50),
     },
     // ---- lists of words (training) ----
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "words_reverse",
         format: InputFormat::Words,
         instructions: &[
@@ -337,7 +337,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(v.join(" "))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "words_sort",
         format: InputFormat::Words,
         instructions: &[
@@ -352,7 +352,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(v.join(" "))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "words_first",
         format: InputFormat::Words,
         instructions: &[
@@ -363,7 +363,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(words(i).first().cloned().unwrap_or_default()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "words_last",
         format: InputFormat::Words,
         instructions: &[
@@ -374,7 +374,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(words(i).last().cloned().unwrap_or_default()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "words_count",
         format: InputFormat::Words,
         instructions: &[
@@ -385,7 +385,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(words(i).len()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "words_uppercase",
         format: InputFormat::Words,
         instructions: &[
@@ -396,7 +396,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(words(i).join(" ").to_uppercase()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "words_initials",
         format: InputFormat::Words,
         instructions: &[
@@ -414,7 +414,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(v.join(" "))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "words_longest",
         format: InputFormat::Words,
         instructions: &[
@@ -426,7 +426,7 @@ pub const CATALOG: &[TaskSpec] = &[
         solve: |i| words_by_length(i, true),
     },
     // ---- single words (training) ----
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "word_reverse",
         format: InputFormat::Word,
         instructions: &[
@@ -437,7 +437,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(word(i).chars().rev().collect::<String>()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "word_uppercase",
         format: InputFormat::Word,
         instructions: &[
@@ -448,7 +448,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(word(i).to_uppercase()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "word_first_letter",
         format: InputFormat::Word,
         instructions: &[
@@ -459,7 +459,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(word(i).chars().next().map(String::from).unwrap_or_default()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "word_last_letter",
         format: InputFormat::Word,
         instructions: &[
@@ -470,7 +470,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(word(i).chars().last().map(String::from).unwrap_or_default()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "word_length",
         format: InputFormat::Word,
         instructions: &[
@@ -481,7 +481,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(word(i).chars().count()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "word_spell",
         format: InputFormat::Word,
         instructions: &[
@@ -495,7 +495,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(v.join(" "))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "word_repeat",
         format: InputFormat::Word,
         instructions: &[
@@ -506,7 +506,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(format!("{0} {0}", word(i))),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "word_remove_vowels",
         format: InputFormat::Word,
         instructions: &[
@@ -521,7 +521,7 @@ pub const CATALOG: &[TaskSpec] = &[
         },
     },
     // ---- pairs of numbers (training) ----
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "pair_add",
         format: InputFormat::Pair,
         instructions: &[
@@ -535,7 +535,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(a + b)
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "pair_subtract",
         format: InputFormat::Pair,
         instructions: &[
@@ -549,7 +549,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(a - b)
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "pair_max",
         format: InputFormat::Pair,
         instructions: &[
@@ -563,7 +563,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(a.max(b))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "pair_multiply",
         format: InputFormat::Pair,
         instructions: &[
@@ -578,7 +578,7 @@ pub const CATALOG: &[TaskSpec] = &[
         },
     },
     // ---- single numbers (training) ----
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "number_is_even",
         format: InputFormat::Number,
         instructions: &[
@@ -589,7 +589,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(if number(i) % 2 == 0 { "yes" } else { "no" }),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "number_square",
         format: InputFormat::Number,
         instructions: &[
@@ -600,7 +600,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: false,
         solve: |i| one(number(i) * number(i)),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "number_to_word",
         format: InputFormat::Number,
         instructions: &[
@@ -618,7 +618,7 @@ pub const CATALOG: &[TaskSpec] = &[
                 .map_or_else(|| n.to_string(), str::to_string))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "number_add_ten",
         format: InputFormat::Number,
         instructions: &[
@@ -630,7 +630,7 @@ pub const CATALOG: &[TaskSpec] = &[
         solve: |i| one(number(i) + 10),
     },
     // ---- held-out tasks: relatives of the training tasks ----
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_last_two",
         format: InputFormat::Numbers,
         instructions: &[
@@ -644,7 +644,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(join_numbers(&v[v.len().saturating_sub(2)..]))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_drop_last",
         format: InputFormat::Numbers,
         instructions: &[
@@ -658,7 +658,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(join_numbers(&v[..v.len().saturating_sub(1)]))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_subtract_one",
         format: InputFormat::Numbers,
         instructions: &[
@@ -669,7 +669,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: true,
         solve: |i| map_numbers(i, |x| x - 1),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_keep_below_50",
         format: InputFormat::Numbers,
         instructions: &[
@@ -680,7 +680,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: true,
         solve: |i| filter_numbers(i, |x| x < 50),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "numbers_range",
         format: InputFormat::Numbers,
         instructions: &[
@@ -696,7 +696,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(max - min)
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "words_sort_reverse",
         format: InputFormat::Words,
         instructions: &[
@@ -711,7 +711,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(v.join(" "))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "words_shortest",
         format: InputFormat::Words,
         instructions: &[
@@ -722,7 +722,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: true,
         solve: |i| words_by_length(i, false),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "words_final_letters",
         format: InputFormat::Words,
         instructions: &[
@@ -740,7 +740,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(v.join(" "))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "word_reverse_uppercase",
         format: InputFormat::Word,
         instructions: &[
@@ -751,7 +751,7 @@ pub const CATALOG: &[TaskSpec] = &[
         held_out: true,
         solve: |i| one(word(i).chars().rev().collect::<String>().to_uppercase()),
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "pair_min",
         format: InputFormat::Pair,
         instructions: &[
@@ -765,7 +765,7 @@ pub const CATALOG: &[TaskSpec] = &[
             one(a.min(b))
         },
     },
-    TaskSpec {
+    BuiltinTaskSpec {
         name: "number_is_odd",
         format: InputFormat::Number,
         instructions: &[

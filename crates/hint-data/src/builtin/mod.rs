@@ -13,21 +13,21 @@
 
 pub mod catalog;
 pub mod input;
-mod register;
+mod registration;
 
 use std::collections::HashSet;
 
-pub use catalog::{Solver, TaskSpec, CATALOG};
+pub use catalog::{BuiltinTaskSpec, Solver, CATALOG};
 pub use input::{Input, InputFormat, WORDS};
-pub use register::{
-    builtin_vocabulary, register_builtin_suite, register_builtin_suite_with, BuiltinRegistration,
-    HELD_OUT_MIXTURE, TRAIN_MIXTURE,
+pub use registration::{
+    builtin_vocabulary, register, register_builtin_suite, register_builtin_suite_with,
+    BuiltinOptions, BUILTIN_VOCAB_SIZE, DEFAULT_LENGTHS, HELD_OUT_MIXTURE, TRAIN_MIXTURE,
 };
 
 use crate::error::DataError;
 use crate::example::{Example, Value};
-use crate::rng::SplitMix64;
-use crate::superni::{fnv1a, SuperNiDemonstration, SuperNiInstance, SuperNiTask};
+use crate::rng::{fnv1a, SplitMix64};
+use crate::superni::{SuperNiDemonstration, SuperNiInstance, SuperNiTask};
 use crate::tokenizer_training::{train_tokenizer, TokenizerTrainingConfig};
 use crate::vocabulary::Vocabulary;
 
@@ -63,7 +63,7 @@ impl Default for SuiteConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuiltinTask {
     /// Its catalog entry (name, format, instructions, solver).
-    pub spec: TaskSpec,
+    pub spec: BuiltinTaskSpec,
     /// Demonstrations (input, first reference).
     pub positive_examples: Vec<SuperNiDemonstration>,
     /// Training instances.
@@ -73,7 +73,7 @@ pub struct BuiltinTask {
     pub eval: Vec<SuperNiInstance>,
 }
 
-impl PartialEq for TaskSpec {
+impl PartialEq for BuiltinTaskSpec {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name
     }
@@ -250,7 +250,7 @@ pub fn solve_text(task: &str, input: &str) -> Option<Vec<String>> {
     Some((spec.solve)(&spec.format.parse(input)?))
 }
 
-fn instance(spec: &TaskSpec, input: &Input) -> SuperNiInstance {
+fn instance(spec: &BuiltinTaskSpec, input: &Input) -> SuperNiInstance {
     SuperNiInstance {
         id: None,
         input: input.render(),
@@ -258,7 +258,7 @@ fn instance(spec: &TaskSpec, input: &Input) -> SuperNiInstance {
     }
 }
 
-fn generate_task(spec: &TaskSpec, config: &SuiteConfig) -> BuiltinTask {
+fn generate_task(spec: &BuiltinTaskSpec, config: &SuiteConfig) -> BuiltinTask {
     let task_seed = fnv1a(spec.name.as_bytes());
     let mut demo_rng = SplitMix64::derive(&[config.seed, task_seed, 0]);
     let positive_examples = (0..config.positive_examples)

@@ -2,12 +2,12 @@ use std::sync::Arc;
 
 use super::*;
 use crate::cache::{read_info, read_json};
-use std::path::PathBuf;
 use crate::feature_converter::HintConverter;
 use crate::features::Feature;
 use crate::iterator::{BatchIterator, DatasetConfig};
 use crate::registry::{default_registry, toy_vocabulary};
 use crate::task::TaskRegistry;
+use std::path::PathBuf;
 
 fn batches(registry: &TaskRegistry, name: &str, cache_dirs: Vec<PathBuf>) -> Vec<crate::Batch> {
     let config = DatasetConfig {

@@ -2,6 +2,12 @@
 //! `list_functions` tasks, HINT-shaped examples (instruction → `hyper_inputs`, input →
 //! `inputs`), few-shot variants that put k demonstrations into the hypernetwork input, and the
 //! `list_functions` splits (c001–c160 train with 8 held-out examples each, c161–c200 unseen).
+//! [`register_bigbench`] registers a folder of them as tasks; [`BigBenchOptions`] is its gin
+//! configurable `hint.data.BigBench`.
+
+mod registration;
+
+pub use registration::{bigbench_task_name, register, register_bigbench, BigBenchOptions};
 
 use std::path::{Path, PathBuf};
 
@@ -326,7 +332,7 @@ pub fn hold_out_examples(
     seed: u64,
 ) -> (Vec<usize>, Vec<usize>) {
     let mut order: Vec<usize> = (0..task.examples.len()).collect();
-    let mut rng = SplitMix64::derive(&[seed, crate::superni::fnv1a(task.id.as_bytes())]);
+    let mut rng = SplitMix64::derive(&[seed, crate::rng::fnv1a(task.id.as_bytes())]);
     rng.shuffle(&mut order);
     let n = n_held_out.min(order.len());
     let mut held: Vec<usize> = order[..n].to_vec();
@@ -407,7 +413,7 @@ pub fn to_examples(
     seed: u64,
 ) -> Vec<Example> {
     let instruction = task.instruction();
-    let mut rng = SplitMix64::derive(&[seed, crate::superni::fnv1a(task.id.as_bytes()), 2]);
+    let mut rng = SplitMix64::derive(&[seed, crate::rng::fnv1a(task.id.as_bytes()), 2]);
     indices
         .iter()
         .filter_map(|&i| task.examples.get(i).map(|ex| (i, ex)))
@@ -437,7 +443,7 @@ pub fn to_examples_fixed_demos(
     let hyper = if k == 0 {
         instruction
     } else {
-        let mut rng = SplitMix64::derive(&[seed, crate::superni::fnv1a(task.id.as_bytes()), 3]);
+        let mut rng = SplitMix64::derive(&[seed, crate::rng::fnv1a(task.id.as_bytes()), 3]);
         draw_demonstrations(task, &instruction, pool.to_vec(), k, &mut rng, true)
     };
     indices

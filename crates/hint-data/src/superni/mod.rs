@@ -6,7 +6,12 @@
 //! concatenation byte for byte (checked by the golden test on `task063_first_i_elements`), and
 //! [`SuperNiVariant`] names HINT's registrations (`natural_instructions`,
 //! `natural_instruction_positive_example_hyper_{1,2}`, `natural_instructions_def*`,
-//! `natural_instructions_split_mimic_def`).
+//! `natural_instructions_split_mimic_def`). [`register_superni`] registers a checkout as
+//! tasks; [`SuperNiOptions`] is its gin configurable `hint.data.SuperNI`.
+
+mod registration;
+
+pub use registration::{register, register_superni, SuperNiOptions};
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +19,7 @@ use serde::Deserialize;
 
 use crate::error::{DataError, Position};
 use crate::example::{Example, Value};
-use crate::rng::SplitMix64;
+use crate::rng::{fnv1a, SplitMix64};
 
 /// One demonstration (`Positive Examples` / `Negative Examples` entries).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -422,6 +427,13 @@ impl SuperNiVariant {
         }
     }
 
+    /// The variant of one of HINT's registration names ([`SuperNiVariant::all`]), if any.
+    pub fn from_registration_name(name: &str) -> Option<Self> {
+        Self::all()
+            .into_iter()
+            .find(|v| v.registration_name() == name)
+    }
+
     /// All the variants HINT registers.
     pub fn all() -> [Self; 7] {
         [
@@ -485,13 +497,6 @@ pub fn sample_train_instances(task: &SuperNiTask, n: usize, seed: u64) -> Vec<Su
 /// Test sampling: the first `n` instances (the files are pre-ordered label-balanced).
 pub fn test_instances(task: &SuperNiTask, n: usize) -> Vec<SuperNiInstance> {
     task.instances.iter().take(n).cloned().collect()
-}
-
-/// A stable 64-bit hash of a name (FNV-1a), for per-task seeds.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// Turns instances into examples of `variant`: `inputs`, `hyper_inputs`, `targets` (a seeded
