@@ -165,7 +165,7 @@ impl CheckpointManager {
         state: &TrainState,
     ) -> Result<CheckpointInfo> {
         self.save(state.step, |dir| {
-            save_parameters(vs, &dir.join(PARAMETERS_FILE))?;
+            save_parameters(vs, dir.join(PARAMETERS_FILE))?;
             optimizer.save_state(dir.join(OPTIMIZER_FILE))?;
             let path = dir.join(TRAIN_STATE_FILE);
             let text = serde_json::to_string_pretty(state).unwrap_or_default();
@@ -184,7 +184,7 @@ impl CheckpointManager {
             return Ok(None);
         };
         let state = read_train_state(&latest.path)?;
-        load_parameters(vs, &latest.path.join(PARAMETERS_FILE))?;
+        load_parameters(vs, latest.path.join(PARAMETERS_FILE))?;
         optimizer.load_state(latest.path.join(OPTIMIZER_FILE), &RestoreOptions::default())?;
         optimizer.set_global_step(state.step);
         Ok(Some((latest, state)))
