@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use hint_data::cache_tasks::{cache_task, CacheOptions};
 use hint_data::task::{EntryKind, ReadOptions, TaskRegistry};
-use hint_data::{default_registry, Example, Task, Value};
+use hint_data::{default_registry, Example, FeatureValue, Task};
 use hint_train::RunSettings;
 use regex::Regex;
 
@@ -170,11 +170,11 @@ fn show_task(
 fn render(out: &mut impl Write, task: &Task, example: &Example) -> Result<()> {
     for (name, value) in example {
         let text = match value {
-            Value::Text(t) => serde_json::to_string(t)?,
-            Value::Texts(t) => serde_json::to_string(t)?,
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
-            Value::Tokens(ids) => {
+            FeatureValue::Text(t) => serde_json::to_string(t)?,
+            FeatureValue::Texts(t) => serde_json::to_string(t)?,
+            FeatureValue::Int(i) => i.to_string(),
+            FeatureValue::Float(f) => f.to_string(),
+            FeatureValue::Tokens(ids) => {
                 let shown = format!("{ids:?}");
                 match task.output_features().get(name) {
                     Some(feature) => {

@@ -17,7 +17,7 @@ use hint_data::cache_tasks::{cache_task, CacheOptions};
 use hint_data::feature_converter::HintConverter;
 use hint_data::preprocessors::{HintSplit, Template, Tokenize};
 use hint_data::{
-    BatchIterator, DatasetConfig, Example, Feature, MemorySource, Task, TaskRegistry, Value,
+    BatchIterator, DatasetConfig, Example, Feature, FeatureValue, MemorySource, Task, TaskRegistry,
     Vocabulary,
 };
 
@@ -49,13 +49,13 @@ fn registry(vocab: Arc<Vocabulary>) -> TaskRegistry {
             let mut e = Example::new();
             e.insert(
                 "definition".into(),
-                Value::Text(format!("In this task, {}.", sentence(i % 50, 12))),
+                FeatureValue::Text(format!("In this task, {}.", sentence(i % 50, 12))),
             );
             e.insert(
                 "input".into(),
-                Value::Text(format!("{} {}", sentence(i, 10), i)),
+                FeatureValue::Text(format!("{} {}", sentence(i, 10), i)),
             );
-            e.insert("output".into(), Value::Text(sentence(i + 1, 3)));
+            e.insert("output".into(), FeatureValue::Text(sentence(i + 1, 3)));
             e
         })
         .collect();

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::cache::task_cache_dir;
 use crate::error::DataError;
-use crate::example::{Example, Value};
+use crate::example::{Example, FeatureValue};
 use crate::source::columnar::{examples_to_batch, schema_of};
 use crate::task::{ReadOptions, Stage, Task};
 
@@ -70,13 +70,13 @@ fn cache_error(dir: &Path, message: impl Into<String>) -> DataError {
     }
 }
 
-fn dtype(value: &Value) -> (&'static str, serde_json::Value) {
+fn dtype(value: &FeatureValue) -> (&'static str, serde_json::Value) {
     match value {
-        Value::Int(_) => ("int64", json!([])),
-        Value::Float(_) => ("float64", json!([])),
-        Value::Text(_) => ("string", json!([])),
-        Value::Texts(_) => ("string", json!([null])),
-        Value::Tokens(_) => ("int32", json!([null])),
+        FeatureValue::Int(_) => ("int64", json!([])),
+        FeatureValue::Float(_) => ("float64", json!([])),
+        FeatureValue::Text(_) => ("string", json!([])),
+        FeatureValue::Texts(_) => ("string", json!([null])),
+        FeatureValue::Tokens(_) => ("int32", json!([null])),
     }
 }
 
@@ -90,7 +90,7 @@ impl Stats {
     fn add(&mut self, example: &Example) {
         self.examples += 1;
         for (name, value) in example {
-            if let Value::Tokens(t) = value {
+            if let FeatureValue::Tokens(t) = value {
                 let entry = self.tokens.entry(name.clone()).or_default();
                 entry.0 += t.len() as u64;
                 entry.1 = entry.1.max(t.len() as u64);

@@ -24,7 +24,7 @@ use crate::bigbench::{self, BigBenchOptions};
 use crate::builtin::{self, BuiltinOptions, BuiltinSuite};
 use crate::corpus::{self, CorpusOptions};
 use crate::error::DataError;
-use crate::example::Value;
+use crate::example::FeatureValue;
 use crate::feature_converter::FeatureLengths;
 use crate::p3::{self, P3Options};
 use crate::spec::{self, RegistrySpec};
@@ -140,7 +140,7 @@ impl DataConfig {
                 let all: Vec<usize> = (0..task.examples.len()).collect();
                 for example in bigbench::to_examples(&task, &all, &all, 0, self.bigbench.seed) {
                     for field in ["hyper_inputs", "inputs", "targets"] {
-                        if let Some(Value::Text(t)) = example.get(field) {
+                        if let Some(FeatureValue::Text(t)) = example.get(field) {
                             texts.push(t.clone());
                         }
                     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// One feature's value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Value {
+pub enum FeatureValue {
     /// An integer (e.g. an index or a label id).
     Int(i64),
     /// A float (e.g. a target score).
@@ -21,7 +21,7 @@ pub enum Value {
     Tokens(Vec<u32>),
 }
 
-impl Value {
+impl FeatureValue {
     /// The text, when this value is text.
     pub fn as_text(&self) -> Option<&str> {
         match self {
@@ -39,17 +39,17 @@ impl Value {
     }
 }
 
-impl From<&str> for Value {
+impl From<&str> for FeatureValue {
     fn from(text: &str) -> Self {
         Self::Text(text.to_string())
     }
 }
 
-impl From<String> for Value {
+impl From<String> for FeatureValue {
     fn from(text: String) -> Self {
         Self::Text(text)
     }
 }
 
 /// An example: feature name → value, ordered by name so that printing and hashing are stable.
-pub type Example = BTreeMap<String, Value>;
+pub type Example = BTreeMap<String, FeatureValue>;

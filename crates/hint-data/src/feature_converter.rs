@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
-use crate::example::{Example, Value};
+use crate::example::{Example, FeatureValue};
 use crate::source::kind_name;
 
 /// The lengths of HINT's task features (t5x's `TASK_FEATURE_LENGTHS`): rows are trimmed
@@ -276,8 +276,8 @@ fn positive(name: &str, length: usize) -> Result<usize, DataError> {
 /// The tokens of a task feature, as i64, trimmed to `len`.
 fn trimmed(example: &Example, name: &str, len: usize) -> Result<Vec<i64>, DataError> {
     match example.get(name) {
-        Some(Value::Tokens(t)) => Ok(t.iter().take(len).map(|&x| i64::from(x)).collect()),
-        Some(Value::Int(i)) => Ok(vec![*i]),
+        Some(FeatureValue::Tokens(t)) => Ok(t.iter().take(len).map(|&x| i64::from(x)).collect()),
+        Some(FeatureValue::Int(i)) => Ok(vec![*i]),
         Some(other) => Err(DataError::field(
             name,
             format!(
@@ -416,8 +416,8 @@ impl HintConverter {
         }
         let targets = padded(trimmed(example, "targets", lt)?, lt);
         let task_id = match example.get("task_names") {
-            Some(Value::Int(i)) => *i,
-            Some(Value::Tokens(t)) => t.first().map_or(0, |&x| i64::from(x)),
+            Some(FeatureValue::Int(i)) => *i,
+            Some(FeatureValue::Tokens(t)) => t.first().map_or(0, |&x| i64::from(x)),
             _ => 0,
         };
         let mut features = BTreeMap::new();
@@ -655,8 +655,8 @@ mod tests {
 
     fn example(inputs: &[u32], targets: &[u32]) -> (String, Example) {
         let mut e = Example::new();
-        e.insert("inputs".into(), Value::Tokens(inputs.to_vec()));
-        e.insert("targets".into(), Value::Tokens(targets.to_vec()));
+        e.insert("inputs".into(), FeatureValue::Tokens(inputs.to_vec()));
+        e.insert("targets".into(), FeatureValue::Tokens(targets.to_vec()));
         ("t".into(), e)
     }
 
@@ -792,9 +792,9 @@ mod tests {
         converter.passthrough.push(("example_id".into(), 1));
         let make = |hyper: &[u32], id: i64| {
             let (task, mut e) = example(&[5, 6, 7, 8, 9, 1], &[3, 4, 5, 1]);
-            e.insert("hyper_inputs".into(), Value::Tokens(hyper.to_vec()));
-            e.insert("task_names".into(), Value::Int(63));
-            e.insert("example_id".into(), Value::Int(id));
+            e.insert("hyper_inputs".into(), FeatureValue::Tokens(hyper.to_vec()));
+            e.insert("task_names".into(), FeatureValue::Int(63));
+            e.insert("example_id".into(), FeatureValue::Int(id));
             (task, e)
         };
         let rows = converter
@@ -826,7 +826,7 @@ mod tests {
     fn untokenized_features_are_reported_by_name() {
         let converter = HintConverter::new(4, 3, 3);
         let mut e = Example::new();
-        e.insert("inputs".into(), Value::Text("raw".into()));
+        e.insert("inputs".into(), FeatureValue::Text("raw".into()));
         let err = converter.convert(vec![("t".into(), e)]).unwrap_err();
         assert_eq!(err.field_name(), Some("inputs"));
         assert!(err.to_string().contains("Tokenize"), "{err}");
@@ -842,7 +842,7 @@ mod tests {
         let trimmed = converter.model_inputs(&[5, 6, 7, 8, 9], &[11, 12, 13, 1]);
         assert_eq!(trimmed.encoder, [11, 12, 13, 5, 6, 7, 8]);
         let (task, mut e) = example(&[5, 6, 1], &[3, 1]);
-        e.insert("hyper_inputs".into(), Value::Tokens(vec![11, 12, 1]));
+        e.insert("hyper_inputs".into(), FeatureValue::Tokens(vec![11, 12, 1]));
         let batch = HintBatch::try_from(
             Batch::from_rows(&converter.convert(vec![(task, e)]).unwrap()).unwrap(),
         )

@@ -83,7 +83,7 @@ pub use data_config::{register, DataConfig, RunData, VocabularyOptions};
 #[cfg(feature = "tasks")]
 pub use error::{DataError, Position};
 #[cfg(feature = "tasks")]
-pub use example::{Example, Value};
+pub use example::{Example, FeatureValue};
 #[cfg(feature = "tasks")]
 pub use feature_converter::{
     Batch, BatchFeature, FeatureConverter, FeatureLengths, HintBatch, HintConverter,

@@ -16,7 +16,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
-use crate::example::{Example, Value};
+use crate::example::{Example, FeatureValue};
 use crate::feature_converter::FeatureLengths;
 use crate::preprocessors::{FnPreprocessor, Tokenize};
 use crate::source::{FileSource, Format};
@@ -247,23 +247,26 @@ pub fn register_p3(
         let to_hint = FnPreprocessor::new("p3_to_hint", move |example: Example, _ctx| {
             let text = |field: &str| -> Result<String, DataError> {
                 match example.get(field) {
-                    Some(Value::Text(t)) => Ok(t.clone()),
+                    Some(FeatureValue::Text(t)) => Ok(t.clone()),
                     Some(_) => Err(DataError::field(field, "expected text")),
                     None => Err(DataError::field(field, "missing")),
                 }
             };
             let mut out = Example::new();
-            out.insert("inputs".into(), Value::Text(text("inputs_pretokenized")?));
+            out.insert(
+                "inputs".into(),
+                FeatureValue::Text(text("inputs_pretokenized")?),
+            );
             out.insert(
                 "targets".into(),
-                Value::Text(text("targets_pretokenized")?.trim().to_string()),
+                FeatureValue::Text(text("targets_pretokenized")?.trim().to_string()),
             );
-            out.insert("hyper_inputs".into(), Value::Text(prompt.clone()));
-            out.insert("task_name".into(), Value::Text(task_name.clone()));
-            if let Some(Value::Texts(choices)) = example.get("answer_choices") {
+            out.insert("hyper_inputs".into(), FeatureValue::Text(prompt.clone()));
+            out.insert("task_name".into(), FeatureValue::Text(task_name.clone()));
+            if let Some(FeatureValue::Texts(choices)) = example.get("answer_choices") {
                 out.insert(
                     "answer_choices".into(),
-                    Value::Texts(choices.iter().map(|c| c.trim().to_string()).collect()),
+                    FeatureValue::Texts(choices.iter().map(|c| c.trim().to_string()).collect()),
                 );
             }
             Ok(vec![out])

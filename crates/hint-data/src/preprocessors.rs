@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
-use crate::example::{Example, Value};
+use crate::example::{Example, FeatureValue};
 use crate::features::OutputFeatures;
 use crate::rng::SplitMix64;
 use crate::source::kind_name;
@@ -55,7 +55,7 @@ pub trait Preprocessor: Send + Sync {
 /// The text of a field, or an error naming it.
 pub fn text_field<'a>(example: &'a Example, field: &str) -> Result<&'a str, DataError> {
     match example.get(field) {
-        Some(Value::Text(text)) => Ok(text),
+        Some(FeatureValue::Text(text)) => Ok(text),
         Some(other) => Err(DataError::field(
             field,
             format!("expected text, found {}", kind_name(other)),
@@ -67,7 +67,7 @@ pub fn text_field<'a>(example: &'a Example, field: &str) -> Result<&'a str, Data
 /// The token ids of a field, or an error naming it.
 pub fn tokens_field<'a>(example: &'a Example, field: &str) -> Result<&'a [u32], DataError> {
     match example.get(field) {
-        Some(Value::Tokens(tokens)) => Ok(tokens),
+        Some(FeatureValue::Tokens(tokens)) => Ok(tokens),
         Some(other) => Err(DataError::field(
             field,
             format!("expected token ids, found {}", kind_name(other)),
@@ -105,7 +105,7 @@ impl Preprocessor for Rekey {
         let mut out = Example::new();
         for (new, old) in &self.key_map {
             let value = match old {
-                None => Value::Text(String::new()),
+                None => FeatureValue::Text(String::new()),
                 Some(old) => match example.get(old) {
                     Some(v) => v.clone(),
                     None => return Err(DataError::field(old, "missing (needed by rekey)")),
@@ -196,9 +196,9 @@ impl Template {
             match piece {
                 Piece::Literal(text) => out.push_str(text),
                 Piece::Field(field) => match example.get(field) {
-                    Some(Value::Text(text)) => out.push_str(text),
-                    Some(Value::Int(i)) => out.push_str(&i.to_string()),
-                    Some(Value::Float(f)) => out.push_str(&f.to_string()),
+                    Some(FeatureValue::Text(text)) => out.push_str(text),
+                    Some(FeatureValue::Int(i)) => out.push_str(&i.to_string()),
+                    Some(FeatureValue::Float(f)) => out.push_str(&f.to_string()),
                     Some(other) => {
                         return Err(DataError::field(
                             field,
@@ -229,7 +229,7 @@ impl Preprocessor for Template {
 
     fn apply(&self, mut example: Example, _ctx: &Context<'_>) -> Result<Vec<Example>, DataError> {
         let text = self.render(&example)?;
-        example.insert(self.output.clone(), Value::Text(text));
+        example.insert(self.output.clone(), FeatureValue::Text(text));
         Ok(vec![example])
     }
 }
@@ -264,8 +264,8 @@ impl Preprocessor for HintSplit {
     fn apply(&self, mut example: Example, _ctx: &Context<'_>) -> Result<Vec<Example>, DataError> {
         let hyper = self.instruction.render(&example)?;
         let inputs = self.instance.render(&example)?;
-        example.insert("hyper_inputs".into(), Value::Text(hyper));
-        example.insert("inputs".into(), Value::Text(inputs));
+        example.insert("hyper_inputs".into(), FeatureValue::Text(hyper));
+        example.insert("inputs".into(), FeatureValue::Text(inputs));
         Ok(vec![example])
     }
 }
@@ -286,8 +286,8 @@ impl Preprocessor for Strip {
     fn apply(&self, mut example: Example, _ctx: &Context<'_>) -> Result<Vec<Example>, DataError> {
         for field in &self.fields {
             match example.get_mut(field) {
-                Some(Value::Text(text)) => *text = text.trim().to_string(),
-                Some(Value::Texts(texts)) => {
+                Some(FeatureValue::Text(text)) => *text = text.trim().to_string(),
+                Some(FeatureValue::Texts(texts)) => {
                     for text in texts {
                         *text = text.trim().to_string();
                     }
@@ -328,7 +328,7 @@ impl Preprocessor for RankClassification {
 
     fn apply(&self, mut example: Example, ctx: &Context<'_>) -> Result<Vec<Example>, DataError> {
         let choices = match example.remove(&self.choices) {
-            Some(Value::Texts(choices)) => choices,
+            Some(FeatureValue::Texts(choices)) => choices,
             Some(other) => {
                 return Err(DataError::field(
                     &self.choices,
@@ -345,10 +345,10 @@ impl Preprocessor for RankClassification {
             .map(|(i, choice)| {
                 let mut row = example.clone();
                 let correct = choice.trim() == target;
-                row.insert("targets".into(), Value::Text(choice));
-                row.insert("is_correct".into(), Value::Int(i64::from(correct)));
-                row.insert("choice_index".into(), Value::Int(i as i64));
-                row.insert("example_id".into(), Value::Int(ctx.index as i64));
+                row.insert("targets".into(), FeatureValue::Text(choice));
+                row.insert("is_correct".into(), FeatureValue::Int(i64::from(correct)));
+                row.insert("choice_index".into(), FeatureValue::Int(i as i64));
+                row.insert("example_id".into(), FeatureValue::Int(ctx.index as i64));
                 row
             })
             .collect())
@@ -395,8 +395,8 @@ impl Preprocessor for PretrainSplit {
         let inputs = vocab_of("inputs")?;
         let hyper = vocab_of("hyper_inputs")?;
         let mut tokens = match example.get(&self.field) {
-            Some(Value::Text(text)) => targets.vocabulary.encode_with(text, false)?,
-            Some(Value::Tokens(tokens)) => tokens.clone(),
+            Some(FeatureValue::Text(text)) => targets.vocabulary.encode_with(text, false)?,
+            Some(FeatureValue::Tokens(tokens)) => tokens.clone(),
             Some(other) => {
                 return Err(DataError::field(
                     &self.field,
@@ -412,7 +412,7 @@ impl Preprocessor for PretrainSplit {
             if add {
                 part.push(Vocabulary::EOS_ID);
             }
-            Value::Tokens(part)
+            FeatureValue::Tokens(part)
         };
         let mut rng = ctx.rng();
         let mut out = Vec::new();
@@ -436,7 +436,7 @@ impl Preprocessor for PretrainSplit {
                 "targets".into(),
                 with_eos(segment[s2..].to_vec(), targets.add_eos),
             );
-            row.insert("task_names".into(), Value::Int(0));
+            row.insert("task_names".into(), FeatureValue::Int(0));
             out.push(row);
         }
         Ok(out)
@@ -528,22 +528,22 @@ impl Preprocessor for Tokenize {
     fn apply(&self, mut example: Example, ctx: &Context<'_>) -> Result<Vec<Example>, DataError> {
         for (name, feature) in ctx.output_features {
             match example.get_mut(name) {
-                Some(Value::Text(text)) => {
+                Some(FeatureValue::Text(text)) => {
                     let text = std::mem::take(text);
                     let ids = self
                         .memo
                         .encode(&feature.vocabulary, &text, feature.add_eos)?;
-                    example.insert(name.clone(), Value::Tokens(ids));
+                    example.insert(name.clone(), FeatureValue::Tokens(ids));
                     if self.copy_pretokenized {
-                        example.insert(format!("{name}_pretokenized"), Value::Text(text));
+                        example.insert(format!("{name}_pretokenized"), FeatureValue::Text(text));
                     }
                 }
-                Some(Value::Tokens(ids))
+                Some(FeatureValue::Tokens(ids))
                     if feature.add_eos && ids.last() != Some(&Vocabulary::EOS_ID) =>
                 {
                     ids.push(Vocabulary::EOS_ID);
                 }
-                Some(Value::Tokens(_)) => {}
+                Some(FeatureValue::Tokens(_)) => {}
                 Some(other) => {
                     return Err(DataError::field(
                         name,

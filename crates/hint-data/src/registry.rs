@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokenizers::Tokenizer;
 
 use crate::error::DataError;
-use crate::example::{Example, Value};
+use crate::example::{Example, FeatureValue};
 use crate::features::Feature;
 use crate::preprocessors::{HintSplit, Template, Tokenize};
 use crate::rng::SplitMix64;
@@ -97,10 +97,10 @@ pub fn register_toy_tasks(registry: &mut TaskRegistry) -> Result<(), DataError> 
                     let join =
                         |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
                     let mut e = Example::new();
-                    e.insert("instruction".into(), Value::from(instruction));
-                    e.insert("input".into(), Value::Text(join(&input)));
-                    e.insert("output".into(), Value::Text(join(&output)));
-                    e.insert("task_names".into(), Value::Int(t as i64));
+                    e.insert("instruction".into(), FeatureValue::from(instruction));
+                    e.insert("input".into(), FeatureValue::Text(join(&input)));
+                    e.insert("output".into(), FeatureValue::Text(join(&output)));
+                    e.insert("task_names".into(), FeatureValue::Int(t as i64));
                     e
                 })
                 .collect()

@@ -300,7 +300,7 @@ mod tests {
         );
         assert!(matches!(
             examples[0]["targets"],
-            crate::example::Value::Tokens(ref t) if t.last() == Some(&1)
+            crate::example::FeatureValue::Tokens(ref t) if t.last() == Some(&1)
         ));
     }
 

@@ -7,7 +7,7 @@ use hint_data::superni::{
     sample_train_instances, test_instances, tk_instruct_source, tk_instruct_source_with_budget,
     to_examples, SuperNiCheckout, SuperNiVariant, TkInstructConfig,
 };
-use hint_data::Value;
+use hint_data::FeatureValue;
 
 fn checkout() -> SuperNiCheckout {
     SuperNiCheckout::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/superni")).unwrap()
@@ -136,11 +136,11 @@ fn examples_carry_references_and_task_numbers() {
     assert_eq!(examples.len(), 2);
     assert_eq!(
         examples[1]["references"],
-        Value::Texts(vec!["em esrever".into(), "me reverse".into()])
+        FeatureValue::Texts(vec!["em esrever".into(), "me reverse".into()])
     );
     let target = examples[1]["targets"].as_text().unwrap();
     assert!(target == "em esrever" || target == "me reverse");
-    assert_eq!(examples[0]["task_names"], Value::Int(1331));
+    assert_eq!(examples[0]["task_names"], FeatureValue::Int(1331));
     assert!(examples[0]["hyper_inputs"]
         .as_text()
         .unwrap()

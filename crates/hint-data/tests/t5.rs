@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use hint_data::preprocessors::{Context, Preprocessor, Tokenize};
-use hint_data::{Example, Feature, OutputFeatures, Value, Vocabulary};
+use hint_data::{Example, Feature, FeatureValue, OutputFeatures, Vocabulary};
 
 fn vocabulary() -> Vocabulary {
     let root = std::env::var("HINT_SHARED_DATA").expect("HINT_SHARED_DATA");
@@ -40,8 +40,14 @@ fn tokenize_follows_each_features_eos_rule_with_t5() {
     );
     features.insert("targets".into(), Feature::new(vocab));
     let mut example = Example::new();
-    example.insert("inputs".into(), Value::from("The house is wonderful."));
-    example.insert("targets".into(), Value::from("The house is wonderful."));
+    example.insert(
+        "inputs".into(),
+        FeatureValue::from("The house is wonderful."),
+    );
+    example.insert(
+        "targets".into(),
+        FeatureValue::from("The house is wonderful."),
+    );
     let ctx = Context {
         output_features: &features,
         seed: 0,
@@ -49,6 +55,12 @@ fn tokenize_follows_each_features_eos_rule_with_t5() {
         index: 0,
     };
     let out = Tokenize::default().apply(example, &ctx).unwrap().remove(0);
-    assert_eq!(out["inputs"], Value::Tokens(vec![37, 629, 19, 1627, 5]));
-    assert_eq!(out["targets"], Value::Tokens(vec![37, 629, 19, 1627, 5, 1]));
+    assert_eq!(
+        out["inputs"],
+        FeatureValue::Tokens(vec![37, 629, 19, 1627, 5])
+    );
+    assert_eq!(
+        out["targets"],
+        FeatureValue::Tokens(vec![37, 629, 19, 1627, 5, 1])
+    );
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hint_data::task::ReadOptions;
-use hint_data::{Example, HintConverter, ModelInputs, RunData, Value, Vocabulary};
+use hint_data::{Example, FeatureValue, HintConverter, ModelInputs, RunData, Vocabulary};
 use hint_model::HyperT5;
 
 use crate::batches::converter;
@@ -78,14 +78,14 @@ fn eval_example(
 ) -> Result<(Vec<i64>, EvalExample)> {
     let tokens = |name: &str| -> Vec<i64> {
         match example.get(name) {
-            Some(Value::Tokens(t)) => t.iter().map(|&x| i64::from(x)).collect(),
+            Some(FeatureValue::Tokens(t)) => t.iter().map(|&x| i64::from(x)).collect(),
             _ => Vec::new(),
         }
     };
     let references = match example.get("references") {
-        Some(Value::Texts(t)) => t.clone(),
+        Some(FeatureValue::Texts(t)) => t.clone(),
         _ => match example.get("targets_pretokenized") {
-            Some(Value::Text(t)) => vec![t.clone()],
+            Some(FeatureValue::Text(t)) => vec![t.clone()],
             _ => Vec::new(),
         },
     };
@@ -112,7 +112,7 @@ fn rank_choices(
     references: &[String],
     vocabulary: &Vocabulary,
 ) -> Result<Option<(Vec<Vec<i64>>, usize)>> {
-    let Some(Value::Texts(choices)) = example.get("answer_choices") else {
+    let Some(FeatureValue::Texts(choices)) = example.get("answer_choices") else {
         return Ok(None);
     };
     let Some(correct) = references

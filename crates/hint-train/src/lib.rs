@@ -25,7 +25,7 @@ pub mod eval;
 pub mod eval_sets;
 pub mod experiment;
 pub mod loaded;
-mod metrics;
+mod metrics_log;
 pub mod model;
 mod model_dir;
 pub mod plot;
@@ -42,7 +42,7 @@ pub use checkpoint::{
 };
 pub use error::{Result, TrainError};
 pub use loaded::{load_run, LoadedRun, Overrides};
-pub use metrics::{read_metrics, truncate_after, MetricsLine, MetricsWriter, StepMetrics};
+pub use metrics_log::{read_metrics, truncate_after, MetricsLine, MetricsWriter, StepMetrics};
 pub use model_dir::{ModelDir, ModelDirError};
 pub use run::{train_and_evaluate, RunSummary};
 pub use settings::{load_config, RunConfig, RunSettings};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 use crate::error::{Result, TrainError};
-use crate::metrics::{read_metrics, MetricsLine};
+use crate::metrics_log::{read_metrics, MetricsLine};
 
 /// One named series of `(x, y)` points.
 pub type Series = (String, Vec<(f64, f64)>);

@@ -18,7 +18,7 @@ use tch::{Kind, Tensor};
 
 use crate::checkpoint::{CheckpointInfo, CheckpointManager, TrainState};
 use crate::error::{Result, TrainError};
-use crate::metrics::{truncate_after, MetricsLine, MetricsWriter, StepMetrics};
+use crate::metrics_log::{truncate_after, MetricsLine, MetricsWriter, StepMetrics};
 use crate::model_dir::ModelDir;
 
 /// Settings of the loop, bindable from gin (`TrainConfig.steps = 600`).

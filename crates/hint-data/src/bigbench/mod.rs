@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{DataError, Position};
-use crate::example::{Example, Value};
+use crate::example::{Example, FeatureValue};
 use crate::rng::SplitMix64;
 
 /// The target of one example: reference strings, or scored answer choices.
@@ -366,15 +366,15 @@ pub const DEMONSTRATION_POOL_PER_TEST_TASK: usize = 4;
 /// One HINT-shaped example with the given hypernetwork text.
 fn hint_example(task: &BigBenchTask, ex: &BigBenchExample, hyper: String) -> Example {
     let mut e = Example::new();
-    e.insert("hyper_inputs".into(), Value::Text(hyper));
-    e.insert("inputs".into(), Value::Text(ex.input.clone()));
-    e.insert("targets".into(), Value::Text(ex.first_target()));
-    e.insert("references".into(), Value::Texts(ex.references()));
+    e.insert("hyper_inputs".into(), FeatureValue::Text(hyper));
+    e.insert("inputs".into(), FeatureValue::Text(ex.input.clone()));
+    e.insert("targets".into(), FeatureValue::Text(ex.first_target()));
+    e.insert("references".into(), FeatureValue::Texts(ex.references()));
     let choices = ex.choices();
     if !choices.is_empty() {
-        e.insert("answer_choices".into(), Value::Texts(choices));
+        e.insert("answer_choices".into(), FeatureValue::Texts(choices));
     }
-    e.insert("task_name".into(), Value::Text(task.id.clone()));
+    e.insert("task_name".into(), FeatureValue::Text(task.id.clone()));
     e
 }
 
@@ -517,6 +517,6 @@ mod tests {
         assert!(hyper.ends_with("Definition: add 1"), "{hyper}");
         assert_eq!(hyper.matches("Input: ").count(), 2);
         let zero = to_examples(&t, &held, &train, 0, 5);
-        assert_eq!(zero[0]["hyper_inputs"], Value::from("add 1"));
+        assert_eq!(zero[0]["hyper_inputs"], FeatureValue::from("add 1"));
     }
 }

@@ -129,6 +129,9 @@ pub fn register_bigbench(
             .hint_features(&vocabulary, lengths, true)
             .metric("exact_match")
             .metric("rouge_l")
+            // Scored on the examples with `target_scores` (answer choices), as BIG-bench's
+            // multiple-choice metric; absent from the table when a task has none.
+            .metric("rank_classification")
             .build()?;
         registry.add_task(t)?;
         names.push(name);

@@ -25,7 +25,7 @@ pub use registration::{
 };
 
 use crate::error::DataError;
-use crate::example::{Example, Value};
+use crate::example::{Example, FeatureValue};
 use crate::rng::{fnv1a, SplitMix64};
 use crate::superni::{SuperNiDemonstration, SuperNiInstance, SuperNiTask};
 use crate::tokenizer_training::{train_tokenizer, TokenizerTrainingConfig};
@@ -165,17 +165,20 @@ impl BuiltinTask {
                     text
                 };
                 let mut e = Example::new();
-                e.insert("hyper_inputs".into(), Value::Text(hyper));
-                e.insert("inputs".into(), Value::Text(instance.input.clone()));
+                e.insert("hyper_inputs".into(), FeatureValue::Text(hyper));
+                e.insert("inputs".into(), FeatureValue::Text(instance.input.clone()));
                 e.insert(
                     "targets".into(),
-                    Value::Text(instance.output.first().cloned().unwrap_or_default()),
+                    FeatureValue::Text(instance.output.first().cloned().unwrap_or_default()),
                 );
-                e.insert("references".into(), Value::Texts(instance.output.clone()));
-                e.insert("task_name".into(), Value::Text(self.registry_name()));
-                e.insert("instruction_index".into(), Value::Int(index as i64));
+                e.insert(
+                    "references".into(),
+                    FeatureValue::Texts(instance.output.clone()),
+                );
+                e.insert("task_name".into(), FeatureValue::Text(self.registry_name()));
+                e.insert("instruction_index".into(), FeatureValue::Int(index as i64));
                 if let Some(id) = task_id {
-                    e.insert("task_names".into(), Value::Int(id));
+                    e.insert("task_names".into(), FeatureValue::Int(id));
                 }
                 e
             })
@@ -384,7 +387,7 @@ mod tests {
         let used: HashSet<i64> = ex
             .iter()
             .filter_map(|e| match e["instruction_index"] {
-                Value::Int(i) => Some(i),
+                FeatureValue::Int(i) => Some(i),
                 _ => None,
             })
             .collect();

@@ -143,7 +143,7 @@ pub fn register_builtin_suite_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::example::Value;
+    use crate::example::FeatureValue;
 
     #[test]
     fn mixtures_resolve_and_examples_fit_the_lengths() {
@@ -171,7 +171,7 @@ mod tests {
                 for example in task.open(split, &Default::default()).unwrap() {
                     let example = example.unwrap();
                     let len = |f: &str| match &example[f] {
-                        Value::Tokens(t) => t.len(),
+                        FeatureValue::Tokens(t) => t.len(),
                         _ => usize::MAX,
                     };
                     assert!(len("inputs") <= li, "{name}: {example:?}");

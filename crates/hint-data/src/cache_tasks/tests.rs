@@ -158,9 +158,9 @@ fn a_cache_with_other_features_is_refused() {
 fn a_failed_cache_leaves_nothing_behind() {
     let vocab = Arc::new(toy_vocabulary().unwrap());
     let mut good = crate::Example::new();
-    good.insert("inputs".into(), crate::Value::from("1 2"));
+    good.insert("inputs".into(), crate::FeatureValue::from("1 2"));
     let mut bad = crate::Example::new();
-    bad.insert("inputs".into(), crate::Value::Int(3));
+    bad.insert("inputs".into(), crate::FeatureValue::Int(3));
     let task = Arc::new(
         Task::builder(
             "broken:v1",

@@ -1,5 +1,5 @@
 use super::*;
-use crate::example::Value;
+use crate::example::FeatureValue;
 use crate::feature_converter::{EncDecConverter, HintConverter};
 use crate::features::Feature;
 use crate::preprocessors::Tokenize;
@@ -24,11 +24,11 @@ fn registry_with_small_task() -> TaskRegistry {
             let mut e = Example::new();
             e.insert(
                 "inputs".into(),
-                Value::Text(format!("{} {}", i % 10, (i / 10) % 10)),
+                FeatureValue::Text(format!("{} {}", i % 10, (i / 10) % 10)),
             );
-            e.insert("hyper_inputs".into(), Value::from("repeat it"));
-            e.insert("targets".into(), Value::Text(format!("{}", i % 10)));
-            e.insert("task_names".into(), Value::Int(99));
+            e.insert("hyper_inputs".into(), FeatureValue::from("repeat it"));
+            e.insert("targets".into(), FeatureValue::Text(format!("{}", i % 10)));
+            e.insert("task_names".into(), FeatureValue::Int(99));
             e
         })
         .collect();

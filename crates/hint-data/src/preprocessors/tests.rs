@@ -23,7 +23,7 @@ fn ctx(features: &OutputFeatures, index: u64) -> Context<'_> {
     }
 }
 
-fn example(pairs: &[(&str, Value)]) -> Example {
+fn example(pairs: &[(&str, FeatureValue)]) -> Example {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -69,13 +69,16 @@ fn templates_render_fields_and_escape_braces() {
             example(&[
                 ("definition", "Sort.".into()),
                 ("input", "3 1".into()),
-                ("n", Value::Int(2)),
+                ("n", FeatureValue::Int(2)),
             ]),
             &ctx(&f, 0),
         )
         .unwrap();
-    assert_eq!(out[0]["inputs"], Value::from("Sort. Input: 3 1 {n}=2"));
-    assert_eq!(out[0]["definition"], Value::from("Sort."));
+    assert_eq!(
+        out[0]["inputs"],
+        FeatureValue::from("Sort. Input: 3 1 {n}=2")
+    );
+    assert_eq!(out[0]["definition"], FeatureValue::from("Sort."));
     let err = t
         .apply(example(&[("definition", "d".into())]), &ctx(&f, 0))
         .unwrap_err();
@@ -96,8 +99,11 @@ fn hint_split_sends_instruction_to_the_hypernetwork() {
             &ctx(&f, 0),
         )
         .unwrap();
-    assert_eq!(out[0]["hyper_inputs"], Value::from("Reverse the list."));
-    assert_eq!(out[0]["inputs"], Value::from("1 2"));
+    assert_eq!(
+        out[0]["hyper_inputs"],
+        FeatureValue::from("Reverse the list.")
+    );
+    assert_eq!(out[0]["inputs"], FeatureValue::from("1 2"));
 }
 
 #[test]
@@ -112,7 +118,7 @@ fn rank_classification_expands_choices() {
                 ("targets_pretokenized", " no".into()),
                 (
                     "answer_choices",
-                    Value::Texts(vec!["yes".into(), "no".into(), "maybe".into()]),
+                    FeatureValue::Texts(vec!["yes".into(), "no".into(), "maybe".into()]),
                 ),
             ]),
             &ctx(&f, 41),
@@ -120,13 +126,20 @@ fn rank_classification_expands_choices() {
         .unwrap();
     assert_eq!(out.len(), 3);
     let correct: Vec<_> = out.iter().map(|e| e["is_correct"].clone()).collect();
-    assert_eq!(correct, [Value::Int(0), Value::Int(1), Value::Int(0)]);
-    assert_eq!(out[2]["targets"], Value::from("maybe"));
-    assert_eq!(out[2]["choice_index"], Value::Int(2));
-    assert!(out.iter().all(|e| e["example_id"] == Value::Int(41)));
+    assert_eq!(
+        correct,
+        [
+            FeatureValue::Int(0),
+            FeatureValue::Int(1),
+            FeatureValue::Int(0)
+        ]
+    );
+    assert_eq!(out[2]["targets"], FeatureValue::from("maybe"));
+    assert_eq!(out[2]["choice_index"], FeatureValue::Int(2));
+    assert!(out.iter().all(|e| e["example_id"] == FeatureValue::Int(41)));
     assert!(out
         .iter()
-        .all(|e| e["hyper_inputs"] == Value::from("Answer [MASK]")));
+        .all(|e| e["hyper_inputs"] == FeatureValue::from("Answer [MASK]")));
     assert!(out.iter().all(|e| !e.contains_key("answer_choices")));
     let err = rc
         .apply(
@@ -149,7 +162,7 @@ fn pretrain_split_cuts_segments_into_three_parts() {
     for index in 0..20 {
         let out = split
             .apply(
-                example(&[("text", Value::Tokens(tokens.clone()))]),
+                example(&[("text", FeatureValue::Tokens(tokens.clone()))]),
                 &ctx(&f, index),
             )
             .unwrap();
@@ -164,7 +177,7 @@ fn pretrain_split_cuts_segments_into_three_parts() {
             }
             assert!(row["hyper_inputs"].as_tokens().unwrap().len() >= 2);
             assert!(row["targets"].as_tokens().unwrap().len() >= 2);
-            assert_eq!(row["task_names"], Value::Int(0));
+            assert_eq!(row["task_names"], FeatureValue::Int(0));
         }
         assert_eq!(rebuilt, tokens);
         total += out[0]["inputs"].as_tokens().unwrap().len();
@@ -186,18 +199,22 @@ fn tokenize_applies_each_features_eos_rule() {
             example(&[
                 ("inputs", "copy 1 2".into()),
                 ("hyper_inputs", "copy the list".into()),
-                ("targets", Value::Tokens(vec![4, 5, 1])),
+                ("targets", FeatureValue::Tokens(vec![4, 5, 1])),
                 ("other", "untouched".into()),
             ]),
             &ctx(&f, 0),
         )
         .unwrap();
     let e = &out[0];
-    assert_eq!(e["inputs"], Value::Tokens(vec![13, 4, 5]));
-    assert_eq!(e["hyper_inputs"], Value::Tokens(vec![13, 16, 17, 1]));
-    assert_eq!(e["targets"], Value::Tokens(vec![4, 5, 1]), "no second EOS");
-    assert_eq!(e["inputs_pretokenized"], Value::from("copy 1 2"));
-    assert_eq!(e["other"], Value::from("untouched"));
+    assert_eq!(e["inputs"], FeatureValue::Tokens(vec![13, 4, 5]));
+    assert_eq!(e["hyper_inputs"], FeatureValue::Tokens(vec![13, 16, 17, 1]));
+    assert_eq!(
+        e["targets"],
+        FeatureValue::Tokens(vec![4, 5, 1]),
+        "no second EOS"
+    );
+    assert_eq!(e["inputs_pretokenized"], FeatureValue::from("copy 1 2"));
+    assert_eq!(e["other"], FeatureValue::from("untouched"));
 }
 
 #[test]
@@ -215,6 +232,6 @@ fn specs_build_the_same_preprocessors() {
         let c = Context { step, ..ctx(&f, 0) };
         e = p.apply(e, &c).unwrap().remove(0);
     }
-    assert_eq!(e["inputs_pretokenized"], Value::from("Q: 1 2"));
-    assert_eq!(e["targets"], Value::Tokens(vec![1]));
+    assert_eq!(e["inputs_pretokenized"], FeatureValue::from("Q: 1 2"));
+    assert_eq!(e["targets"], FeatureValue::Tokens(vec![1]));
 }

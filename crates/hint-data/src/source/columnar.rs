@@ -23,7 +23,7 @@ use parquet::file::reader::{FileReader as _, SerializedFileReader};
 
 use super::{kind_name, Record};
 use crate::error::{DataError, Position};
-use crate::example::{Example, Value};
+use crate::example::{Example, FeatureValue};
 
 type BatchIter = Box<dyn Iterator<Item = Result<RecordBatch, String>> + Send>;
 
@@ -215,7 +215,7 @@ fn is_integer(data_type: &DataType) -> bool {
 }
 
 /// Converts one column; errors carry the row.
-fn column_values(column: &ArrayRef) -> Result<Vec<Option<Value>>, (usize, String)> {
+fn column_values(column: &ArrayRef) -> Result<Vec<Option<FeatureValue>>, (usize, String)> {
     let n = column.len();
     let data_type = column.data_type();
     let cast_to = |to: &DataType| cast(column, to).map_err(|e| (0, e.to_string()));
@@ -224,21 +224,21 @@ fn column_values(column: &ArrayRef) -> Result<Vec<Option<Value>>, (usize, String
         let strings = cast_to(&DataType::Utf8)?;
         let strings = strings.as_string::<i32>();
         return Ok((0..n)
-            .map(|i| present(i).then(|| Value::Text(strings.value(i).to_string())))
+            .map(|i| present(i).then(|| FeatureValue::Text(strings.value(i).to_string())))
             .collect());
     }
     if is_integer(data_type) || *data_type == DataType::Boolean {
         let ints = cast_to(&DataType::Int64)?;
         let ints = ints.as_primitive::<Int64Type>();
         return Ok((0..n)
-            .map(|i| present(i).then(|| Value::Int(ints.value(i))))
+            .map(|i| present(i).then(|| FeatureValue::Int(ints.value(i))))
             .collect());
     }
     if data_type.is_floating() {
         let floats = cast_to(&DataType::Float64)?;
         let floats = floats.as_primitive::<Float64Type>();
         return Ok((0..n)
-            .map(|i| present(i).then(|| Value::Float(floats.value(i))))
+            .map(|i| present(i).then(|| FeatureValue::Float(floats.value(i))))
             .collect());
     }
     let list = match data_type {
@@ -255,7 +255,7 @@ fn column_values(column: &ArrayRef) -> Result<Vec<Option<Value>>, (usize, String
     list_values(&list)
 }
 
-fn list_values(list: &ListArray) -> Result<Vec<Option<Value>>, (usize, String)> {
+fn list_values(list: &ListArray) -> Result<Vec<Option<FeatureValue>>, (usize, String)> {
     let offsets = list.value_offsets();
     let values = list.values();
     let item_type = values.data_type();
@@ -277,7 +277,7 @@ fn list_values(list: &ListArray) -> Result<Vec<Option<Value>>, (usize, String)> 
                         }
                     })
                     .collect::<Result<Vec<_>, _>>()
-                    .map(|t| Some(Value::Texts(t)))
+                    .map(|t| Some(FeatureValue::Texts(t)))
             })
             .collect();
     }
@@ -296,26 +296,30 @@ fn list_values(list: &ListArray) -> Result<Vec<Option<Value>>, (usize, String)> 
                         u32::try_from(t).map_err(|_| (i, format!("token id {t} is not a valid id")))
                     })
                     .collect::<Result<Vec<_>, _>>()
-                    .map(|t| Some(Value::Tokens(t)))
+                    .map(|t| Some(FeatureValue::Tokens(t)))
             })
             .collect();
     }
     if *item_type == DataType::Null {
         return Ok((0..list.len())
-            .map(|i| list.is_valid(i).then(|| Value::Texts(Vec::new())))
+            .map(|i| list.is_valid(i).then(|| FeatureValue::Texts(Vec::new())))
             .collect());
     }
     Err((0, format!("unsupported list item type {item_type}")))
 }
 
 /// The Arrow type each example value is stored as (token ids as int32, like seqio caches).
-pub(crate) fn arrow_type(value: &Value) -> DataType {
+pub(crate) fn arrow_type(value: &FeatureValue) -> DataType {
     match value {
-        Value::Int(_) => DataType::Int64,
-        Value::Float(_) => DataType::Float64,
-        Value::Text(_) => DataType::Utf8,
-        Value::Texts(_) => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-        Value::Tokens(_) => DataType::List(Arc::new(Field::new("item", DataType::Int32, true))),
+        FeatureValue::Int(_) => DataType::Int64,
+        FeatureValue::Float(_) => DataType::Float64,
+        FeatureValue::Text(_) => DataType::Utf8,
+        FeatureValue::Texts(_) => {
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+        }
+        FeatureValue::Tokens(_) => {
+            DataType::List(Arc::new(Field::new("item", DataType::Int32, true)))
+        }
     }
 }
 
@@ -338,7 +342,7 @@ pub(crate) fn examples_to_batch(
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let name = field.name();
-        let wrong = |i: usize, v: &Value| {
+        let wrong = |i: usize, v: &FeatureValue| {
             (
                 i,
                 name.clone(),
@@ -351,7 +355,7 @@ pub(crate) fn examples_to_batch(
                 for (i, e) in examples.iter().enumerate() {
                     out.push(match e.get(name) {
                         None => None,
-                        Some(Value::Int(x)) => Some(*x),
+                        Some(FeatureValue::Int(x)) => Some(*x),
                         Some(v) => return Err(wrong(i, v)),
                     });
                 }
@@ -362,8 +366,8 @@ pub(crate) fn examples_to_batch(
                 for (i, e) in examples.iter().enumerate() {
                     out.push(match e.get(name) {
                         None => None,
-                        Some(Value::Float(x)) => Some(*x),
-                        Some(Value::Int(x)) => Some(*x as f64),
+                        Some(FeatureValue::Float(x)) => Some(*x),
+                        Some(FeatureValue::Int(x)) => Some(*x as f64),
                         Some(v) => return Err(wrong(i, v)),
                     });
                 }
@@ -374,7 +378,7 @@ pub(crate) fn examples_to_batch(
                 for (i, e) in examples.iter().enumerate() {
                     out.push(match e.get(name) {
                         None => None,
-                        Some(Value::Int(x)) => Some(*x != 0),
+                        Some(FeatureValue::Int(x)) => Some(*x != 0),
                         Some(v) => return Err(wrong(i, v)),
                     });
                 }
@@ -385,7 +389,7 @@ pub(crate) fn examples_to_batch(
                 for (i, e) in examples.iter().enumerate() {
                     out.push(match e.get(name) {
                         None => None,
-                        Some(Value::Text(x)) => Some(x.as_str()),
+                        Some(FeatureValue::Text(x)) => Some(x.as_str()),
                         Some(v) => return Err(wrong(i, v)),
                     });
                 }
@@ -401,7 +405,7 @@ pub(crate) fn examples_to_batch(
                             lengths.push(0);
                             nulls.push(false);
                         }
-                        Some(Value::Tokens(t)) => {
+                        Some(FeatureValue::Tokens(t)) => {
                             lengths.push(t.len());
                             nulls.push(true);
                             // Ids above i32::MAX do not exist in any vocabulary.
@@ -427,7 +431,7 @@ pub(crate) fn examples_to_batch(
                             lengths.push(0);
                             nulls.push(false);
                         }
-                        Some(Value::Texts(t)) => {
+                        Some(FeatureValue::Texts(t)) => {
                             lengths.push(t.len());
                             nulls.push(true);
                             values.extend(t.iter().map(String::as_str));

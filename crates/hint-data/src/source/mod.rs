@@ -11,9 +11,9 @@
 //! * [`FnSource`] wraps a closure that opens a split (custom readers such as Super-NI or
 //!   BIG-bench checkouts).
 //!
-//! Value mapping (JSON and Arrow alike): strings → [`Value::Text`], integers and booleans →
-//! [`Value::Int`], floats → [`Value::Float`], lists of strings → [`Value::Texts`], lists of
-//! non-negative integers → [`Value::Tokens`]; nulls leave the field out; anything else is an
+//! Feature values (JSON and Arrow alike): strings → [`FeatureValue::Text`], integers and booleans →
+//! [`FeatureValue::Int`], floats → [`FeatureValue::Float`], lists of strings → [`FeatureValue::Texts`], lists of
+//! non-negative integers → [`FeatureValue::Tokens`]; nulls leave the field out; anything else is an
 //! error naming the file, position and field.
 
 pub(crate) mod columnar;
@@ -34,7 +34,7 @@ pub use jsonl::JsonLinesReader;
 pub use text::TextLinesReader;
 
 use crate::error::{DataError, Position};
-use crate::example::{Example, Value};
+use crate::example::{Example, FeatureValue};
 use crate::rng::SplitMix64;
 
 /// One example read from a source, with its origin.
@@ -175,40 +175,40 @@ impl Format {
 pub enum FieldKind {
     /// Any value.
     Any,
-    /// [`Value::Text`].
+    /// [`FeatureValue::Text`].
     Text,
-    /// [`Value::Texts`].
+    /// [`FeatureValue::Texts`].
     Texts,
-    /// [`Value::Tokens`].
+    /// [`FeatureValue::Tokens`].
     Tokens,
-    /// [`Value::Int`].
+    /// [`FeatureValue::Int`].
     Int,
-    /// [`Value::Float`] (or an integer).
+    /// [`FeatureValue::Float`] (or an integer).
     Float,
 }
 
 impl FieldKind {
-    fn accepts(self, value: &Value) -> bool {
+    fn accepts(self, value: &FeatureValue) -> bool {
         matches!(
             (self, value),
             (Self::Any, _)
-                | (Self::Text, Value::Text(_))
-                | (Self::Texts, Value::Texts(_))
-                | (Self::Tokens, Value::Tokens(_))
-                | (Self::Int, Value::Int(_))
-                | (Self::Float, Value::Float(_) | Value::Int(_))
+                | (Self::Text, FeatureValue::Text(_))
+                | (Self::Texts, FeatureValue::Texts(_))
+                | (Self::Tokens, FeatureValue::Tokens(_))
+                | (Self::Int, FeatureValue::Int(_))
+                | (Self::Float, FeatureValue::Float(_) | FeatureValue::Int(_))
         )
     }
 }
 
 /// The type of a value in words, for error messages.
-pub(crate) fn kind_name(value: &Value) -> &'static str {
+pub(crate) fn kind_name(value: &FeatureValue) -> &'static str {
     match value {
-        Value::Int(_) => "an integer",
-        Value::Float(_) => "a float",
-        Value::Text(_) => "text",
-        Value::Texts(_) => "a list of texts",
-        Value::Tokens(_) => "a list of token ids",
+        FeatureValue::Int(_) => "an integer",
+        FeatureValue::Float(_) => "a float",
+        FeatureValue::Text(_) => "text",
+        FeatureValue::Texts(_) => "a list of texts",
+        FeatureValue::Tokens(_) => "a list of token ids",
     }
 }
 
@@ -536,20 +536,20 @@ pub fn skip_bad_records(stream: RecordStream, skip: bool, skipped: Arc<AtomicU64
     }))
 }
 
-/// Converts a JSON value to a [`Value`]; `Ok(None)` for null.
-pub(crate) fn json_to_value(value: serde_json::Value) -> Result<Option<Value>, String> {
+/// Converts a JSON value to a [`FeatureValue`]; `Ok(None)` for null.
+pub(crate) fn json_to_value(value: serde_json::Value) -> Result<Option<FeatureValue>, String> {
     use serde_json::Value as J;
     Ok(Some(match value {
         J::Null => return Ok(None),
-        J::Bool(b) => Value::Int(i64::from(b)),
+        J::Bool(b) => FeatureValue::Int(i64::from(b)),
         J::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            Some(i) => FeatureValue::Int(i),
+            None => FeatureValue::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
-        J::String(s) => Value::Text(s),
+        J::String(s) => FeatureValue::Text(s),
         J::Array(items) => {
             if items.iter().all(|v| v.is_string()) {
-                Value::Texts(
+                FeatureValue::Texts(
                     items
                         .into_iter()
                         .map(|v| match v {
@@ -570,7 +570,7 @@ pub(crate) fn json_to_value(value: serde_json::Value) -> Result<Option<Value>, S
                         }
                     }
                 }
-                Value::Tokens(tokens)
+                FeatureValue::Tokens(tokens)
             }
         }
         J::Object(_) => return Err("nested objects are not supported".into()),

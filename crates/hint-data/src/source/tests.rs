@@ -37,12 +37,12 @@ fn jsonl_maps_json_types_to_values() {
     let first = records[0].as_ref().unwrap();
     assert_eq!(first.position, Position::Line(1));
     let e = &first.example;
-    assert_eq!(e["text"], Value::from("hi"));
-    assert_eq!(e["n"], Value::Int(3));
-    assert_eq!(e["x"], Value::Float(0.5));
-    assert_eq!(e["ok"], Value::Int(1));
-    assert_eq!(e["refs"], Value::Texts(vec!["a".into(), "b".into()]));
-    assert_eq!(e["ids"], Value::Tokens(vec![5, 1]));
+    assert_eq!(e["text"], FeatureValue::from("hi"));
+    assert_eq!(e["n"], FeatureValue::Int(3));
+    assert_eq!(e["x"], FeatureValue::Float(0.5));
+    assert_eq!(e["ok"], FeatureValue::Int(1));
+    assert_eq!(e["refs"], FeatureValue::Texts(vec!["a".into(), "b".into()]));
+    assert_eq!(e["ids"], FeatureValue::Tokens(vec![5, 1]));
     assert!(!e.contains_key("gone"));
     assert_eq!(records[1].as_ref().unwrap().position, Position::Line(3));
 }
@@ -64,7 +64,7 @@ fn a_malformed_line_names_file_and_line_and_reading_continues() {
     assert!(err.to_string().contains("line 3, field `text`"), "{err}");
     assert_eq!(
         records[3].as_ref().unwrap().example["text"],
-        Value::from("fine")
+        FeatureValue::from("fine")
     );
 }
 
@@ -119,7 +119,7 @@ fn json_arrays_stream_element_by_element() {
     assert_eq!(records.len(), 3);
     assert_eq!(
         records[0].as_ref().unwrap().example["text"],
-        Value::from("a ] , [ } {")
+        FeatureValue::from("a ] , [ } {")
     );
     let second = records[1].as_ref().unwrap_err().to_string();
     assert!(
@@ -127,7 +127,7 @@ fn json_arrays_stream_element_by_element() {
         "{second}"
     );
     let third = records[2].as_ref().unwrap();
-    assert_eq!(third.example["text"], Value::from("c"));
+    assert_eq!(third.example["text"], FeatureValue::from("c"));
     assert_eq!(third.position, Position::Element { index: 2, line: 4 });
 
     let empty = write(dir.path(), "e.json", " [ ] ");
@@ -147,7 +147,10 @@ fn json_arrays_stream_element_by_element() {
         .unwrap_err()
         .to_string()
         .contains("expected a JSON object"));
-    assert_eq!(items[1].as_ref().unwrap().example["a"], Value::from("b"));
+    assert_eq!(
+        items[1].as_ref().unwrap().example["a"],
+        FeatureValue::from("b")
+    );
 }
 
 #[test]
@@ -161,7 +164,7 @@ fn text_lines_skip_blank_lines() {
         &path,
     ));
     assert_eq!(got.len(), 2);
-    assert_eq!(got[1]["text"], Value::from("second"));
+    assert_eq!(got[1]["text"], FeatureValue::from("second"));
 }
 
 fn p3_batch() -> RecordBatch {
@@ -229,12 +232,18 @@ fn p3_parquet_layout_reads_with_rows_named() {
     assert_eq!(records.len(), 2);
     let second = records[1].as_ref().unwrap();
     assert_eq!(second.position, Position::Row(1));
-    assert_eq!(second.example["inputs"], Value::Tokens(vec![19]));
-    assert_eq!(second.example["targets"], Value::Tokens(vec![150, 1]));
-    assert_eq!(second.example["targets_pretokenized"], Value::from(" no"));
+    assert_eq!(second.example["inputs"], FeatureValue::Tokens(vec![19]));
+    assert_eq!(
+        second.example["targets"],
+        FeatureValue::Tokens(vec![150, 1])
+    );
+    assert_eq!(
+        second.example["targets_pretokenized"],
+        FeatureValue::from(" no")
+    );
     assert_eq!(
         second.example["answer_choices"],
-        Value::Texts(vec!["yes".into(), "no".into()])
+        FeatureValue::Texts(vec!["yes".into(), "no".into()])
     );
     let source =
         FileSource::new(Format::Parquet).split("train", vec![dir.path().join("train-*.parquet")]);
@@ -302,7 +311,7 @@ fn shards_split_files_or_records_without_overlap() {
             )
             .unwrap()
             .map(|r| match r.unwrap().example["id"] {
-                Value::Int(i) => i,
+                FeatureValue::Int(i) => i,
                 _ => -1,
             })
             .collect()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::lines::Lines;
 use super::Record;
 use crate::error::{DataError, Position};
-use crate::example::{Example, Value};
+use crate::example::{Example, FeatureValue};
 
 /// Streams the non-empty lines of a text file as `{field: line}`.
 #[derive(Debug)]
@@ -36,7 +36,7 @@ impl Iterator for TextLinesReader {
             Err(e) => return Some(Err(e)),
         };
         let mut example = Example::new();
-        example.insert(self.field.clone(), Value::Text(text.to_string()));
+        example.insert(self.field.clone(), FeatureValue::Text(text.to_string()));
         Some(Ok(Record {
             example,
             path: Some(Arc::clone(&self.path)),

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{DataError, Position};
-use crate::example::{Example, Value};
+use crate::example::{Example, FeatureValue};
 use crate::rng::{fnv1a, SplitMix64};
 
 /// One demonstration (`Positive Examples` / `Negative Examples` entries).
@@ -530,16 +530,19 @@ pub fn to_examples_with_budget(
             let pick = rng.range(0, instance.output.len() as u64) as usize;
             let target = instance.output.get(pick).cloned().unwrap_or_default();
             let mut e = Example::new();
-            e.insert("inputs".into(), Value::Text(inputs));
-            e.insert("hyper_inputs".into(), Value::Text(hyper_inputs));
-            e.insert("targets".into(), Value::Text(target));
-            e.insert("references".into(), Value::Texts(instance.output.clone()));
-            e.insert("task_name".into(), Value::Text(task.name.clone()));
+            e.insert("inputs".into(), FeatureValue::Text(inputs));
+            e.insert("hyper_inputs".into(), FeatureValue::Text(hyper_inputs));
+            e.insert("targets".into(), FeatureValue::Text(target));
+            e.insert(
+                "references".into(),
+                FeatureValue::Texts(instance.output.clone()),
+            );
+            e.insert("task_name".into(), FeatureValue::Text(task.name.clone()));
             if let Some(n) = task.number() {
-                e.insert("task_names".into(), Value::Int(n));
+                e.insert("task_names".into(), FeatureValue::Int(n));
             }
             if let Some(id) = &instance.id {
-                e.insert("id".into(), Value::Text(id.clone()));
+                e.insert("id".into(), FeatureValue::Text(id.clone()));
             }
             e
         })
@@ -616,9 +619,9 @@ mod tests {
         assert_eq!(t.len(), 100);
         assert_eq!(t[99].input, "99");
         let ex = to_examples(&task, &t[..2], SuperNiVariant::HintDef, 42);
-        assert_eq!(ex[1]["inputs"], Value::from("1"));
-        assert_eq!(ex[1]["hyper_inputs"], Value::from("d"));
-        assert_eq!(ex[1]["task_names"], Value::Int(5));
+        assert_eq!(ex[1]["inputs"], FeatureValue::from("1"));
+        assert_eq!(ex[1]["hyper_inputs"], FeatureValue::from("d"));
+        assert_eq!(ex[1]["task_names"], FeatureValue::Int(5));
     }
 
     #[test]

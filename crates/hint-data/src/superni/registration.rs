@@ -183,7 +183,7 @@ pub fn register_superni(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::example::Value;
+    use crate::example::FeatureValue;
 
     /// HINT's Super-NI lengths (inputs, hyper_inputs, targets), the lengths these tests were
     /// written for.
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(test.len(), 2);
         assert_eq!(
             test[0]["hyper_inputs_pretokenized"],
-            Value::from(
+            FeatureValue::from(
                 "In this task, you are given a list of integers. You need to reverse the order of the list."
             )
         );

@@ -1,7 +1,7 @@
 use std::io::Write;
 
 use super::*;
-use crate::example::Value;
+use crate::example::FeatureValue;
 use crate::preprocessors::{Template, Tokenize};
 use crate::registry::toy_vocabulary;
 use crate::source::{FileSource, Format};
@@ -183,7 +183,7 @@ fn task_errors_name_task_file_line_and_field() {
     assert_eq!(items.len(), 3);
     assert_eq!(
         items[0].as_ref().unwrap()["inputs"],
-        Value::Tokens(vec![13, 4, 5, 1])
+        FeatureValue::Tokens(vec![13, 4, 5, 1])
     );
     let err = items[1].as_ref().unwrap_err();
     let text = err.to_string();
