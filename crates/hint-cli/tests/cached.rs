@@ -3,11 +3,9 @@
 //! before anything is written.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn hint() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hint"))
-}
+mod common;
+use common::{hint, losses};
 
 fn builtin_gin() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/builtin.gin")
@@ -38,16 +36,6 @@ fn cached_args(cache: &Path) -> Vec<String> {
         "--gin.Run.use_cached=True".into(),
         format!("--gin.Run.cache_dirs=[\"{}\"]", cache.display()),
     ]
-}
-
-fn losses(model_dir: &Path) -> Vec<(u64, f64)> {
-    std::fs::read_to_string(model_dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("loss").is_some())
-        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
-        .collect()
 }
 
 fn scores(model_dir: &Path) -> serde_json::Value {

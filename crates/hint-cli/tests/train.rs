@@ -3,12 +3,10 @@
 //! resuming gives the losses of an uninterrupted run, and bad input fails before training.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-fn hint() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hint"))
-}
-
+mod common;
+use common::{hint, losses};
 /// A few-second configuration of the embedded default.
 fn tiny_args(model_dir: &Path, steps: u64) -> Vec<String> {
     [
@@ -29,16 +27,6 @@ fn tiny_args(model_dir: &Path, steps: u64) -> Vec<String> {
         "--gin.EvalConfig.max_new_tokens=4".into(),
     ]
     .into()
-}
-
-fn losses(model_dir: &Path) -> Vec<(u64, f64)> {
-    std::fs::read_to_string(model_dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("loss").is_some())
-        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
-        .collect()
 }
 
 #[test]

@@ -23,7 +23,9 @@ pub use hyper::config::HyperConfig;
 pub use hyper::flops;
 pub use hyper::model::{HyperT5, TaskAdaptation};
 pub use parameters::{load_parameters, save_parameters};
-pub use pretrained::{read_hint_config, Pretrained, PretrainedModel, HINT_CONFIG_KEY};
+pub use pretrained::{
+    load_t5_weights, read_hint_config, Pretrained, PretrainedModel, HINT_CONFIG_KEY,
+};
 pub use runtime::{
     libtorch_version, retain_freed_memory, select_device, RuntimeInfo, RETAIN_FREED_MEMORY_ENV,
 };

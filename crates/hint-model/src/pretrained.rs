@@ -167,20 +167,28 @@ impl HyperT5 {
         let t5 = T5Config::from_json_file(dir.join("config.json"))?;
         let vs = VarStore::new(device);
         let model = HyperT5::new(vs.root(), &t5, hyper);
-        let report = load_weights(&vs, dir, true)?;
-        let lacking: Vec<String> = report
-            .missing
-            .into_iter()
-            .filter(|name| !name.starts_with("hyper."))
-            .collect();
-        if !lacking.is_empty() {
-            return Err(ModelError::MissingWeights {
-                dir: dir.to_path_buf(),
-                names: lacking,
-            });
-        }
+        load_t5_weights(&vs, dir)?;
         Ok(Pretrained { vs, model })
     }
+}
+
+/// Fills the T5 part of a HINT model's variables from a Hugging Face T5 directory, by
+/// name; the hypernetwork (everything under `hyper.`) keeps its values. A T5 parameter the
+/// directory lacks is [`ModelError::MissingWeights`] rather than silently left random.
+pub fn load_t5_weights(vs: &VarStore, dir: &Path) -> Result<(), ModelError> {
+    let report = load_weights(vs, dir, true)?;
+    let lacking: Vec<String> = report
+        .missing
+        .into_iter()
+        .filter(|name| !name.starts_with("hyper."))
+        .collect();
+    if !lacking.is_empty() {
+        return Err(ModelError::MissingWeights {
+            dir: dir.to_path_buf(),
+            names: lacking,
+        });
+    }
+    Ok(())
 }
 
 /// Reads the T5 and hypernetwork configurations of a HINT directory's `config.json`.

@@ -37,21 +37,8 @@ pub fn build_model(settings: &RunSettings) -> Result<(VarStore, HyperT5)> {
         .t5
         .set_compute_kind(settings.train.compute_dtype.kind());
     if !settings.run.initial_checkpoint.is_empty() {
-        // A Hugging Face T5 with a fresh hypernetwork: missing `hyper.*` is expected.
-        let dir = Path::new(&settings.run.initial_checkpoint);
-        let report = hint_model::load_weights(&vs, dir, true)?;
-        let foreign: Vec<String> = report
-            .missing
-            .into_iter()
-            .filter(|n| !n.starts_with("hyper."))
-            .collect();
-        if !foreign.is_empty() {
-            return Err(hint_model::ModelError::MissingWeights {
-                dir: dir.to_path_buf(),
-                names: foreign,
-            }
-            .into());
-        }
+        // A Hugging Face T5 with a fresh hypernetwork.
+        hint_model::load_t5_weights(&vs, Path::new(&settings.run.initial_checkpoint))?;
     }
     Ok((vs, model))
 }
