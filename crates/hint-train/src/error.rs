@@ -35,6 +35,14 @@ pub enum TrainError {
     /// The model directory cannot be used.
     #[error(transparent)]
     ModelDir(#[from] crate::model_dir::ModelDirError),
+    /// A task's predictions could not be scored.
+    #[error("task `{task}`: {source}")]
+    Metric {
+        /// The task.
+        task: String,
+        /// Why.
+        source: hint_data::metrics::MetricError,
+    },
     /// One evaluation set failed.
     #[error("evaluation set `{label}`: {source}")]
     EvalSet {

@@ -184,11 +184,11 @@ fn evaluate_task(
         .collect();
     if !references.is_empty() && !generation_metrics.is_empty() {
         let named =
-            evaluate_named(&generation_metrics, &predictions, &references).map_err(|e| {
-                TrainError::Data(hint_data::DataError::Config(format!(
-                    "task `{}`: {e}",
-                    task.name
-                )))
+            evaluate_named(&generation_metrics, &predictions, &references).map_err(|source| {
+                TrainError::Metric {
+                    task: task.name.clone(),
+                    source,
+                }
             })?;
         scores.extend(named);
     }
