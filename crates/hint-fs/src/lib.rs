@@ -1,7 +1,9 @@
 //! hint-fs: crash-safe file writing, the one implementation every hint crate writes files
 //! with. A file is written under a temporary name beside its final one ([`temporary_path`]),
 //! synced, and renamed over it, so a crash at any instant leaves the old file or the new
-//! one, never a half-written one; a failed write removes its temporary file.
+//! one, never a half-written one; a failed write removes its temporary file. [`FileLock`]
+//! keeps a folder to one writing process, and [`remove_stale_temporaries`] clears what a
+//! crashed writer left.
 //!
 //! ```
 //! let dir = tempfile::tempdir().unwrap();
@@ -15,6 +17,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+mod lock;
+
+pub use lock::{FileLock, LockError};
 
 /// A file operation that failed, with the file it was about.
 #[derive(Debug, Error)]
@@ -47,6 +53,37 @@ pub fn temporary_path(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!(".{name}{TEMPORARY_SUFFIX}"))
+}
+
+/// Whether a folder entry is a leftover of an interrupted write: a temporary file of
+/// [`write_atomically`] (`.name.tmp`, or the older `name.tmp`), or a checkpoint or cache
+/// folder being written or replaced (`.tmp-…`, `.old-…`).
+pub fn is_temporary(name: &str) -> bool {
+    name.ends_with(TEMPORARY_SUFFIX) || name.starts_with(".tmp-") || name.starts_with(".old-")
+}
+
+/// Removes the leftovers of interrupted writes directly inside `dir` ([`is_temporary`]);
+/// returns what was removed. Call it only while holding the folder's [`FileLock`]: a
+/// temporary of a live writer looks the same.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<PathBuf>, FsError> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(FsError::at(dir))? {
+        let entry = entry.map_err(FsError::at(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !is_temporary(&name) {
+            continue;
+        }
+        let path = entry.path();
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        result.map_err(FsError::at(&path))?;
+        removed.push(path);
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 /// Writes `bytes` to `path` through a temporary file, a sync and a rename.
@@ -115,6 +152,34 @@ mod tests {
             1,
             "only the file itself"
         );
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "config.gin",
+            "checkpoint_00000003",
+            ".config.gin.tmp",
+            "tokenizer.json.tmp",
+        ] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join(".tmp-checkpoint_00000006-77")).unwrap();
+        std::fs::write(
+            dir.path()
+                .join(".tmp-checkpoint_00000006-77/model.safetensors"),
+            "x",
+        )
+        .unwrap();
+        let removed = remove_stale_temporaries(dir.path()).unwrap();
+        assert_eq!(removed.len(), 3, "{removed:?}");
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["checkpoint_00000003", "config.gin"]);
     }
 
     #[test]

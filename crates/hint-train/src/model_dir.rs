@@ -3,7 +3,9 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use hint_fs::FileLock;
 use thiserror::Error;
 
 /// Why a model directory cannot be used.
@@ -17,6 +19,9 @@ pub enum ModelDirError {
         /// The marker file name that was looked for.
         marker: &'static str,
     },
+    /// Another process writes into the folder.
+    #[error(transparent)]
+    Busy(#[from] hint_fs::LockError),
     /// The path exists but is a file.
     #[error("{0} exists and is not a directory")]
     NotADirectory(PathBuf),
@@ -30,12 +35,15 @@ pub enum ModelDirError {
     },
 }
 
-/// A model directory that is known to be ours: either created now or marked by an
-/// earlier run (which a new run resumes).
+/// A model directory that is known to be ours — either created now or marked by an
+/// earlier run (which a new run resumes) — and held by this process alone: its marker is
+/// locked for as long as any clone of it lives (the kernel drops the lock when the process
+/// dies, so a killed run never leaves a stale lock).
 #[derive(Debug, Clone)]
 pub struct ModelDir {
     root: PathBuf,
     resumed: bool,
+    _lock: Arc<FileLock>,
 }
 
 impl ModelDir {
@@ -53,27 +61,30 @@ impl ModelDir {
         if root.exists() && !root.is_dir() {
             return Err(ModelDirError::NotADirectory(root));
         }
-        if root.join(Self::MARKER).is_file() {
-            return Ok(Self {
-                root,
-                resumed: true,
-            });
+        let marker = root.join(Self::MARKER);
+        let resumed = marker.is_file();
+        if !resumed {
+            if root.is_dir() && fs::read_dir(&root).map_err(io_err)?.next().is_some() {
+                return Err(ModelDirError::Foreign {
+                    path: root,
+                    marker: Self::MARKER,
+                });
+            }
+            fs::create_dir_all(&root).map_err(io_err)?;
+            hint_fs::write_atomically(&marker, b"This folder is a hint model directory.\n")
+                .map_err(|e| io_err(e.source))?;
         }
-        if root.is_dir() && fs::read_dir(&root).map_err(io_err)?.next().is_some() {
-            return Err(ModelDirError::Foreign {
-                path: root,
-                marker: Self::MARKER,
-            });
+        let lock = FileLock::try_acquire(&marker)?;
+        // Holding the lock, whatever temporary files are here were left by a writer that
+        // died (a crash, a full disk): a full disk must not stay full after a resume.
+        let removed = hint_fs::remove_stale_temporaries(&root).map_err(|e| io_err(e.source))?;
+        if !removed.is_empty() {
+            tracing::info!(?removed, "removed temporary files of an interrupted run");
         }
-        fs::create_dir_all(&root).map_err(io_err)?;
-        hint_fs::write_atomically(
-            &root.join(Self::MARKER),
-            b"This folder is a hint model directory.\n",
-        )
-        .map_err(|e| io_err(e.source))?;
         Ok(Self {
             root,
-            resumed: false,
+            resumed,
+            _lock: Arc::new(lock),
         })
     }
 
@@ -109,9 +120,15 @@ mod tests {
         assert!(!dir.resumed());
         assert!(dir.path().join(ModelDir::MARKER).is_file());
         fs::write(dir.metrics_path(), "{}\n").unwrap();
-        let again = ModelDir::prepare(dir.path()).unwrap();
+        // One writer at a time: while `dir` lives, the folder is taken.
+        let busy = ModelDir::prepare(dir.path()).unwrap_err();
+        assert!(matches!(busy, ModelDirError::Busy(_)), "{busy}");
+        assert!(busy.to_string().contains("in use by process"), "{busy}");
+        let path = dir.path().to_path_buf();
+        drop(dir);
+        let again = ModelDir::prepare(&path).unwrap();
         assert!(again.resumed());
-        assert_eq!(again.config_path(), dir.path().join("config.gin"));
+        assert_eq!(again.config_path(), path.join("config.gin"));
     }
 
     #[test]
