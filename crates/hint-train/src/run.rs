@@ -14,7 +14,7 @@ use hint_optim::{Adafactor, ParamGroup};
 use crate::atomic::{write_atomically, write_atomically_with};
 use crate::batches::TaskBatches;
 use crate::error::{Result, TrainError};
-use crate::eval::{average, write_results};
+use crate::eval::{average, write_results, EvalMonitor, EvalProgress};
 use crate::eval_sets::{read_eval_sets, score_sets, EvalSets, SetResults};
 use crate::model::{build_model, check_vocabulary};
 use crate::model_dir::ModelDir;
@@ -78,37 +78,57 @@ pub fn train_and_evaluate(
     // Every evaluation set is read before the first step (not after the last one), once
     // for the periodic and the final evaluations.
     let sets = read_eval_sets(&data, settings)?;
+    let mut trainer = Trainer::new(
+        &model,
+        &vs,
+        &mut optimizer,
+        settings.train.clone(),
+        model_dir.clone(),
+    );
+    // A resume restores parameters, optimizer state and data position now: a checkpoint
+    // that does not fit this configuration is refused before anything is written.
+    let start = trainer.restore_latest(&mut source)?.unwrap_or(0);
     // Only now, with everything checked, does the run write into its directory (each file
     // under a temporary name, then renamed).
     write_atomically_with(&tokenizer_path, |tmp| Ok(data.vocabulary.save(tmp)?))?;
     write_atomically(&model_dir.config_path(), settings.config_text.as_bytes())?;
     let started = Instant::now();
     let outcome = {
-        let mut trainer = Trainer::new(
-            &model,
-            &vs,
-            &mut optimizer,
-            settings.train.clone(),
-            model_dir.clone(),
-        );
         let mut hooks = PeriodicEval {
             inner: hooks,
             data: &data,
             settings,
             sets: &sets,
         };
-        trainer.train(&mut source, &mut hooks)?
+        trainer.train_from(start, &mut source, &mut hooks)?
     };
     let train_seconds = started.elapsed().as_secs_f64();
     write_atomically(
         &model_dir.path().join("operative_config.gin"),
         settings.operative_text.as_bytes(),
     )?;
-    let mut results = Vec::new();
-    if matches!(outcome, TrainOutcome::Finished { .. }) {
-        results = score_sets(&model, &sets, &data, settings)?;
-    }
-    let markdown = write_results(model_dir.path(), &results)?;
+    // An interrupted run has no results: nothing empty is written in their place.
+    let (outcome, results, markdown) = match outcome {
+        TrainOutcome::Finished { step } => {
+            match score_sets(&model, &sets, &data, settings, &mut *hooks) {
+                Ok(results) => {
+                    let markdown = write_results(model_dir.path(), &results)?;
+                    (outcome, results, markdown)
+                }
+                // The final checkpoint is saved: the same command evaluates it again.
+                Err(TrainError::Interrupted { task }) => {
+                    tracing::warn!(task, "final evaluation interrupted");
+                    (
+                        TrainOutcome::Interrupted { step },
+                        Vec::new(),
+                        String::new(),
+                    )
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        interrupted => (interrupted, Vec::new(), String::new()),
+    };
     let plots = crate::plot::plot_run(model_dir.path())?;
     Ok(RunSummary {
         model_dir: model_dir.path().to_path_buf(),
@@ -136,13 +156,10 @@ impl TrainHooks for PeriodicEval<'_> {
         self.inner.on_step(metrics);
     }
 
-    fn should_stop(&self) -> bool {
-        self.inner.should_stop()
-    }
-
     fn evaluate(&mut self, step: u64, model: &HyperT5) -> Result<BTreeMap<String, f64>> {
         let mut scores = self.inner.evaluate(step, model)?;
-        for (label, results) in score_sets(model, self.sets, self.data, self.settings)? {
+        let sets = score_sets(model, self.sets, self.data, self.settings, &mut *self.inner)?;
+        for (label, results) in sets {
             for (metric, value) in average(&results) {
                 scores.insert(format!("{label}/{metric}"), value);
             }
@@ -153,5 +170,15 @@ impl TrainHooks for PeriodicEval<'_> {
 
     fn on_checkpoint(&mut self, checkpoint: &crate::CheckpointInfo) {
         self.inner.on_checkpoint(checkpoint);
+    }
+}
+
+impl EvalMonitor for PeriodicEval<'_> {
+    fn on_eval_progress(&mut self, progress: &EvalProgress<'_>) {
+        self.inner.on_eval_progress(progress);
+    }
+
+    fn should_stop(&self) -> bool {
+        self.inner.should_stop()
     }
 }

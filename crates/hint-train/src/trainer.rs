@@ -18,6 +18,7 @@ use tch::{Kind, Tensor};
 
 use crate::checkpoint::{CheckpointInfo, CheckpointManager, TrainState};
 use crate::error::{Result, TrainError};
+use crate::eval::EvalMonitor;
 use crate::metrics_log::{truncate_after, MetricsLine, MetricsWriter, StepMetrics};
 use crate::model_dir::ModelDir;
 
@@ -130,13 +131,13 @@ pub trait BatchSource {
 
 /// Callbacks of the loop: progress reporting, interruption and evaluation. Library code
 /// reports through these (and `tracing`), never by printing.
-pub trait TrainHooks {
+///
+/// Interruption is [`EvalMonitor::should_stop`], checked before every step and every
+/// evaluation batch: `true` saves a checkpoint and stops (SIGINT/SIGTERM), also in the
+/// middle of a periodic evaluation.
+pub trait TrainHooks: EvalMonitor {
     /// After every step.
     fn on_step(&mut self, _metrics: &StepMetrics) {}
-    /// Checked before every step; `true` saves a checkpoint and stops (SIGINT/SIGTERM).
-    fn should_stop(&self) -> bool {
-        false
-    }
     /// Every `eval_every` steps: scores by `task/metric`.
     fn evaluate(&mut self, _step: u64, _model: &HyperT5) -> Result<BTreeMap<String, f64>> {
         Ok(BTreeMap::new())
@@ -150,6 +151,8 @@ pub trait TrainHooks {
 pub struct NoHooks;
 
 impl TrainHooks for NoHooks {}
+
+impl EvalMonitor for NoHooks {}
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +234,18 @@ impl<'a> Trainer<'a> {
         hooks: &mut dyn TrainHooks,
     ) -> Result<TrainOutcome> {
         let start = self.restore_latest(source)?.unwrap_or(0);
+        self.train_from(start, source, hooks)
+    }
+
+    /// Trains from step `start` (what [`Trainer::restore_latest`] returned, or 0) until
+    /// `config.steps`: for a caller that must check the checkpoint against the model,
+    /// optimizer and data before it writes anything of its own.
+    pub fn train_from(
+        &mut self,
+        start: u64,
+        source: &mut dyn BatchSource,
+        hooks: &mut dyn TrainHooks,
+    ) -> Result<TrainOutcome> {
         let metrics_path = self.model_dir.metrics_path();
         truncate_after(&metrics_path, start)?;
         let mut metrics = MetricsWriter::open(&metrics_path)?
@@ -250,7 +265,15 @@ impl<'a> Trainer<'a> {
                 && step % self.config.eval_every == 0
                 && step < self.config.steps
             {
-                let scores = tch::no_grad(|| hooks.evaluate(step, self.model))?;
+                let scores = match tch::no_grad(|| hooks.evaluate(step, self.model)) {
+                    Err(TrainError::Interrupted { .. }) => {
+                        // The step is trained; only its evaluation is lost.
+                        let checkpoint = self.save_checkpoint(source)?;
+                        hooks.on_checkpoint(&checkpoint);
+                        return Ok(TrainOutcome::Interrupted { step });
+                    }
+                    scores => scores?,
+                };
                 if !scores.is_empty() {
                     metrics.write(&MetricsLine::Eval { step, eval: scores })?;
                 }
