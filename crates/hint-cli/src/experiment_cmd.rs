@@ -1,6 +1,6 @@
 //! `hint experiment run`: every arm of a suite, trained and evaluated alike, one table.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -51,7 +51,7 @@ pub fn run(args: &ExperimentArgs) -> Result<ExitCode> {
         )
         .map_or(0, |s| s.train.steps)
     };
-    let mut hooks = CliHooks::new(steps, std::io::stderr().is_terminal())?;
+    let mut hooks = CliHooks::new(steps)?;
     let total = experiment.arms.len() * experiment.seeds;
     let mut done = 0;
     let report = run_experiment(

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hint_train::eval::write_results;
-use hint_train::{load_run, Overrides};
+use hint_train::{load_run, Overrides, TrainError};
 
 use crate::gin_args::GinArgs;
+use crate::progress::{bar_wanted, EvalDisplay, StopFlag};
 
 /// Arguments of `hint eval`.
 #[derive(Debug, Args)]
@@ -22,7 +23,7 @@ pub struct EvalArgs {
     pub checkpoint: Option<PathBuf>,
     /// Where to write `eval_results.json` and `.md` (default: the checkpoint folder's
     /// name under the model directory, `eval_<checkpoint>`).
-    #[arg(long)]
+    #[arg(long = "output_dir", alias = "output-dir")]
     pub output_dir: Option<PathBuf>,
     /// Gin files parsed after the run's own `config.gin` (e.g. `configs/ni_eval.gin`) and
     /// bindings after them, e.g. `--gin.Run.eval_examples_per_task=10`.
@@ -56,7 +57,16 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
     };
     let run = load_run(&args.model_dir, args.checkpoint.as_deref(), &overrides)
         .with_context(|| format!("loading the run in {}", args.model_dir.display()))?;
-    let results = run.evaluate().context("evaluating")?;
+    let mut display = EvalDisplay::new(StopFlag::install()?, bar_wanted());
+    let evaluated = run.evaluate(&mut display);
+    display.finish();
+    let results = match evaluated {
+        Err(TrainError::Interrupted { task }) => {
+            tracing::warn!("interrupted while evaluating `{task}`; no results were written");
+            return Ok(ExitCode::from(130));
+        }
+        other => other.context("evaluating")?,
+    };
     let name = run.checkpoint.file_name().map_or_else(
         || "checkpoint".to_string(),
         |n| n.to_string_lossy().to_string(),
@@ -109,7 +119,16 @@ pub fn infer(args: &InferArgs) -> Result<ExitCode> {
     };
     let run = load_run(model_dir, Some(&args.checkpoint), &Overrides::default())
         .with_context(|| format!("loading {}", args.checkpoint.display()))?;
-    let predictions = run.infer(&args.instruction, &inputs)?;
+    let mut display = EvalDisplay::new(StopFlag::install()?, bar_wanted());
+    let inferred = run.infer(&args.instruction, &inputs, &mut display);
+    display.finish();
+    let predictions = match inferred {
+        Err(TrainError::Interrupted { .. }) => {
+            tracing::warn!("interrupted; nothing was written");
+            return Ok(ExitCode::from(130));
+        }
+        other => other?,
+    };
     let mut out = std::io::stdout().lock();
     for (input, prediction) in inputs.iter().zip(predictions) {
         writeln!(

@@ -4,6 +4,7 @@ mod config_cmd;
 mod experiment_cmd;
 mod gin_args;
 mod infer_cmd;
+mod progress;
 mod tasks_cmd;
 mod train_cmd;
 

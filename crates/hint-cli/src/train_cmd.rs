@@ -1,70 +1,65 @@
 //! `hint train` and `hint plot`: a run from gin files (or the embedded default), with a
 //! progress bar on a terminal, periodic log lines elsewhere, and SIGINT/SIGTERM saving a
-//! checkpoint before exiting.
+//! checkpoint before exiting (also from the middle of an evaluation).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
+use hint_train::eval::{EvalMonitor, EvalProgress};
 use hint_train::{
     train_and_evaluate, CheckpointInfo, RunSettings, StepMetrics, TrainHooks, TrainOutcome,
 };
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::gin_args::GinArgs;
+use crate::progress::{bar, bar_wanted, eta, EvalDisplay, StopFlag};
 
 /// The embedded default run (`configs/builtin.gin`), used when no `--gin_file` is given.
 pub const BUILTIN_GIN: &str = include_str!("../../../configs/builtin.gin");
 
 /// Progress, interruption and logging for a run.
 pub struct CliHooks {
-    stop: Arc<AtomicBool>,
+    stop: StopFlag,
     bar: Option<ProgressBar>,
+    eval: EvalDisplay,
     total: u64,
     log_every: u64,
+    /// The first step this process trained, and when: the ETA counts only those.
+    started: Option<(u64, Instant)>,
 }
 
 impl CliHooks {
-    /// Hooks for runs of `total` steps: a progress bar when `bar`, log lines otherwise;
-    /// SIGINT/SIGTERM ask the loop to checkpoint and stop.
-    pub fn new(total: u64, bar: bool) -> Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(signal, Arc::clone(&stop))
-                .context("installing the signal handler")?;
-        }
-        let bar = bar.then(|| {
-            let bar = ProgressBar::new(total);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:40}] {pos}/{len} steps, {per_sec}, ETA {eta} {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        });
+    /// Hooks for runs of `total` steps: a progress bar on a terminal (see
+    /// [`bar_wanted`]), log lines otherwise; SIGINT/SIGTERM ask the loop to checkpoint and
+    /// stop, and evaluation to stop.
+    pub fn new(total: u64) -> Result<Self> {
+        let stop = StopFlag::install()?;
+        let use_bar = bar_wanted();
         Ok(Self {
+            eval: EvalDisplay::new(stop.clone(), use_bar),
             stop,
-            bar,
+            bar: use_bar.then(|| bar(total, "steps")),
             total,
             log_every: (total / 20).max(1),
+            started: None,
         })
     }
 
-    /// Clears the progress bar.
-    pub fn finish(&self) {
+    /// Clears the progress bars.
+    pub fn finish(&mut self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+        self.eval.finish();
     }
 }
 
 impl TrainHooks for CliHooks {
     fn on_step(&mut self, m: &StepMetrics) {
+        let (first, started) = *self.started.get_or_insert((m.step, Instant::now()));
         match &self.bar {
             Some(bar) => {
                 bar.set_position(m.step);
@@ -75,18 +70,25 @@ impl TrainHooks for CliHooks {
                 loss_per_token = format!("{:.4}", m.loss_per_token),
                 grad_norm = format!("{:.3}", m.grad_norm),
                 examples_per_second = format!("{:.1}", m.examples_per_second),
+                eta = eta(started, m.step - first, self.total.saturating_sub(first)),
                 "train"
             ),
             None => {}
         }
     }
 
-    fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
     fn on_checkpoint(&mut self, checkpoint: &CheckpointInfo) {
         tracing::debug!(step = checkpoint.step, path = %checkpoint.path.display(), "checkpoint");
+    }
+}
+
+impl EvalMonitor for CliHooks {
+    fn on_eval_progress(&mut self, progress: &EvalProgress<'_>) {
+        self.eval.on_eval_progress(progress);
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.is_set()
     }
 }
 
@@ -116,7 +118,7 @@ fn settings_of(args: &GinArgs) -> Result<RunSettings> {
 /// `hint train`.
 pub fn train(args: &GinArgs) -> Result<ExitCode> {
     let settings = settings_of(args)?;
-    let mut hooks = CliHooks::new(settings.train.steps, std::io::stderr().is_terminal())?;
+    let mut hooks = CliHooks::new(settings.train.steps)?;
     let summary = train_and_evaluate(&settings, &mut hooks)
         .with_context(|| format!("training in {}", settings.run.model_dir))?;
     hooks.finish();

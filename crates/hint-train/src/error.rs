@@ -97,6 +97,13 @@ pub enum TrainError {
         /// What went wrong.
         message: String,
     },
+    /// SIGINT or SIGTERM (through [`crate::eval::EvalMonitor::should_stop`]) stopped an
+    /// evaluation between two batches; nothing of it was written.
+    #[error("interrupted while evaluating `{task}`; no results were written")]
+    Interrupted {
+        /// The task being evaluated.
+        task: String,
+    },
     /// libtorch failed.
     #[error("{context}: {source}")]
     Torch {

@@ -85,6 +85,37 @@ impl TaskResult {
     }
 }
 
+/// How far an evaluation has come: reported after every decoding batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalProgress<'a> {
+    /// The evaluation set (its label), or `""` outside a run's sets.
+    pub set: &'a str,
+    /// The task of the batch just done.
+    pub task: &'a str,
+    /// Instances of the set done so far, this batch included.
+    pub done: usize,
+    /// Instances in the set.
+    pub total: usize,
+}
+
+/// What watches an evaluation: its progress, and whether to stop (SIGINT/SIGTERM).
+/// Evaluation asks [`EvalMonitor::should_stop`] before every batch and stops with
+/// [`TrainError::Interrupted`], so that Ctrl-C takes effect within one batch.
+pub trait EvalMonitor {
+    /// After every decoding batch.
+    fn on_eval_progress(&mut self, _progress: &EvalProgress<'_>) {}
+    /// Checked before every batch (and before every training step).
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// A monitor that shows nothing and never stops.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unmonitored;
+
+impl EvalMonitor for Unmonitored {}
+
 /// Whether a metric scores generated text (rather than ranking answer choices).
 fn scores_generation(metric: &str) -> bool {
     metric != "rank_classification"
@@ -103,27 +134,51 @@ pub fn pad_rows(rows: &[&[i64]], device: Device) -> Tensor {
         .to_device(device)
 }
 
-/// Evaluates every task; `decode` turns generated ids into text.
+/// Where an evaluation runs and what watches it.
+pub struct EvalContext<'a> {
+    /// Turns generated ids into text.
+    pub decode: &'a dyn Fn(&[i64]) -> String,
+    /// Batch size and answer length.
+    pub config: &'a EvalConfig,
+    /// The model's device.
+    pub device: Device,
+    /// Progress and interruption.
+    pub monitor: &'a mut dyn EvalMonitor,
+}
+
+/// Evaluates every task of set `set` (its label, for progress only).
+///
+/// Fails with [`TrainError::Interrupted`] when the monitor asks to stop.
 pub fn evaluate(
     model: &HyperT5,
+    set: &str,
     tasks: &[EvalTask],
-    decode: &dyn Fn(&[i64]) -> String,
-    config: &EvalConfig,
-    device: Device,
+    context: &mut EvalContext<'_>,
 ) -> Result<Vec<TaskResult>> {
+    let mut progress = SetProgress {
+        set,
+        done: 0,
+        total: tasks.iter().map(|t| t.examples.len()).sum(),
+    };
     tasks
         .iter()
-        .map(|task| evaluate_task(model, task, decode, config, device))
+        .map(|task| evaluate_task(model, task, context, &mut progress))
         .collect()
+}
+
+struct SetProgress<'a> {
+    set: &'a str,
+    done: usize,
+    total: usize,
 }
 
 fn evaluate_task(
     model: &HyperT5,
     task: &EvalTask,
-    decode: &dyn Fn(&[i64]) -> String,
-    config: &EvalConfig,
-    device: Device,
+    context: &mut EvalContext<'_>,
+    progress: &mut SetProgress<'_>,
 ) -> Result<TaskResult> {
+    let (decode, config, device) = (context.decode, context.config, context.device);
     let started = Instant::now();
     let instruction: &[i64] = if task.instruction.is_empty() {
         &[1]
@@ -141,6 +196,11 @@ fn evaluate_task(
     let mut predictions = Vec::new();
     let mut correct = Vec::new();
     for chunk in task.examples.chunks(config.batch_size.max(1)) {
+        if context.monitor.should_stop() {
+            return Err(TrainError::Interrupted {
+                task: task.name.clone(),
+            });
+        }
         let rows: Vec<&[i64]> = chunk.iter().map(|e| e.input.as_slice()).collect();
         let inputs = pad_rows(&rows, device);
         let mask = inputs.ne(0).to_kind(Kind::Int64);
@@ -168,6 +228,13 @@ fn evaluate_task(
                 })?;
             correct.push(argmax(&scores) == Some(*answer));
         }
+        progress.done += chunk.len();
+        context.monitor.on_eval_progress(&EvalProgress {
+            set: progress.set,
+            task: &task.name,
+            done: progress.done,
+            total: progress.total,
+        });
     }
     let references: Vec<Vec<String>> = task
         .examples
@@ -325,9 +392,78 @@ mod tests {
             max_new_tokens: 3,
         };
         let decode = |ids: &[i64]| format!("{ids:?}");
-        tch::no_grad(|| evaluate(&model, &[task(metrics)], &decode, &config, Device::Cpu))
+        let mut context = EvalContext {
+            decode: &decode,
+            config: &config,
+            device: Device::Cpu,
+            monitor: &mut Unmonitored,
+        };
+        tch::no_grad(|| evaluate(&model, "set", &[task(metrics)], &mut context))
             .unwrap()
             .remove(0)
+    }
+
+    /// Stops after a given number of batches and records what it was told.
+    struct StopAfter {
+        batches: usize,
+        seen: Vec<(String, String, usize, usize)>,
+    }
+
+    impl EvalMonitor for StopAfter {
+        fn on_eval_progress(&mut self, p: &EvalProgress<'_>) {
+            self.seen
+                .push((p.set.into(), p.task.into(), p.done, p.total));
+        }
+        fn should_stop(&self) -> bool {
+            self.seen.len() >= self.batches
+        }
+    }
+
+    #[test]
+    fn progress_is_reported_per_batch_and_a_stop_request_ends_evaluation() {
+        let (_vs, model) = tiny_model();
+        let config = EvalConfig {
+            batch_size: 1,
+            max_new_tokens: 2,
+        };
+        let decode = |ids: &[i64]| format!("{ids:?}");
+        let mut second = task(&["exact_match"]);
+        second.name = "u".into();
+        let tasks = [task(&["exact_match"]), second];
+        let mut monitor = StopAfter {
+            batches: usize::MAX,
+            seen: Vec::new(),
+        };
+        let mut context = EvalContext {
+            decode: &decode,
+            config: &config,
+            device: Device::Cpu,
+            monitor: &mut monitor,
+        };
+        tch::no_grad(|| evaluate(&model, "seen", &tasks, &mut context)).unwrap();
+        let expected: Vec<(String, String, usize, usize)> =
+            [("t", 1), ("t", 2), ("u", 3), ("u", 4)]
+                .iter()
+                .map(|(t, done)| ("seen".into(), t.to_string(), *done, 4))
+                .collect();
+        assert_eq!(monitor.seen, expected);
+
+        let mut monitor = StopAfter {
+            batches: 3,
+            seen: Vec::new(),
+        };
+        context = EvalContext {
+            decode: &decode,
+            config: &config,
+            device: Device::Cpu,
+            monitor: &mut monitor,
+        };
+        let err = tch::no_grad(|| evaluate(&model, "seen", &tasks, &mut context)).unwrap_err();
+        assert!(
+            matches!(&err, TrainError::Interrupted { task } if task == "u"),
+            "{err}"
+        );
+        assert_eq!(monitor.seen.len(), 3, "no batch after the stop request");
     }
 
     #[test]

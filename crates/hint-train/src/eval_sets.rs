@@ -11,7 +11,7 @@ use hint_model::HyperT5;
 
 use crate::batches::converter;
 use crate::error::{Result, TrainError};
-use crate::eval::{evaluate, EvalExample, EvalTask, TaskResult};
+use crate::eval::{evaluate, EvalContext, EvalExample, EvalMonitor, EvalTask, TaskResult};
 use crate::settings::RunSettings;
 
 /// Tokenized evaluation sets: `(label, tasks)`.
@@ -160,22 +160,25 @@ pub fn decoder(vocabulary: &Arc<Vocabulary>) -> impl Fn(&[i64]) -> String {
     }
 }
 
-/// Scores read evaluation sets (without gradients).
+/// Scores read evaluation sets (without gradients), reporting to `monitor` after every
+/// batch; stops with [`TrainError::Interrupted`] when it asks to.
 pub fn score_sets(
     model: &HyperT5,
     sets: &EvalSets,
     data: &RunData,
     settings: &RunSettings,
+    monitor: &mut dyn EvalMonitor,
 ) -> Result<SetResults> {
     let decode = decoder(&data.vocabulary);
+    let mut context = EvalContext {
+        decode: &decode,
+        config: &settings.eval,
+        device: settings.device,
+        monitor,
+    };
     tch::no_grad(|| {
         sets.iter()
-            .map(|(label, tasks)| {
-                Ok((
-                    label.clone(),
-                    evaluate(model, tasks, &decode, &settings.eval, settings.device)?,
-                ))
-            })
+            .map(|(label, tasks)| Ok((label.clone(), evaluate(model, label, tasks, &mut context)?)))
             .collect()
     })
 }

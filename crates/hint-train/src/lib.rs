@@ -41,6 +41,7 @@ pub use checkpoint::{
     PARAMETERS_FILE, TRAIN_STATE_FILE,
 };
 pub use error::{Result, TrainError};
+pub use eval::{EvalMonitor, EvalProgress, Unmonitored};
 pub use loaded::{load_run, LoadedRun, Overrides};
 pub use metrics_log::{read_metrics, truncate_after, MetricsLine, MetricsWriter, StepMetrics};
 pub use model_dir::{ModelDir, ModelDirError};

@@ -10,7 +10,7 @@ use tch::nn::VarStore;
 use crate::batches::converter;
 use crate::checkpoint::{CheckpointManager, PARAMETERS_FILE};
 use crate::error::{Result, TrainError};
-use crate::eval::{evaluate, EvalExample, EvalTask};
+use crate::eval::{evaluate, EvalContext, EvalExample, EvalMonitor, EvalTask};
 use crate::eval_sets::{decoder, read_eval_sets, score_sets, SetResults};
 use crate::model::build_model;
 use crate::settings::RunSettings;
@@ -89,15 +89,21 @@ pub fn load_run(
 }
 
 impl LoadedRun {
-    /// Evaluates the run's evaluation sets.
-    pub fn evaluate(&self) -> Result<SetResults> {
+    /// Evaluates the run's evaluation sets, reporting to `monitor` (which may stop it:
+    /// [`TrainError::Interrupted`]).
+    pub fn evaluate(&self, monitor: &mut dyn EvalMonitor) -> Result<SetResults> {
         let sets = read_eval_sets(&self.data, &self.settings)?;
-        score_sets(&self.model, &sets, &self.data, &self.settings)
+        score_sets(&self.model, &sets, &self.data, &self.settings, monitor)
     }
 
     /// Generates an answer for every input of one instruction, adapting to the instruction
     /// once (in concatenation mode the instruction is prepended to each input instead).
-    pub fn infer(&self, instruction: &str, inputs: &[String]) -> Result<Vec<String>> {
+    pub fn infer(
+        &self,
+        instruction: &str,
+        inputs: &[String],
+        monitor: &mut dyn EvalMonitor,
+    ) -> Result<Vec<String>> {
         let vocabulary = &self.data.vocabulary;
         let encode = |text: &str| -> Result<Vec<i64>> {
             Ok(vocabulary
@@ -107,17 +113,40 @@ impl LoadedRun {
                 .collect())
         };
         let converter = converter(&self.settings);
+        let lengths = converter.lengths;
         let instruction_ids = encode(instruction)?;
+        if instruction_ids.len() > lengths.hyper_inputs {
+            tracing::warn!(
+                "the instruction is {} tokens; the model reads its first {} (hint.train.Run.lengths: hyper_inputs)",
+                instruction_ids.len(),
+                lengths.hyper_inputs
+            );
+        }
         let mut task_instruction = Vec::new();
         let mut examples = Vec::new();
-        for input in inputs {
-            let model_inputs = converter.model_inputs(&encode(input)?, &instruction_ids);
+        let mut truncated = Vec::new();
+        for (index, input) in inputs.iter().enumerate() {
+            let ids = encode(input)?;
+            if ids.len() > lengths.inputs {
+                truncated.push((index, ids.len()));
+            }
+            let model_inputs = converter.model_inputs(&ids, &instruction_ids);
             task_instruction = model_inputs.instruction;
             examples.push(EvalExample {
                 input: model_inputs.encoder,
                 references: vec![String::new()],
                 choices: None,
             });
+        }
+        if let Some(&(first, tokens)) = truncated.first() {
+            tracing::warn!(
+                "{} of {} inputs are longer than the {} tokens the model reads and are truncated (the first: input {}, {} tokens; hint.train.Run.lengths: inputs)",
+                truncated.len(),
+                inputs.len(),
+                lengths.inputs,
+                first + 1,
+                tokens
+            );
         }
         let task = EvalTask {
             name: "infer".into(),
@@ -126,15 +155,13 @@ impl LoadedRun {
             examples,
         };
         let decode = decoder(vocabulary);
-        let results = tch::no_grad(|| {
-            evaluate(
-                &self.model,
-                &[task],
-                &decode,
-                &self.settings.eval,
-                self.settings.device,
-            )
-        })?;
+        let mut context = EvalContext {
+            decode: &decode,
+            config: &self.settings.eval,
+            device: self.settings.device,
+            monitor,
+        };
+        let results = tch::no_grad(|| evaluate(&self.model, "", &[task], &mut context))?;
         Ok(results
             .into_iter()
             .next()

@@ -4,8 +4,8 @@
 use hint_model::{HyperConfig, HyperT5, T5Config};
 use hint_optim::{Adafactor, AdafactorConfig, ParamGroup};
 use hint_train::{
-    read_metrics, BatchSource, MetricsLine, ModelDir, NoHooks, Result, TrainBatch, TrainConfig,
-    TrainHooks, TrainOutcome, Trainer,
+    read_metrics, BatchSource, EvalMonitor, MetricsLine, ModelDir, NoHooks, Result, TrainBatch,
+    TrainConfig, TrainHooks, TrainOutcome, Trainer,
 };
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -106,6 +106,8 @@ fn run(dir: &std::path::Path, steps: u64, stop_after: Option<u64>) -> TrainOutco
         fn on_step(&mut self, m: &hint_train::StepMetrics) {
             self.1 = m.step;
         }
+    }
+    impl EvalMonitor for StopAt {
         fn should_stop(&self) -> bool {
             self.0.is_some_and(|s| self.1 >= s)
         }
