@@ -27,7 +27,8 @@ pub use pretrained::{
     load_t5_weights, read_hint_config, Pretrained, PretrainedModel, HINT_CONFIG_KEY,
 };
 pub use runtime::{
-    libtorch_version, retain_freed_memory, select_device, RuntimeInfo, RETAIN_FREED_MEMORY_ENV,
+    libtorch_version, open_device, retain_freed_memory, select_device, DeviceError, RuntimeInfo,
+    RETAIN_FREED_MEMORY_ENV,
 };
 pub use t5::checkpoint::{load_weights, save_pretrained, weight_files, LoadReport};
 pub use t5::config::{FeedForwardProj, T5Config};

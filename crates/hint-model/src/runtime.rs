@@ -97,6 +97,52 @@ pub fn select_device(name: &str) -> Option<Device> {
     }
 }
 
+/// Why a device name cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// Not a name [`select_device`] knows.
+    #[error("unknown device `{0}` (cpu, cuda, cuda:N or auto)")]
+    Unknown(String),
+    /// A CUDA device this process cannot see.
+    #[error("device `{name}` is not available: libtorch sees {visible} CUDA device(s){}", no_gpu_hint(*.visible))]
+    Unavailable {
+        /// The name as given.
+        name: String,
+        /// CUDA devices libtorch sees.
+        visible: i64,
+    },
+}
+
+fn no_gpu_hint(visible: i64) -> &'static str {
+    if visible == 0 {
+        " (no GPU, or a libtorch without CUDA): use \"cpu\", or \"auto\" for a GPU when there is one"
+    } else {
+        ""
+    }
+}
+
+/// [`select_device`], and the device checked against what libtorch sees: a CUDA device
+/// that is not there is an error here, not a libtorch dispatcher dump at the first tensor.
+///
+/// ```
+/// assert_eq!(hint_model::open_device("cpu"), Ok(tch::Device::Cpu));
+/// let missing = hint_model::open_device("cuda:99").unwrap_err();
+/// assert!(missing.to_string().contains("not available"), "{missing}");
+/// ```
+pub fn open_device(name: &str) -> Result<Device, DeviceError> {
+    let device = select_device(name).ok_or_else(|| DeviceError::Unknown(name.to_string()))?;
+    if let Device::Cuda(index) = device {
+        let visible = tch::Cuda::device_count();
+        if index as i64 >= visible {
+            return Err(DeviceError::Unavailable {
+                name: name.trim().to_string(),
+                visible,
+            });
+        }
+    }
+    Ok(device)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
