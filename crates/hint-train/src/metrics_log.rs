@@ -144,24 +144,69 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsLine>> {
 }
 
 /// Keeps only the lines of steps `≤ step` (after a resume, later lines belong to the run
-/// that was interrupted and are rewritten by the resumed one).
+/// that was interrupted and are rewritten by the resumed one). The lines kept stay byte for
+/// byte as they were written, and a file with nothing to drop is not touched at all; a
+/// torn last line (a crash mid-write) is dropped so that the next line starts afresh.
 pub fn truncate_after(path: &Path, step: u64) -> Result<()> {
-    if !path.exists() {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    let mut kept = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let keep = line.ends_with('\n')
+            && match serde_json::from_str::<MetricsLine>(line) {
+                Ok(MetricsLine::Train(m)) => m.step <= step,
+                Ok(MetricsLine::Eval { step: s, .. }) => s <= step,
+                // Not ours to judge (e.g. a note a user added): kept as it is.
+                Err(_) => true,
+            };
+        if keep {
+            kept.push_str(line);
+        }
+    }
+    if kept.len() == text.len() {
         return Ok(());
     }
-    let kept: Vec<MetricsLine> = read_metrics(path)?
-        .into_iter()
-        .filter(|line| match line {
-            MetricsLine::Train(m) => m.step <= step,
-            MetricsLine::Eval { step: s, .. } => *s <= step,
-        })
-        .collect();
-    let tmp = path.with_extension("jsonl.tmp");
-    let mut text = String::new();
-    for line in &kept {
-        text.push_str(&serde_json::to_string(line).unwrap_or_default());
-        text.push('\n');
+    crate::atomic::write_atomically(path, kept.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train_line(step: u64) -> String {
+        // Spelled as an earlier version might have written it: the history is kept as
+        // written, not re-serialised.
+        format!(
+            "{{\"step\":{step},\"loss\":2.5,\"z_loss\":0.0,\"loss_per_token\":0.25,\"learning_rate\":{{}},\"grad_norm\":1.0,\"tokens_per_second\":10.0,\"examples_per_second\":1.0}}\n"
+        )
     }
-    std::fs::write(&tmp, text).map_err(io_error(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_error(path))
+
+    #[test]
+    fn resuming_keeps_the_history_byte_for_byte_and_drops_only_later_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let history = format!(
+            "{}{}{{\"step\":2,\"eval\":{{\"seen/rouge_l\":5.0}}}}\n",
+            train_line(1),
+            train_line(2)
+        );
+        std::fs::write(&path, &history).unwrap();
+        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        truncate_after(&path, 2).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), history);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            before,
+            "nothing to drop: the file is not rewritten"
+        );
+
+        let torn = &train_line(4)[..20];
+        std::fs::write(&path, format!("{history}{}{torn}", train_line(3))).unwrap();
+        truncate_after(&path, 2).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), history);
+        assert_eq!(read_metrics(&path).unwrap().len(), 3);
+    }
 }
