@@ -11,6 +11,17 @@ pub enum GinFlagError {
         /// The flag as given.
         flag: String,
     },
+    /// The value is no gin value, and it reads as text whose quotes the shell removed
+    /// (`--gin.MODEL_DIR=/runs/a` in bash gives gin `/runs/a`, not `"/runs/a"`).
+    #[error("`{flag}`: `{value}` is not a gin value; a string needs quotes, which the shell removes unless they are quoted too: write --gin.{key}=\\\"{value}\\\" or '--gin.{key}=\"{value}\"'")]
+    UnquotedString {
+        /// The flag as given.
+        flag: String,
+        /// The key.
+        key: String,
+        /// The value as the program received it.
+        value: String,
+    },
     /// `--gin.=value` names nothing.
     #[error("`{flag}` has an empty key before `=`")]
     EmptyKey {
@@ -43,7 +54,16 @@ pub fn rewrite_gin_flag(arg: &str) -> Option<Result<String, GinFlagError>> {
             flag: arg.to_string(),
         }));
     }
-    Some(Ok(format!("{key} = {}", value.trim())))
+    let value = value.trim();
+    let quoted = value.starts_with('"') || value.starts_with('\'');
+    if !quoted && crate::parser::parse_value(value).is_err() {
+        return Some(Err(GinFlagError::UnquotedString {
+            flag: arg.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+        }));
+    }
+    Some(Ok(format!("{key} = {value}")))
 }
 
 #[cfg(test)]
@@ -56,6 +76,26 @@ mod tests {
             rewrite_gin_flag("--gin.MODEL_DIR=\"/runs/a=b\""),
             Some(Ok("MODEL_DIR = \"/runs/a=b\"".to_string()))
         );
+    }
+
+    #[test]
+    fn a_path_whose_quotes_the_shell_ate_gets_the_quoting_hint() {
+        let err = rewrite_gin_flag("--gin.MODEL_DIR=/tmp/run")
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, GinFlagError::UnquotedString { .. }));
+        let text = err.to_string();
+        assert!(text.contains("needs quotes"), "{text}");
+        assert!(text.contains(r#"--gin.MODEL_DIR=\"/tmp/run\""#), "{text}");
+        // Values gin can parse pass unchanged, quoted or not.
+        for ok in [
+            "--gin.STEPS=10",
+            "--gin.A=@f()",
+            "--gin.B=[1, %X]",
+            "--gin.C='x y'",
+        ] {
+            assert!(rewrite_gin_flag(ok).unwrap().is_ok(), "{ok}");
+        }
     }
 
     #[test]

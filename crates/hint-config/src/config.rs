@@ -189,6 +189,47 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// A macro nothing refers to ([`Config::unreferenced_macros`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreferencedMacro {
+    /// The macro's name.
+    pub name: String,
+    /// Where it was bound.
+    pub location: Location,
+    /// The referenced macro closest to it, when one is near enough to be what was meant.
+    pub closest: Option<String>,
+}
+
+impl std::fmt::Display for UnreferencedMacro {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: macro `{}` is bound but nothing refers to it, so it changes nothing",
+            self.location, self.name
+        )?;
+        match &self.closest {
+            Some(near) => write!(f, " (did you mean `{near}`?)"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn collect_macro_names(value: &Value, names: &mut BTreeSet<String>) {
+    match value {
+        Value::Macro(name) => {
+            names.insert(name.clone());
+        }
+        Value::List(items) | Value::Tuple(items) => {
+            items.iter().for_each(|v| collect_macro_names(v, names));
+        }
+        Value::Dict(items) => items.iter().for_each(|(k, v)| {
+            collect_macro_names(k, names);
+            collect_macro_names(v, names);
+        }),
+        _ => {}
+    }
+}
+
 /// What evaluation is working on, for error messages and cycle detection.
 struct EvalCtx<'a> {
     selector: &'a str,
@@ -602,6 +643,41 @@ impl Config {
                 result?
             }
         })
+    }
+
+    /// Macros bound but referenced by no binding and no other macro: most often a typo
+    /// (`TRAIN_STEP = 5` where the files use `%TRAIN_STEPS`). Python gin accepts them
+    /// silently; a program should warn (see [`UnreferencedMacro`]'s text).
+    ///
+    /// ```
+    /// let config = hint_config::ConfigBuilder::new()
+    ///     .source("a.gin", "TRAIN_STEPS = 10\nrun.steps = %TRAIN_STEPS\n")
+    ///     .binding("TRAIN_STEP = 5")
+    ///     .build()
+    ///     .unwrap();
+    /// let unused = config.unreferenced_macros();
+    /// assert_eq!(unused.len(), 1);
+    /// assert_eq!(unused[0].closest.as_deref(), Some("TRAIN_STEPS"));
+    /// ```
+    pub fn unreferenced_macros(&self) -> Vec<UnreferencedMacro> {
+        let mut referenced = BTreeSet::new();
+        let values = self
+            .bindings
+            .values()
+            .flat_map(|params| params.values())
+            .chain(self.macros.values());
+        for bound in values {
+            collect_macro_names(&bound.value, &mut referenced);
+        }
+        self.macros
+            .iter()
+            .filter(|(name, _)| !referenced.contains(name.as_str()))
+            .map(|(name, bound)| UnreferencedMacro {
+                name: name.clone(),
+                location: bound.location.clone(),
+                closest: crate::suggest::closest(name, referenced.iter().map(String::as_str)),
+            })
+            .collect()
     }
 
     /// Everything bound, as gin text (gin's `config_str`): imports, macros, then one

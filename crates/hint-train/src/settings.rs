@@ -179,18 +179,12 @@ impl RunSettings {
 
     /// Reads every configurable of a run from a parsed configuration.
     pub fn from_config(config: &Config) -> Result<Self> {
+        for unreferenced in config.unreferenced_macros() {
+            tracing::warn!("{unreferenced}");
+        }
         let run: RunConfig = config.get("hint.train.Run", "")?;
-        let device = hint_model::select_device(&run.device).ok_or_else(|| {
-            invalid_binding(
-                config,
-                "hint.train.Run",
-                "device",
-                format!(
-                    "unknown device `{}` (cpu, cuda, cuda:N or auto)",
-                    run.device
-                ),
-            )
-        })?;
+        let device = hint_model::open_device(&run.device)
+            .map_err(|e| invalid_binding(config, "hint.train.Run", "device", e.to_string()))?;
         run.lengths
             .validate()
             .map_err(|e| invalid_binding(config, "hint.train.Run", "lengths", e.to_string()))?;
