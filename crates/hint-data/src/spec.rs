@@ -103,27 +103,27 @@ impl TaskSpec {
                 base.join(path)
             }
         };
-        let format = if self.format.is_empty() {
-            let first = self
-                .splits
-                .values()
-                .flatten()
-                .next()
-                .map(resolve)
-                .ok_or_else(|| {
-                    DataError::Config(format!("task `{}`: a split lists no files", self.name))
-                })?;
-            Format::from_path(&first).ok_or_else(|| {
-                DataError::Config(format!(
+        // Without `format`, each file is read as its extension says (checked here, for
+        // every file listed, so that a bad name fails before anything is read).
+        let mut source = if self.format.is_empty() {
+            let mut files = self.splits.values().flatten().map(resolve).peekable();
+            if files.peek().is_none() {
+                return Err(DataError::Config(format!(
+                    "task `{}`: a split lists no files",
+                    self.name
+                )));
+            }
+            if let Some(unknown) = files.find(|file| Format::from_path(file).is_none()) {
+                return Err(DataError::Config(format!(
                     "task `{}`: cannot tell the format of {} from its extension; set `format`",
                     self.name,
-                    first.display()
-                ))
-            })?
+                    unknown.display()
+                )));
+            }
+            FileSource::by_extension()
         } else {
-            parse_format(&self.format, &self.name)?
+            FileSource::new(parse_format(&self.format, &self.name)?)
         };
-        let mut source = FileSource::new(format);
         for (split, files) in &self.splits {
             source = source.split(split.clone(), files.iter().map(resolve).collect());
         }

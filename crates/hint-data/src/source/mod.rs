@@ -212,21 +212,33 @@ pub(crate) fn kind_name(value: &FeatureValue) -> &'static str {
     }
 }
 
-/// Files of one format per split, with optional checks of required fields at read time, so
-/// that a typo in the data is reported with its file, line and field.
+/// Files per split, of one format or each of the format its extension says, with optional
+/// checks of required fields at read time, so that a typo in the data is reported with its
+/// file, line and field.
 #[derive(Debug, Clone)]
 pub struct FileSource {
-    format: Format,
+    /// `None`: each file's own extension decides ([`FileSource::by_extension`]).
+    format: Option<Format>,
     splits: Vec<(String, Vec<PathBuf>)>,
     required: Vec<(String, FieldKind)>,
     num_examples: Vec<(String, u64)>,
 }
 
 impl FileSource {
-    /// A source without splits yet.
+    /// A source without splits yet, every file read as `format`.
     pub fn new(format: Format) -> Self {
         Self {
-            format,
+            format: Some(format),
+            ..Self::by_extension()
+        }
+    }
+
+    /// A source without splits yet whose files are each read in the format of their
+    /// extension ([`Format::from_path`]): a task may keep its train split in Parquet and
+    /// its validation split in JSON Lines.
+    pub fn by_extension() -> Self {
+        Self {
+            format: None,
             splits: Vec::new(),
             required: Vec::new(),
             num_examples: Vec::new(),
@@ -250,6 +262,22 @@ impl FileSource {
     pub fn with_num_examples(mut self, split: impl Into<String>, n: u64) -> Self {
         self.num_examples.push((split.into(), n));
         self
+    }
+
+    /// The format `file` is read in.
+    pub fn format_of(&self, file: &Path) -> Result<Format, DataError> {
+        match &self.format {
+            Some(format) => Ok(format.clone()),
+            None => Format::from_path(file).ok_or_else(|| {
+                DataError::io(
+                    file,
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "cannot tell the format from the extension (.jsonl, .json, .parquet, .arrow, .txt); set the task's `format`",
+                    ),
+                )
+            }),
+        }
     }
 
     /// The files of a split, wildcards expanded.
@@ -319,9 +347,12 @@ impl Source for FileSource {
         if let Some((_, n)) = self.num_examples.iter().find(|(s, _)| s == split) {
             return Some(*n);
         }
-        if self.format == Format::Parquet {
+        let files = self.files(split).ok()?;
+        if files
+            .iter()
+            .all(|file| self.format_of(file).ok() == Some(Format::Parquet))
+        {
             // Parquet footers hold row counts, so this costs one footer read per file.
-            let files = self.files(split).ok()?;
             let mut total = 0;
             for file in files {
                 total += ParquetReader::num_rows(&file).ok()?;
@@ -350,11 +381,11 @@ impl Source for FileSource {
         } else {
             (files, Some(options.shard))
         };
-        let format = self.format.clone();
+        let source = self.clone();
         let required = self.required.clone();
         let mut opened = files
             .into_iter()
-            .map(move |file| format.open_file(&file))
+            .map(move |file| source.format_of(&file)?.open_file(&file))
             .flat_map(|stream| -> RecordStream {
                 match stream {
                     Ok(stream) => stream,

@@ -367,3 +367,48 @@ fn formats_are_guessed_from_extensions() {
     );
     assert_eq!(Format::from_path(Path::new("a.csv")), None);
 }
+
+#[test]
+fn a_source_by_extension_reads_each_file_in_its_own_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.parquet");
+    let batch = p3_batch();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&train).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let validation = write(dir.path(), "validation.jsonl", "{\"inputs\": \"a\"}\n");
+    let source = FileSource::by_extension()
+        .split("train", vec![train])
+        .split("validation", vec![validation]);
+    let read = |split: &str| -> Vec<Example> {
+        examples(
+            source
+                .open(split, &OpenOptions::default())
+                .unwrap()
+                .collect(),
+        )
+    };
+    assert_eq!(read("train").len(), 2);
+    assert_eq!(read("validation")[0]["inputs"], FeatureValue::from("a"));
+    assert_eq!(source.num_input_examples("train"), Some(2));
+    assert_eq!(source.num_input_examples("validation"), None);
+
+    let odd = write(dir.path(), "notes.csv", "a,b\n");
+    let err = FileSource::by_extension()
+        .split("train", vec![odd])
+        .open("train", &OpenOptions::default())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("notes.csv") && err.contains("extension"),
+        "{err}"
+    );
+}
