@@ -1,8 +1,10 @@
 //! Writing offline caches of tokenized tasks (seqio's `seqio_cache_tasks`), in Parquet, in
 //! the layout [`crate::cache`] reads.
 //!
-//! Everything is written under `.tmp-<task>-<pid>` next to the final folder and renamed
-//! into place at the end, so a crash never leaves a half-written cache that looks complete.
+//! Everything is written under `.tmp-<task>-<pid>` next to the final folder (a
+//! [`hint_fs::WorkingDir`], locked while written) and renamed into place at the end, so a
+//! crash never leaves a half-written cache that looks complete, and the next caching into
+//! the folder removes what a crashed writer left.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -252,11 +254,17 @@ pub fn cache_task(
         .and_then(|n| n.to_str())
         .unwrap_or("task")
         .to_string();
-    let tmp = parent.join(format!(".tmp-{leaf}-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    // What a crashed or killed writer left (a full disk must not stay full); the folders
+    // of writers still at work are locked and stay.
+    let removed = hint_fs::remove_abandoned_working_dirs(&parent)?;
+    if !removed.is_empty() {
+        tracing::info!(
+            ?removed,
+            "removed the temporary folders of interrupted caching"
+        );
     }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let work = hint_fs::WorkingDir::create(&parent, &leaf)?;
+    let tmp = work.path().to_path_buf();
     let splits = if options.splits.is_empty() {
         task.splits()
     } else {
@@ -266,22 +274,18 @@ pub fn cache_task(
         dir: final_dir.clone(),
         splits: Vec::new(),
     };
-    let result = (|| {
+    let result: Result<(), DataError> = (|| {
         for split in &splits {
             let (examples, skipped) = cache_split(task, split, &tmp, options)?;
             summary.splits.push((split.clone(), examples, skipped));
         }
         let completed = tmp.join("COMPLETED");
         File::create(&completed).map_err(io(&completed))?;
-        if final_dir.exists() {
-            std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
-        }
-        std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))
+        Ok(())
     })();
-    if let Err(err) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(err);
-    }
+    // On failure `work` is dropped here, which removes it.
+    result?;
+    work.persist(&final_dir)?;
     Ok(summary)
 }
 

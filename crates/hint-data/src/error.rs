@@ -46,6 +46,9 @@ pub enum DataError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Another process is writing the same cache folder.
+    #[error(transparent)]
+    InUse(#[from] hint_fs::LockError),
     /// A record is malformed, misses a field or has a field of the wrong type.
     #[error("{path} {position}{}: {message}", field_suffix(field))]
     Record {
@@ -240,6 +243,12 @@ pub(crate) fn suggest<'a>(
         .filter(|(d, c)| *d <= limit || (name.len() >= 3 && c.contains(name)))
         .min_by_key(|(d, c)| (*d, c.len()))
         .map(|(_, c)| c.to_string())
+}
+
+impl From<hint_fs::FsError> for DataError {
+    fn from(e: hint_fs::FsError) -> Self {
+        Self::io(e.path, e.source)
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! synced, and renamed over it, so a crash at any instant leaves the old file or the new
 //! one, never a half-written one; a failed write removes its temporary file. [`FileLock`]
 //! keeps a folder to one writing process, and [`remove_stale_temporaries`] clears what a
-//! crashed writer left.
+//! crashed writer left. Where several processes write into one parent (a cache of many
+//! tasks), each writes a [`WorkingDir`], and [`remove_abandoned_working_dirs`] clears only
+//! those whose writer is gone.
 //!
 //! ```
 //! let dir = tempfile::tempdir().unwrap();
@@ -19,8 +21,10 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 mod lock;
+mod working_dir;
 
 pub use lock::{FileLock, LockError};
+pub use working_dir::{remove_abandoned_working_dirs, WorkingDir};
 
 /// A file operation that failed, with the file it was about.
 #[derive(Debug, Error)]

@@ -182,6 +182,12 @@ fn a_failed_cache_leaves_nothing_behind() {
         "temporary folder removed"
     );
 
+    // A writer killed mid-cache (SIGKILL, a full disk) leaves its temporary folder and
+    // lock file; the next caching into the folder removes both.
+    let killed = parent.join(".tmp-v1-999999");
+    std::fs::create_dir(&killed).unwrap();
+    std::fs::write(killed.join("train.parquet-00000-of-00001"), vec![0u8; 1024]).unwrap();
+    std::fs::write(parent.join(".tmp-v1-999999.lock"), "").unwrap();
     let summary = cache_task(
         &task,
         dir.path(),
@@ -193,4 +199,13 @@ fn a_failed_cache_leaves_nothing_behind() {
     .unwrap();
     assert_eq!(summary.splits, vec![("train".to_string(), 1, 1)]);
     assert!(parent.join("v1").join("COMPLETED").is_file());
+    let left: Vec<_> = std::fs::read_dir(&parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec!["v1"],
+        "the killed writer's leftovers are removed"
+    );
 }
