@@ -10,11 +10,11 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use hint_data::cache_tasks::{cache_task, CacheOptions};
 use hint_data::task::{EntryKind, ReadOptions, TaskRegistry};
-use hint_data::{default_registry, Example, FeatureValue, Task};
-use hint_train::RunSettings;
+use hint_data::{register_toy_tasks, Example, FeatureValue, Task};
 use regex::Regex;
 
 use crate::gin_args::GinArgs;
+use crate::train_cmd::settings_of;
 
 /// `hint tasks …`.
 #[derive(Debug, Subcommand)]
@@ -67,22 +67,18 @@ pub struct CacheTasksArgs {
     gin: GinArgs,
 }
 
-/// The default registry, or the one a run configuration builds.
+/// The tasks of a run configuration, tokenized as that run tokenizes them: without
+/// `--gin_file`, the embedded default that `hint train` runs (its vocabulary, trained from
+/// the built-in suite, and its lengths), plus the toy tasks with their own vocabulary.
 fn registry(gin: &GinArgs) -> Result<TaskRegistry> {
-    if gin.gin_files.is_empty() && gin.gin_bindings.is_empty() {
-        return default_registry().context("building the task registry");
-    }
-    let settings = RunSettings::load(
-        &gin.gin_files,
-        &gin.gin_bindings,
-        &gin.gin_search_paths,
-        gin.skip_unknown,
-    )
-    .context("reading the gin configuration")?;
-    let data = settings
+    let settings = settings_of(gin)?;
+    let mut data = settings
         .data
         .build(settings.run.lengths, None)
         .context("building the configuration's tasks")?;
+    if gin.gin_files.is_empty() {
+        register_toy_tasks(&mut data.registry).context("registering the toy tasks")?;
+    }
     Ok(data.registry)
 }
 

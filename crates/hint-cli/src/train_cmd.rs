@@ -93,7 +93,7 @@ impl EvalMonitor for CliHooks {
 }
 
 /// Parses the run's gin: the given files, or the embedded default.
-fn settings_of(args: &GinArgs) -> Result<RunSettings> {
+pub(crate) fn settings_of(args: &GinArgs) -> Result<RunSettings> {
     if args.gin_files.is_empty() {
         let tmp = std::env::temp_dir().join(format!("hint-builtin-{}.gin", std::process::id()));
         std::fs::write(&tmp, BUILTIN_GIN).with_context(|| format!("writing {}", tmp.display()))?;

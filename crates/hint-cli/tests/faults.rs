@@ -351,6 +351,12 @@ fn a_cuda_device_libtorch_does_not_see_is_a_clean_error_before_anything_is_writt
         "{stderr}"
     );
     assert!(stderr.len() < 2_000, "more than a message:\n{stderr}");
+    assert_eq!(
+        stderr.matches("ERROR").count(),
+        1,
+        "printed once:\n{stderr}"
+    );
+    assert_eq!(stderr.matches("not available").count(), 1, "{stderr}");
     assert!(!dir.exists());
 }
 

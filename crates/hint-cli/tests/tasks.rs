@@ -84,3 +84,21 @@ fn cache_tasks_writes_a_completed_parquet_cache() {
     assert!(!ok);
     assert!(stderr.contains("no task matches"), "{stderr}");
 }
+
+#[test]
+fn tasks_show_tokenizes_with_the_vocabulary_hint_train_uses_by_default() {
+    // The embedded default trains an 800-token vocabulary (configs/builtin.gin); another
+    // vocabulary showed ids the model has no embedding for.
+    let (ok, stdout, stderr) = run(&["tasks", "show", "builtin_pair_add", "--n", "3"]);
+    assert!(ok, "{stderr}");
+    let ids: Vec<u64> = stdout
+        .lines()
+        .filter_map(|l| l.split_once(": [")?.1.split_once(']').map(|(ids, _)| ids))
+        .flat_map(|ids| ids.split(", ").filter_map(|id| id.parse().ok()))
+        .collect();
+    assert!(ids.len() > 10, "{stdout}");
+    assert!(
+        ids.iter().all(|&id| id < 800),
+        "ids beyond the vocabulary: {stdout}"
+    );
+}

@@ -19,8 +19,33 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
     }
 }
 
-/// Draws line series on one chart and writes it as PNG.
+/// Draws line series on one chart and writes it as PNG: drawn under a temporary name
+/// (`.tmp-<name>.png`: plotters takes the format from the extension, and hint-fs knows the
+/// `.tmp-` prefix as a leftover) and renamed, so a reader never sees half an image.
 pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".tmp-{name}"));
+    let drawn = draw_chart(&tmp, title, x_label, y_label, series).map_err(|e| match e {
+        TrainError::Plot { message, .. } => plot_error(path, message),
+        other => other,
+    });
+    if let Err(err) = drawn {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err);
+    }
+    std::fs::rename(&tmp, path).map_err(crate::error::io_error(path))
+}
+
+fn draw_chart(
     path: &Path,
     title: &str,
     x_label: &str,
