@@ -125,7 +125,8 @@ impl DataConfig {
         })
     }
 
-    /// The text a tokenizer is trained on: the built-in suite's and BIG-bench's texts and
+    /// The text a tokenizer is trained on: the built-in suite's and BIG-bench's texts, the
+    /// texts of the first records of every gin-defined task (`hint.data.Registry.tasks`), and
     /// the first lines of the corpus `.txt` files. Empty when no suite has text to offer.
     pub fn tokenizer_corpus(&self) -> Result<Vec<String>, DataError> {
         let mut texts = Vec::new();
@@ -146,6 +147,9 @@ impl DataConfig {
                     }
                 }
             }
+        }
+        for task in &self.registry.tasks {
+            texts.extend(task.raw_texts(Path::new(""), CORPUS_LINES)?);
         }
         for path in &self.corpus.train_files {
             if path.extension().and_then(|e| e.to_str()) == Some("txt") && path.is_file() {
@@ -172,7 +176,7 @@ impl DataConfig {
         if texts.is_empty() {
             return Err(DataError::Config(
                 "no tokenizer: bind `hint.data.Vocabulary.tokenizer_file` (e.g. the T5 tokenizer.json), \
-                 or enable a suite with text to train one on (builtin, BigBench, Corpus .txt files)"
+                 or enable a suite with text to train one on (builtin, BigBench, gin tasks, Corpus .txt files)"
                     .into(),
             ));
         }

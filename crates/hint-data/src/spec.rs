@@ -19,9 +19,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
+use crate::example::FeatureValue;
 use crate::feature_converter::FeatureLengths;
 use crate::preprocessors::PreprocessorSpec;
-use crate::source::{FileSource, Format};
+use crate::source::{FileSource, Format, Source};
 use crate::task::{Mixture, Rate, Task, TaskRegistry};
 use crate::vocabulary::Vocabulary;
 
@@ -79,13 +80,8 @@ fn parse_format(name: &str, task: &str) -> Result<Format, DataError> {
 }
 
 impl TaskSpec {
-    /// Builds the task; relative file names are resolved against `base`.
-    pub fn build(
-        &self,
-        vocabulary: &Arc<Vocabulary>,
-        lengths: FeatureLengths,
-        base: &Path,
-    ) -> Result<Task, DataError> {
+    /// The task's files as a source; relative file names are resolved against `base`.
+    pub fn source(&self, base: &Path) -> Result<FileSource, DataError> {
         if self.name.is_empty() {
             return Err(DataError::Config("a hint.data.Task has no `name`".into()));
         }
@@ -127,6 +123,37 @@ impl TaskSpec {
         for (split, files) in &self.splits {
             source = source.split(split.clone(), files.iter().map(resolve).collect());
         }
+        Ok(source)
+    }
+
+    /// Every text of the first `limit` raw records of each split (before preprocessing):
+    /// what a tokenizer trained for a run of gin-defined tasks learns from.
+    pub fn raw_texts(&self, base: &Path, limit: usize) -> Result<Vec<String>, DataError> {
+        let source = self.source(base)?;
+        let mut texts = Vec::new();
+        for split in source.splits() {
+            let records = source.open(&split, &crate::source::OpenOptions::default())?;
+            for record in records.take(limit) {
+                for value in record?.example.values() {
+                    match value {
+                        FeatureValue::Text(text) => texts.push(text.clone()),
+                        FeatureValue::Texts(all) => texts.extend(all.iter().cloned()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(texts)
+    }
+
+    /// Builds the task; relative file names are resolved against `base`.
+    pub fn build(
+        &self,
+        vocabulary: &Arc<Vocabulary>,
+        lengths: FeatureLengths,
+        base: &Path,
+    ) -> Result<Task, DataError> {
+        let source = self.source(base)?;
         let mut builder = Task::builder(self.name.clone(), source);
         let mut tokenized = false;
         for spec in &self.preprocessors {
