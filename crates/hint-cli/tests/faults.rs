@@ -12,29 +12,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::hint;
-
-/// The tiny built-in run of the other CLI tests, `steps` long.
-fn tiny_args(model_dir: &Path, steps: u64) -> Vec<String> {
-    [
-        format!("--gin.MODEL_DIR=\"{}\"", model_dir.display()),
-        format!("--gin.TRAIN_STEPS={steps}"),
-        "--gin.BATCH_SIZE=8".into(),
-        "--gin.TrainConfig.checkpoint_every=3".into(),
-        "--gin.TrainConfig.keep_checkpoints=2".into(),
-        "--gin.T5Config.d_model=32".into(),
-        "--gin.T5Config.d_kv=8".into(),
-        "--gin.T5Config.d_ff=64".into(),
-        "--gin.T5Config.vocab_size=400".into(),
-        "--gin.Vocabulary.vocab_size=400".into(),
-        "--gin.Builtin.train_instances=40".into(),
-        "--gin.Builtin.eval_instances=3".into(),
-        "--gin.Run.eval_examples_per_task=2".into(),
-        "--gin.Run.device=\"cpu\"".into(),
-        "--gin.EvalConfig.max_new_tokens=4".into(),
-    ]
-    .into()
-}
+use common::{hint, tiny_args};
 
 /// Flags that make evaluation last long enough to interrupt (minutes, undisturbed).
 fn long_eval() -> Vec<String> {
@@ -63,6 +41,31 @@ fn run_within(args: &[String], limit: Duration) -> (Option<i32>, String, String)
     let code = wait_within(&mut child, limit);
     let err: Vec<String> = stderr.try_iter().collect();
     (code, out.join().unwrap(), err.join("\n"))
+}
+
+/// Starts `hint ARGS` with log-line progress; returns it with its stderr lines.
+fn spawn_logging(args: &[String]) -> (Child, Receiver<String>) {
+    let mut child = hint()
+        .args(args)
+        .env("HINT_PROGRESS", "log")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut child);
+    (child, lines)
+}
+
+/// Sends SIGINT once `child` starts evaluating; returns the lines it wrote after it
+/// stopped, asserting it stopped within two seconds with exit code 130.
+fn interrupt_evaluation(mut child: Child, lines: &Receiver<String>) -> Vec<String> {
+    wait_for_line(lines, "evaluating `", Duration::from_secs(120));
+    let asked = Instant::now();
+    interrupt(&child);
+    assert_eq!(wait_within(&mut child, Duration::from_secs(30)), Some(130));
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
+    lines.try_iter().collect()
 }
 
 /// The child's stderr, line by line, from a reader thread.
@@ -148,14 +151,7 @@ fn train_args(args: Vec<String>) -> Vec<String> {
 fn a_second_writer_is_refused_with_the_holders_pid_and_the_first_run_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let mut first = hint()
-        .args(train_args(tiny_args(&dir, 100_000)))
-        .env("HINT_PROGRESS", "log")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _lines = lines_of(&mut first);
+    let (mut first, _lines) = spawn_logging(&train_args(tiny_args(&dir, 100_000)));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !dir.join("metrics.jsonl").exists() {
         assert!(Instant::now() < deadline, "the first run never trained");
@@ -232,20 +228,8 @@ fn ctrl_c_stops_the_final_evaluation_and_hint_eval_within_two_seconds_writing_no
     let dir = tmp.path().join("run");
     let mut args = tiny_args(&dir, 3);
     args.extend(long_eval());
-    let mut train = hint()
-        .args(train_args(args.clone()))
-        .env("HINT_PROGRESS", "log")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(&mut train);
-    wait_for_line(&lines, "evaluating `", Duration::from_secs(120));
-    let asked = Instant::now();
-    interrupt(&train);
-    assert_eq!(wait_within(&mut train, Duration::from_secs(30)), Some(130));
-    let took = asked.elapsed();
-    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
+    let (train, lines) = spawn_logging(&train_args(args));
+    interrupt_evaluation(train, &lines);
     assert!(!dir.join("eval_results.json").exists());
     assert!(!dir.join("eval_results.md").exists());
     assert!(
@@ -254,25 +238,16 @@ fn ctrl_c_stops_the_final_evaluation_and_hint_eval_within_two_seconds_writing_no
     );
 
     let output = tmp.path().join("eval");
-    let mut eval = hint()
-        .args(["eval", "--model_dir"])
-        .arg(&dir)
-        .arg("--output_dir")
-        .arg(&output)
-        .args(long_eval())
-        .env("HINT_PROGRESS", "log")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(&mut eval);
-    wait_for_line(&lines, "evaluating `", Duration::from_secs(120));
-    let asked = Instant::now();
-    interrupt(&eval);
-    assert_eq!(wait_within(&mut eval, Duration::from_secs(30)), Some(130));
-    let took = asked.elapsed();
-    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
-    let said: Vec<String> = lines.try_iter().collect();
+    let mut args = vec![
+        "eval".to_string(),
+        "--model_dir".into(),
+        dir.display().to_string(),
+        "--output_dir".into(),
+        output.display().to_string(),
+    ];
+    args.extend(long_eval());
+    let (eval, lines) = spawn_logging(&args);
+    let said = interrupt_evaluation(eval, &lines);
     assert!(
         said.iter().any(|l| l.contains("no results were written")),
         "{said:?}"

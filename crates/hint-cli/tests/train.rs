@@ -9,29 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 mod common;
-use common::{hint, losses};
-/// A few-second configuration of the embedded default.
-fn tiny_args(model_dir: &Path, steps: u64) -> Vec<String> {
-    [
-        format!("--gin.MODEL_DIR=\"{}\"", model_dir.display()),
-        format!("--gin.TRAIN_STEPS={steps}"),
-        "--gin.BATCH_SIZE=8".into(),
-        "--gin.TrainConfig.checkpoint_every=3".into(),
-        "--gin.TrainConfig.keep_checkpoints=2".into(),
-        "--gin.T5Config.d_model=32".into(),
-        "--gin.T5Config.d_kv=8".into(),
-        "--gin.T5Config.d_ff=64".into(),
-        "--gin.T5Config.vocab_size=400".into(),
-        "--gin.Vocabulary.vocab_size=400".into(),
-        "--gin.Builtin.train_instances=40".into(),
-        "--gin.Builtin.eval_instances=3".into(),
-        "--gin.Run.eval_examples_per_task=2".into(),
-        "--gin.Run.device=\"cpu\"".into(),
-        "--gin.EvalConfig.max_new_tokens=4".into(),
-    ]
-    .into()
-}
-
+use common::{hint, losses, tiny_args, train_quietly};
 #[test]
 fn trains_evaluates_plots_and_writes_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
@@ -171,14 +149,7 @@ fn sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run() {
     const KILLS: usize = 12;
     let tmp = tempfile::tempdir().unwrap();
     let straight = tmp.path().join("straight");
-    let status = hint()
-        .arg("train")
-        .args(tiny_args(&straight, STEPS))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    train_quietly(&straight, STEPS);
     let reference = losses(&straight);
     assert_eq!(reference.len() as u64, STEPS);
 
@@ -361,14 +332,7 @@ fn a_full_disk_fails_cleanly_and_the_run_resumes_once_there_is_room() {
         }
     };
     let straight = tmp.path().join("straight");
-    let status = hint()
-        .arg("train")
-        .args(tiny_args(&straight, STEPS))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    train_quietly(&straight, STEPS);
 
     let run = disk.0.join("run");
     let output = hint()

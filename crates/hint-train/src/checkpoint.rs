@@ -194,7 +194,16 @@ impl CheckpointManager {
         let all = self.list()?;
         let excess = all.len().saturating_sub(self.keep);
         for old in &all[..excess] {
-            fs::remove_dir_all(&old.path).map_err(io_error(&old.path))?;
+            // Renamed first: a kill in the middle of removing the files must not leave a
+            // `checkpoint_…` folder that looks whole but is not (the fault-injection test
+            // found one). A `.old-` leftover is removed at the next start.
+            let doomed = self.dir.join(format!(
+                ".old-{}-{}",
+                Self::name(old.step),
+                std::process::id()
+            ));
+            fs::rename(&old.path, &doomed).map_err(io_error(&old.path))?;
+            fs::remove_dir_all(&doomed).map_err(io_error(&doomed))?;
         }
         Ok(())
     }

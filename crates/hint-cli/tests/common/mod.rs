@@ -20,3 +20,37 @@ pub fn losses(model_dir: &Path) -> Vec<(u64, f64)> {
         .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
         .collect()
 }
+
+/// A few-second configuration of the embedded default.
+pub fn tiny_args(model_dir: &Path, steps: u64) -> Vec<String> {
+    [
+        format!("--gin.MODEL_DIR=\"{}\"", model_dir.display()),
+        format!("--gin.TRAIN_STEPS={steps}"),
+        "--gin.BATCH_SIZE=8".into(),
+        "--gin.TrainConfig.checkpoint_every=3".into(),
+        "--gin.TrainConfig.keep_checkpoints=2".into(),
+        "--gin.T5Config.d_model=32".into(),
+        "--gin.T5Config.d_kv=8".into(),
+        "--gin.T5Config.d_ff=64".into(),
+        "--gin.T5Config.vocab_size=400".into(),
+        "--gin.Vocabulary.vocab_size=400".into(),
+        "--gin.Builtin.train_instances=40".into(),
+        "--gin.Builtin.eval_instances=3".into(),
+        "--gin.Run.eval_examples_per_task=2".into(),
+        "--gin.Run.device=\"cpu\"".into(),
+        "--gin.EvalConfig.max_new_tokens=4".into(),
+    ]
+    .into()
+}
+
+/// `hint train` on the tiny run, quietly, to the end: it must succeed.
+pub fn train_quietly(model_dir: &Path, steps: u64) {
+    let status = hint()
+        .arg("train")
+        .args(tiny_args(model_dir, steps))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "training {} failed", model_dir.display());
+}

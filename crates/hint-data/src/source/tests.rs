@@ -16,6 +16,13 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
 fn read_all(format: Format, path: &Path) -> Vec<Result<Record, DataError>> {
     format.open_file(path).unwrap().collect()
 }
@@ -219,15 +226,7 @@ fn p3_batch() -> RecordBatch {
 fn p3_parquet_layout_reads_with_rows_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("train-00000-of-00001.parquet");
-    let batch = p3_batch();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_parquet(&path, &p3_batch());
     let records = read_all(Format::Parquet, &path);
     assert_eq!(records.len(), 2);
     let second = records[1].as_ref().unwrap();
@@ -372,15 +371,7 @@ fn formats_are_guessed_from_extensions() {
 fn a_source_by_extension_reads_each_file_in_its_own_format() {
     let dir = tempfile::tempdir().unwrap();
     let train = dir.path().join("train.parquet");
-    let batch = p3_batch();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&train).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_parquet(&train, &p3_batch());
     let validation = write(dir.path(), "validation.jsonl", "{\"inputs\": \"a\"}\n");
     let source = FileSource::by_extension()
         .split("train", vec![train])
