@@ -224,6 +224,27 @@ fn composition(name: &str) -> Vec<String> {
     }
 }
 
+/// What a run would warn about in the shipped files (the fixtures bind every path macro,
+/// whether or not the file refers to it, so only the files' own bindings count): a macro
+/// nothing refers to, a binding nothing reads.
+fn assert_nothing_bound_in_vain(config: &hint::config::Config, files: &[String]) {
+    let ours = |file: &str| file.contains("configs/");
+    let macros: Vec<String> = config
+        .unreferenced_macros()
+        .iter()
+        .filter(|m| ours(&m.location.file))
+        .map(ToString::to_string)
+        .collect();
+    assert!(macros.is_empty(), "{files:?}: {macros:#?}");
+    let unread: Vec<String> = config
+        .unread_bindings()
+        .iter()
+        .filter(|b| ours(&b.location.file) && !b.selector.starts_with("hint.experiment."))
+        .map(ToString::to_string)
+        .collect();
+    assert!(unread.is_empty(), "{files:?}: {unread:#?}");
+}
+
 fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
     let model_dir = fixtures.path("model-dir");
     let paths: Vec<PathBuf> = files.iter().map(|f| configs_dir().join(f)).collect();
@@ -231,6 +252,7 @@ fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
     let config = load_config(&paths, &bindings, &[configs_dir()], false)
         .unwrap_or_else(|e| panic!("{files:?}: {e}"));
     let settings = RunSettings::from_config(&config).unwrap_or_else(|e| panic!("{files:?}: {e}"));
+    assert_nothing_bound_in_vain(&config, files);
     if !settings.run.initial_checkpoint.is_empty() {
         fixtures.hf_t5(&settings.t5);
     }

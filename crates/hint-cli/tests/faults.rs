@@ -287,15 +287,21 @@ fn stale_temporary_files_are_removed_and_the_metrics_history_is_kept_on_resume()
 }
 
 #[test]
-fn a_misspelled_macro_is_warned_with_the_near_name() {
+fn a_misspelled_macro_and_a_binding_nothing_reads_are_warned() {
     let tmp = tempfile::tempdir().unwrap();
     let mut args = tiny_args(&tmp.path().join("run"), 2);
     args.push("--gin.TRAIN_STEP=5".into());
+    // A scope no optimizer group has: the binding overrides nothing.
+    args.push("--gin.t5x/hint.optim.Adafactor.decay_rate=0.5".into());
     let (code, _, stderr) = run_within(&train_args(args), Duration::from_secs(120));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("macro `TRAIN_STEP` is bound but nothing refers to it")
             && stderr.contains("did you mean `TRAIN_STEPS`?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`t5x/hint.optim.Adafactor.decay_rate` is bound but nothing read"),
         "{stderr}"
     );
 }

@@ -150,6 +150,7 @@ impl ConfigBuilder {
             skip_unknown: self.skip_unknown,
             bindings: BTreeMap::new(),
             macros: BTreeMap::new(),
+            referenced_macros: BTreeSet::new(),
             imports: Vec::new(),
             operative: Mutex::default(),
             depth: AtomicUsize::new(0),
@@ -174,6 +175,9 @@ pub struct Config {
     skip_unknown: bool,
     bindings: BTreeMap<(String, String), BTreeMap<String, Bound>>,
     macros: BTreeMap<String, Bound>,
+    /// Every macro any statement referred to, also in values a later binding replaced: a
+    /// macro a file uses is not "unreferenced" because a flag overrode its one use.
+    referenced_macros: BTreeSet<String>,
     imports: Vec<Import>,
     operative: Mutex<Operative>,
     depth: AtomicUsize,
@@ -211,6 +215,42 @@ impl std::fmt::Display for UnreferencedMacro {
             Some(near) => write!(f, " (did you mean `{near}`?)"),
             None => Ok(()),
         }
+    }
+}
+
+/// A binding nothing read ([`Config::unread_bindings`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadBinding {
+    /// Its scope (`""` for none).
+    pub scope: String,
+    /// The configurable.
+    pub selector: String,
+    /// The parameter.
+    pub param: String,
+    /// Where it was bound.
+    pub location: Location,
+}
+
+impl std::fmt::Display for UnreadBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scope = if self.scope.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.scope)
+        };
+        write!(
+            f,
+            "{}: `{scope}{}.{}` is bound but nothing read `{}`{}, so it changes nothing",
+            self.location,
+            self.selector,
+            self.param,
+            self.selector,
+            if self.scope.is_empty() {
+                String::new()
+            } else {
+                format!(" in scope `{}`", self.scope)
+            }
+        )
     }
 }
 
@@ -255,6 +295,7 @@ impl Config {
             } => {
                 let selector = self.canonical(&selector, Some(&at), Some(&param))?;
                 self.check_references(&value, &at)?;
+                collect_macro_names(&value, &mut self.referenced_macros);
                 self.bindings.entry((scope, selector)).or_default().insert(
                     param,
                     Bound {
@@ -265,6 +306,7 @@ impl Config {
             }
             StatementKind::Macro { scope, name, value } => {
                 self.check_references(&value, &at)?;
+                collect_macro_names(&value, &mut self.referenced_macros);
                 let name = if scope.is_empty() {
                     name
                 } else {
@@ -645,30 +687,25 @@ impl Config {
         })
     }
 
-    /// Macros bound but referenced by no binding and no other macro: most often a typo
+    /// Macros bound but referenced by no binding and no other macro, not even one a later
+    /// binding replaced: most often a typo
     /// (`TRAIN_STEP = 5` where the files use `%TRAIN_STEPS`). Python gin accepts them
     /// silently; a program should warn (see [`UnreferencedMacro`]'s text).
     ///
     /// ```
     /// let config = hint_config::ConfigBuilder::new()
-    ///     .source("a.gin", "TRAIN_STEPS = 10\nrun.steps = %TRAIN_STEPS\n")
+    ///     .source("a.gin", "TRAIN_STEPS = 10\nrun.steps = %TRAIN_STEPS\nrun.batch = %BATCH\nBATCH = 8\n")
     ///     .binding("TRAIN_STEP = 5")
+    ///     // Overrides the one use of BATCH, which the file still refers to: not reported.
+    ///     .binding("run.batch = 2")
     ///     .build()
     ///     .unwrap();
     /// let unused = config.unreferenced_macros();
-    /// assert_eq!(unused.len(), 1);
+    /// assert_eq!(unused.len(), 1, "{unused:?}");
     /// assert_eq!(unused[0].closest.as_deref(), Some("TRAIN_STEPS"));
     /// ```
     pub fn unreferenced_macros(&self) -> Vec<UnreferencedMacro> {
-        let mut referenced = BTreeSet::new();
-        let values = self
-            .bindings
-            .values()
-            .flat_map(|params| params.values())
-            .chain(self.macros.values());
-        for bound in values {
-            collect_macro_names(&bound.value, &mut referenced);
-        }
+        let referenced = &self.referenced_macros;
         self.macros
             .iter()
             .filter(|(name, _)| !referenced.contains(name.as_str()))
@@ -678,6 +715,56 @@ impl Config {
                 closest: crate::suggest::closest(name, referenced.iter().map(String::as_str)),
             })
             .collect()
+    }
+
+    /// Bindings of configurables that no [`Config::get`] so far has read in a scope the
+    /// binding applies to: after a program has read everything it uses, these change
+    /// nothing (e.g. `t5x/hint.optim.Adafactor.decay_rate` where the scopes are `hyper`
+    /// and `t5`).
+    ///
+    /// ```
+    /// #[derive(serde::Deserialize, Default)]
+    /// #[serde(default)]
+    /// struct Opt { lr: f64 }
+    /// let config = hint_config::ConfigBuilder::new()
+    ///     .source("a.gin", "hyper/Opt.lr = 0.1\nhyperr/Opt.lr = 0.2\n")
+    ///     .build()
+    ///     .unwrap();
+    /// let _: Opt = config.get("Opt", "hyper").unwrap();
+    /// let unread = config.unread_bindings();
+    /// assert_eq!(unread.len(), 1);
+    /// assert_eq!(unread[0].scope, "hyperr");
+    /// ```
+    pub fn unread_bindings(&self) -> Vec<UnreadBinding> {
+        let Ok(operative) = self.operative.lock() else {
+            return Vec::new();
+        };
+        let read = |scope: &str, selector: &str| {
+            operative
+                .sections
+                .keys()
+                .any(|(read_scope, read_selector)| {
+                    read_selector == selector
+                        && (scope.is_empty()
+                            || read_scope == scope
+                            || read_scope.starts_with(&format!("{scope}/")))
+                })
+        };
+        let mut unread = Vec::new();
+        for ((scope, selector), params) in &self.bindings {
+            if read(scope, selector) {
+                continue;
+            }
+            for (param, bound) in params {
+                unread.push(UnreadBinding {
+                    scope: scope.clone(),
+                    selector: selector.clone(),
+                    param: param.clone(),
+                    location: bound.location.clone(),
+                });
+            }
+        }
+        unread
     }
 
     /// Everything bound, as gin text (gin's `config_str`): imports, macros, then one

@@ -44,7 +44,9 @@ mod value;
 
 pub use ast::{Statement, StatementKind};
 pub use cli::{rewrite_gin_flag, GinFlagError};
-pub use config::{BindingEntry, Bound, Config, ConfigBuilder, Import, UnreferencedMacro};
+pub use config::{
+    BindingEntry, Bound, Config, ConfigBuilder, Import, UnreadBinding, UnreferencedMacro,
+};
 pub use error::{ConfigError, Location, SyntaxError};
 pub use loader::resolve_path;
 pub use parser::{parse_str, parse_value};

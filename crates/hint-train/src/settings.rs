@@ -188,7 +188,7 @@ impl RunSettings {
         run.lengths
             .validate()
             .map_err(|e| invalid_binding(config, "hint.train.Run", "lengths", e.to_string()))?;
-        Ok(Self {
+        let settings = Self {
             train: config.get("hint.train.TrainConfig", "")?,
             eval: config.get("hint.train.EvalConfig", "")?,
             t5: config.get("hint.model.T5Config", "")?,
@@ -200,7 +200,15 @@ impl RunSettings {
             config_text: config.config_str(),
             operative_text: config.operative_config_str(),
             run,
-        })
+        };
+        // Everything a run reads is read now. An experiment's own configurable is read by
+        // the experiment, not by its runs.
+        for unread in config.unread_bindings() {
+            if !unread.selector.starts_with("hint.experiment.") {
+                tracing::warn!("{unread}");
+            }
+        }
+        Ok(settings)
     }
 }
 
