@@ -8,12 +8,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use hint_data::cache_tasks::{cache_task, CacheOptions};
+use hint_data::cache_tasks::{cache_task_monitored, CacheMonitor, CacheOptions};
 use hint_data::task::{EntryKind, ReadOptions, TaskRegistry};
-use hint_data::{register_toy_tasks, Example, FeatureValue, Task};
+use hint_data::{register_toy_tasks, DataError, Example, FeatureValue, Task};
 use regex::Regex;
 
 use crate::gin_args::GinArgs;
+use crate::progress::StopFlag;
 use crate::train_cmd::settings_of;
 
 /// `hint tasks …`.
@@ -42,6 +43,28 @@ pub enum TasksCommand {
         #[command(flatten)]
         gin: GinArgs,
     },
+}
+
+/// Caching progress as log lines (a split can take minutes), and Ctrl-C.
+struct CacheDisplay {
+    stop: StopFlag,
+    started: std::time::Instant,
+}
+
+impl CacheMonitor for CacheDisplay {
+    fn on_examples(&mut self, task: &str, split: &str, examples: u64) {
+        tracing::info!(
+            task,
+            split,
+            examples,
+            elapsed = format!("{:.0} s", self.started.elapsed().as_secs_f64()),
+            "caching"
+        );
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.is_set()
+    }
 }
 
 /// `hint cache-tasks` (seqio's `seqio_cache_tasks`).
@@ -204,10 +227,22 @@ pub fn run_cache_tasks(args: CacheTasksArgs) -> Result<ExitCode> {
         skip_bad_records: args.skip_bad_records,
         ..CacheOptions::default()
     };
+    let mut monitor = CacheDisplay {
+        stop: StopFlag::install()?,
+        started: std::time::Instant::now(),
+    };
     let mut out = std::io::stdout().lock();
     for task in tasks {
-        let summary = cache_task(&task, &args.output_cache_dir, &options)
-            .with_context(|| format!("caching task `{}`", task.name()))?;
+        let cached = cache_task_monitored(&task, &args.output_cache_dir, &options, &mut monitor);
+        let summary = match cached {
+            Err(DataError::Interrupted { task }) => {
+                tracing::warn!(
+                    "interrupted while caching `{task}`: its partial cache is removed; the tasks listed above are cached"
+                );
+                return Ok(ExitCode::from(130));
+            }
+            other => other.with_context(|| format!("caching task `{}`", task.name()))?,
+        };
         for (split, examples, skipped) in &summary.splits {
             writeln!(
                 out,

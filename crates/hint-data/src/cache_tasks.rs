@@ -143,12 +143,31 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), DataError> {
     std::fs::write(path, text + "\n").map_err(io(path))
 }
 
+/// What watches caching: progress, and whether to stop (SIGINT/SIGTERM).
+pub trait CacheMonitor {
+    /// Every [`PROGRESS_EVERY`] examples of a split, and at its end.
+    fn on_examples(&mut self, _task: &str, _split: &str, _examples: u64) {}
+    /// Checked before every example; `true` ends caching with [`DataError::Interrupted`]
+    /// (the task's temporary folder is removed; caches already complete stay).
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// How often (in examples) [`CacheMonitor::on_examples`] is called.
+pub const PROGRESS_EVERY: u64 = 1000;
+
+struct Unwatched;
+
+impl CacheMonitor for Unwatched {}
+
 /// Writes one split into `dir`; returns (examples, skipped).
 fn cache_split(
     task: &Arc<Task>,
     split: &str,
     dir: &Path,
     options: &CacheOptions,
+    monitor: &mut dyn CacheMonitor,
 ) -> Result<(u64, u64), DataError> {
     let read = ReadOptions {
         seed: options.seed,
@@ -163,6 +182,14 @@ fn cache_split(
     let mut features = serde_json::Map::new();
     let mut stats = Stats::default();
     for (index, item) in stream.by_ref().enumerate() {
+        if monitor.should_stop() {
+            return Err(DataError::Interrupted {
+                task: task.name().to_string(),
+            });
+        }
+        if index > 0 && index as u64 % PROGRESS_EVERY == 0 {
+            monitor.on_examples(task.name(), split, index as u64);
+        }
         let example = item?;
         if schema.is_none() {
             let s: SchemaRef = Arc::new(schema_of(&example));
@@ -246,6 +273,16 @@ pub fn cache_task(
     output_dir: &Path,
     options: &CacheOptions,
 ) -> Result<CacheSummary, DataError> {
+    cache_task_monitored(task, output_dir, options, &mut Unwatched)
+}
+
+/// [`cache_task`], reporting to `monitor`, which may stop it.
+pub fn cache_task_monitored(
+    task: &Arc<Task>,
+    output_dir: &Path,
+    options: &CacheOptions,
+    monitor: &mut dyn CacheMonitor,
+) -> Result<CacheSummary, DataError> {
     let final_dir = task_cache_dir(output_dir, task.name());
     let parent = final_dir.parent().unwrap_or(output_dir).to_path_buf();
     std::fs::create_dir_all(&parent).map_err(io(&parent))?;
@@ -276,7 +313,8 @@ pub fn cache_task(
     };
     let result: Result<(), DataError> = (|| {
         for split in &splits {
-            let (examples, skipped) = cache_split(task, split, &tmp, options)?;
+            let (examples, skipped) = cache_split(task, split, &tmp, options, monitor)?;
+            monitor.on_examples(task.name(), split, examples);
             summary.splits.push((split.clone(), examples, skipped));
         }
         let completed = tmp.join("COMPLETED");

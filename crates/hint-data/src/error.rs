@@ -46,6 +46,12 @@ pub enum DataError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Caching was asked to stop (SIGINT/SIGTERM); what was being written is removed.
+    #[error("interrupted while caching `{task}`; its partial cache is removed")]
+    Interrupted {
+        /// The task being cached.
+        task: String,
+    },
     /// Another process is writing the same cache folder.
     #[error(transparent)]
     InUse(#[from] hint_fs::LockError),

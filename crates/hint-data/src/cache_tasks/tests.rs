@@ -209,3 +209,52 @@ fn a_failed_cache_leaves_nothing_behind() {
         "the killed writer's leftovers are removed"
     );
 }
+
+/// Stops once it has been told of `stop_at` examples.
+struct StopAt {
+    stop_at: u64,
+    seen: Vec<(String, u64)>,
+}
+
+impl CacheMonitor for StopAt {
+    fn on_examples(&mut self, _task: &str, split: &str, examples: u64) {
+        self.seen.push((split.to_string(), examples));
+    }
+    fn should_stop(&self) -> bool {
+        self.seen.last().is_some_and(|(_, n)| *n >= self.stop_at)
+    }
+}
+
+#[test]
+fn caching_reports_progress_and_stops_when_asked_leaving_nothing() {
+    let registry = default_registry().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let task = registry.task("reverse_task").unwrap();
+    let mut monitor = StopAt {
+        stop_at: u64::MAX,
+        seen: Vec::new(),
+    };
+    cache_task_monitored(&task, dir.path(), &CacheOptions::default(), &mut monitor).unwrap();
+    assert_eq!(
+        monitor.seen,
+        vec![("train".to_string(), 1000), ("validation".to_string(), 100)]
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    // Asked to stop before the first example (a Ctrl-C during the first split).
+    let mut monitor = StopAt {
+        stop_at: 0,
+        seen: vec![("train".into(), 0)],
+    };
+    let err = cache_task_monitored(&task, other.path(), &CacheOptions::default(), &mut monitor)
+        .unwrap_err();
+    assert!(
+        matches!(&err, DataError::Interrupted { task } if task == "reverse_task"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(other.path()).unwrap().count(),
+        0,
+        "an interrupted cache leaves nothing"
+    );
+}
