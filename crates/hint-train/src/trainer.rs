@@ -162,7 +162,8 @@ pub enum TrainOutcome {
         /// Final step.
         step: u64,
     },
-    /// Stopped by [`TrainHooks::should_stop`]; a checkpoint of this step is written.
+    /// Stopped by [`EvalMonitor::should_stop`] (SIGINT/SIGTERM), also during a periodic
+    /// evaluation; a checkpoint of this step is written.
     Interrupted {
         /// Step of the checkpoint.
         step: u64,
