@@ -141,11 +141,20 @@ pub fn read_eval_sets(data: &RunData, settings: &RunSettings) -> Result<EvalSets
         .eval_sets
         .iter()
         .map(|(label, name, split)| {
+            // Reading a large set (P3, Super-NI) takes a while: say what is being read.
+            let started = std::time::Instant::now();
+            tracing::info!("reading evaluation set `{label}` ({name}, {split})");
             let tasks =
                 eval_tasks(data, name, split, settings).map_err(|e| TrainError::EvalSet {
                     label: label.clone(),
                     source: Box::new(e),
                 })?;
+            tracing::info!(
+                "evaluation set `{label}`: {} tasks, {} instances, read in {:.1} s",
+                tasks.len(),
+                tasks.iter().map(|t| t.examples.len()).sum::<usize>(),
+                started.elapsed().as_secs_f64()
+            );
             Ok((label.clone(), tasks))
         })
         .collect()
