@@ -8,9 +8,11 @@
 //! - [`model`]: T5 and the HINT hypernetwork on tch.
 //! - [`optim`]: Adafactor with t5x semantics and learning-rate schedules.
 //! - [`train`]: the training loop, checkpoints and evaluation.
+//! - [`dist`]: process groups on libtorch's c10d (rendezvous, Gloo collectives).
 
 pub use hint_config as config;
 pub use hint_data as data;
+pub use hint_dist as dist;
 pub use hint_model as model;
 pub use hint_optim as optim;
 pub use hint_train as train;

@@ -2,6 +2,7 @@
 //! with the environment it needs. Every command except `setup` runs `setup` first.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool talks to its user
 
+mod gloo_env;
 mod torch_env;
 
 use std::path::PathBuf;
@@ -14,7 +15,8 @@ const USAGE: &str = "usage: cargo xtask <command> [args…]
 
 commands:
   setup           install torch 2.13.0 into HINT_TORCH_DIR (default ~/.cache/hint/torch-2.13.0)
-                  unless LIBTORCH or LIBTORCH_USE_PYTORCH is set; idempotent
+                  unless LIBTORCH or LIBTORCH_USE_PYTORCH is set, and Gloo's headers
+                  (Debian's libgloo-dev, as root) unless GLOO_INCLUDE is set; idempotent
   train [ARGS…]   build the `hint` binary (release) and train on the embedded default
                   (configs/builtin.gin); ARGS go to `hint train`, e.g. --gin.TRAIN_STEPS=100
   test [ARGS…]    the whole workspace test suite; with HINT_SHARED_DATA set, the tests
@@ -60,10 +62,13 @@ fn workspace_root() -> PathBuf {
 /// The environment for cargo, after making sure libtorch is there.
 fn setup() -> Result<Vec<(String, String)>> {
     let started = Instant::now();
-    let vars = torch_env::ensure()?;
+    let mut vars = torch_env::ensure()?;
+    let gloo = gloo_env::ensure()?;
+    vars.push(("GLOO_INCLUDE".into(), gloo.display().to_string()));
     eprintln!(
-        "xtask: libtorch from {} (checked in {:.1} s)",
+        "xtask: libtorch from {}, Gloo headers from {} (checked in {:.1} s)",
         torch_env::describe()?,
+        gloo.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(vars)

@@ -1,0 +1,21 @@
+//! hint-dist: the process groups of HINT's data parallelism, on the engine PyTorch's own
+//! DDP uses — libtorch's c10d (a TCPStore for the rendezvous, ProcessGroupGloo for
+//! collectives on CPU tensors) through a small C++ shim, since tch exposes none of it.
+//!
+//! A group is formed from torchrun's variables (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
+//! `MASTER_ADDR`, `MASTER_PORT`, `TORCHELASTIC_USE_AGENT_STORE`) by [`ProcessGroup::from_env`];
+//! without them it is a world of one, which needs no network. Every collective has a
+//! timeout: a rank that dies makes the others fail with [`DistError::Collective`], never
+//! hang.
+//!
+//! Status: the process group and its collectives. Training across ranks (sliced global
+//! batches, bucketed gradient all-reduce, sharded optimizer state) and NCCL are to come.
+
+mod error;
+mod ffi;
+mod group;
+mod rendezvous;
+
+pub use error::DistError;
+pub use group::{ProcessGroup, ReduceOp};
+pub use rendezvous::Rendezvous;
