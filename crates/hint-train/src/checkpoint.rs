@@ -67,6 +67,11 @@ impl CheckpointManager {
         }
     }
 
+    /// The folder a checkpoint of `step` has in this model directory.
+    pub fn path_of(&self, step: u64) -> PathBuf {
+        self.dir.join(Self::name(step))
+    }
+
     /// The folder name of a step's checkpoint.
     pub fn name(step: u64) -> String {
         format!("checkpoint_{step:08}")

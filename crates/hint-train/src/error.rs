@@ -104,6 +104,22 @@ pub enum TrainError {
         /// The task being evaluated.
         task: String,
     },
+    /// A collective or the process group failed (a rank died, a rendezvous timed out,
+    /// ranks disagree).
+    #[error(transparent)]
+    Distributed(#[from] hint_dist::DistError),
+    /// The ranks' parameters differ, which identical updates cannot cause.
+    #[error("the replicas diverged at step {step}: rank {rank}'s parameter checksum is {checksum}, rank 0's {rank0}; the last checkpoint is kept")]
+    ReplicasDiverged {
+        /// The step checked.
+        step: u64,
+        /// The first rank that differs.
+        rank: usize,
+        /// Its checksum.
+        checksum: f64,
+        /// Rank 0's.
+        rank0: f64,
+    },
     /// libtorch failed.
     #[error("{context}: {source}")]
     Torch {

@@ -45,7 +45,7 @@ pub use eval::{EvalMonitor, EvalProgress, Unmonitored};
 pub use loaded::{load_run, LoadedRun, Overrides};
 pub use metrics_log::{read_metrics, truncate_after, MetricsLine, MetricsWriter, StepMetrics};
 pub use model_dir::{ModelDir, ModelDirError};
-pub use run::{train_and_evaluate, RunSummary};
+pub use run::{train_and_evaluate, train_and_evaluate_in, RunSummary};
 pub use settings::{load_config, RunConfig, RunSettings};
 pub use trainer::{
     BatchSource, ComputeDtype, NoHooks, TrainBatch, TrainConfig, TrainHooks, TrainOutcome, Trainer,

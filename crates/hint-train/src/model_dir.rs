@@ -43,12 +43,29 @@ pub enum ModelDirError {
 pub struct ModelDir {
     root: PathBuf,
     resumed: bool,
-    _lock: Arc<FileLock>,
+    _lock: Option<Arc<FileLock>>,
 }
 
 impl ModelDir {
     /// The file that marks a folder as a hint model directory.
     pub const MARKER: &'static str = "HINT_MODEL_DIR";
+
+    /// A directory another rank of this run prepared (and holds the lock on): read its
+    /// checkpoints and tokenizer, write nothing. Fails unless it carries the marker.
+    pub fn follow(root: impl Into<PathBuf>) -> Result<Self, ModelDirError> {
+        let root = root.into();
+        if !root.join(Self::MARKER).is_file() {
+            return Err(ModelDirError::Foreign {
+                path: root,
+                marker: Self::MARKER,
+            });
+        }
+        Ok(Self {
+            root,
+            resumed: true,
+            _lock: None,
+        })
+    }
 
     /// Opens `path` for a run: creates it (and the marker) when missing or empty, reopens
     /// it when it carries the marker, and refuses anything else before a byte is written.
@@ -84,7 +101,7 @@ impl ModelDir {
         Ok(Self {
             root,
             resumed,
-            _lock: Arc::new(lock),
+            _lock: Some(Arc::new(lock)),
         })
     }
 

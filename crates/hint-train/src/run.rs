@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hint_data::RunData;
+use hint_dist::ProcessGroup;
 use hint_model::HyperT5;
 use hint_optim::{Adafactor, ParamGroup};
 
@@ -48,17 +49,56 @@ pub fn train_and_evaluate(
     settings: &RunSettings,
     hooks: &mut dyn TrainHooks,
 ) -> Result<RunSummary> {
+    train_and_evaluate_in(settings, hooks, &ProcessGroup::single())
+}
+
+/// [`train_and_evaluate`] as one rank of a data-parallel `group`. The ranks first agree
+/// on the configuration and versions; rank 0 prepares (and locks) the model directory,
+/// builds the vocabulary and checks the checkpoint, then the others follow, reading what
+/// it wrote. Only rank 0 writes and evaluates; every rank trains its slice of each global
+/// batch.
+pub fn train_and_evaluate_in(
+    settings: &RunSettings,
+    hooks: &mut dyn TrainHooks,
+    group: &ProcessGroup,
+) -> Result<RunSummary> {
     if settings.run.model_dir.is_empty() {
         return Err(TrainError::invalid(
             "hint.train.Run.model_dir",
             "no model directory: bind it (e.g. --gin.MODEL_DIR=\\\"/tmp/run\\\")",
         ));
     }
-    let model_dir = ModelDir::prepare(&settings.run.model_dir)?;
+    let main = group.is_main();
+    if group.world_size() > 1 {
+        group.agree(
+            "hint and libtorch version",
+            &format!(
+                "hint {} libtorch {}",
+                env!("CARGO_PKG_VERSION"),
+                hint_model::libtorch_version()
+            ),
+        )?;
+        group.agree(
+            "configuration (digest of config.gin)",
+            &format!(
+                "{:016x}",
+                hint_data::rng::fnv1a(settings.config_text.as_bytes())
+            ),
+        )?;
+        if !main {
+            // Rank 0 prepares the directory and its tokenizer first (the barrier below).
+            group.barrier()?;
+        }
+    }
+    let model_dir = if main {
+        ModelDir::prepare(&settings.run.model_dir)?
+    } else {
+        ModelDir::follow(&settings.run.model_dir)?
+    };
     let tokenizer_path = model_dir.path().join("tokenizer.json");
     let data = settings.data.build(
         settings.run.lengths,
-        model_dir.resumed().then_some(tokenizer_path.as_path()),
+        (model_dir.resumed() || !main).then_some(tokenizer_path.as_path()),
     )?;
     check_vocabulary(&data, &settings.t5)?;
     let (vs, model) = build_model(settings)?;
@@ -84,14 +124,20 @@ pub fn train_and_evaluate(
         &mut optimizer,
         settings.train.clone(),
         model_dir.clone(),
-    );
+    )
+    .with_group(group);
     // A resume restores parameters, optimizer state and data position now: a checkpoint
     // that does not fit this configuration is refused before anything is written.
     let start = trainer.restore_latest(&mut source)?.unwrap_or(0);
     // Only now, with everything checked, does the run write into its directory (each file
     // under a temporary name, then renamed).
-    write_atomically_with(&tokenizer_path, |tmp| Ok(data.vocabulary.save(tmp)?))?;
-    write_atomically(&model_dir.config_path(), settings.config_text.as_bytes())?;
+    if main {
+        write_atomically_with(&tokenizer_path, |tmp| Ok(data.vocabulary.save(tmp)?))?;
+        write_atomically(&model_dir.config_path(), settings.config_text.as_bytes())?;
+        if group.world_size() > 1 {
+            group.barrier()?;
+        }
+    }
     let started = Instant::now();
     let outcome = {
         let mut hooks = PeriodicEval {
@@ -99,10 +145,24 @@ pub fn train_and_evaluate(
             data: &data,
             settings,
             sets: &sets,
+            main,
         };
         trainer.train_from(start, &mut source, &mut hooks)?
     };
     let train_seconds = started.elapsed().as_secs_f64();
+    if !main {
+        // Rank 0 writes the configuration, evaluates and plots.
+        return Ok(RunSummary {
+            model_dir: model_dir.path().to_path_buf(),
+            outcome,
+            train_seconds,
+            results: Vec::new(),
+            markdown: String::new(),
+            plots: Vec::new(),
+            eval_sets: sets,
+            vocabulary: Arc::clone(&data.vocabulary),
+        });
+    }
     write_atomically(
         &model_dir.path().join("operative_config.gin"),
         settings.operative_text.as_bytes(),
@@ -149,6 +209,8 @@ struct PeriodicEval<'a> {
     data: &'a RunData,
     settings: &'a RunSettings,
     sets: &'a EvalSets,
+    /// Rank 0 (or alone): the one that evaluates.
+    main: bool,
 }
 
 impl TrainHooks for PeriodicEval<'_> {
@@ -158,6 +220,9 @@ impl TrainHooks for PeriodicEval<'_> {
 
     fn evaluate(&mut self, step: u64, model: &HyperT5) -> Result<BTreeMap<String, f64>> {
         let mut scores = self.inner.evaluate(step, model)?;
+        if !self.main {
+            return Ok(scores);
+        }
         let sets = score_sets(model, self.sets, self.data, self.settings, &mut *self.inner)?;
         for (label, results) in sets {
             for (metric, value) in average(&results) {

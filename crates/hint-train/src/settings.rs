@@ -49,6 +49,9 @@ pub struct RunConfig {
     /// Where caches are looked up, first match wins (seqio's global cache dirs,
     /// `--seqio_additional_cache_dirs` in t5x).
     pub cache_dirs: Vec<String>,
+    /// In a data-parallel run, how long a rank waits for the others (the rendezvous and
+    /// every collective, including rank 0's periodic evaluation) before it fails.
+    pub dist_timeout_seconds: u64,
 }
 
 impl Default for RunConfig {
@@ -68,6 +71,7 @@ impl Default for RunConfig {
             initial_checkpoint: String::new(),
             use_cached: false,
             cache_dirs: Vec::new(),
+            dist_timeout_seconds: 1800,
         }
     }
 }

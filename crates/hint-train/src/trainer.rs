@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use hint_dist::{DistError, ProcessGroup, ReduceOp};
 use hint_model::{cross_entropy, HyperT5, LossConfig};
 use hint_optim::Adafactor;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,10 @@ use crate::error::{Result, TrainError};
 use crate::eval::EvalMonitor;
 use crate::metrics_log::{truncate_after, MetricsLine, MetricsWriter, StepMetrics};
 use crate::model_dir::ModelDir;
+
+/// Gradient elements per all-reduce: large enough that per-call latency does not matter,
+/// small enough that a bucket is not a second copy of the model.
+const BUCKET_ELEMENTS: usize = 4 << 20;
 
 /// Settings of the loop, bindable from gin (`TrainConfig.steps = 600`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +47,9 @@ pub struct TrainConfig {
     pub compute_dtype: ComputeDtype,
     /// The loss (t5x: summed cross-entropy with z-loss 1e-4).
     pub loss: LossConfig,
+    /// In a data-parallel group, compare a checksum of the parameters across the ranks
+    /// every this many steps (0: never).
+    pub replica_check_every: u64,
 }
 
 impl Default for TrainConfig {
@@ -55,6 +63,7 @@ impl Default for TrainConfig {
             seed: 0,
             compute_dtype: ComputeDtype::Float32,
             loss: LossConfig::default(),
+            replica_check_every: 50,
         }
     }
 }
@@ -170,7 +179,8 @@ pub enum TrainOutcome {
     },
 }
 
-/// Runs training of one model in one model directory.
+/// Runs training of one model in one model directory, alone or as one rank of a
+/// data-parallel group ([`Trainer::with_group`]).
 pub struct Trainer<'a> {
     model: &'a HyperT5,
     vs: &'a VarStore,
@@ -178,6 +188,7 @@ pub struct Trainer<'a> {
     config: TrainConfig,
     model_dir: ModelDir,
     checkpoints: CheckpointManager,
+    group: Option<&'a ProcessGroup>,
 }
 
 impl<'a> Trainer<'a> {
@@ -197,7 +208,22 @@ impl<'a> Trainer<'a> {
             config,
             model_dir,
             checkpoints,
+            group: None,
         }
+    }
+
+    /// The same trainer as one rank of `group`: each step's global batch (the same on
+    /// every rank) is sliced by rank, gradients and losses are summed over the ranks in a
+    /// fixed order, and every rank applies the same update, so the replicas stay equal
+    /// (checked every `replica_check_every` steps). Only rank 0 writes metrics and
+    /// checkpoints; every rank restores.
+    pub fn with_group(mut self, group: &'a ProcessGroup) -> Self {
+        self.group = (group.world_size() > 1).then_some(group);
+        self
+    }
+
+    fn is_main(&self) -> bool {
+        self.group.is_none_or(|g| g.is_main())
     }
 
     /// The checkpoints of this run.
@@ -217,13 +243,23 @@ impl<'a> Trainer<'a> {
         Ok(Some(state.step))
     }
 
-    /// Writes a checkpoint of the current step.
+    /// Writes a checkpoint of the current step (in a group: rank 0, once every rank has
+    /// reached the step; the others report where it goes).
     pub fn save_checkpoint(&mut self, source: &dyn BatchSource) -> Result<CheckpointInfo> {
         let state = TrainState {
             step: self.optimizer.global_step(),
             data: source.state(),
             seed: self.config.seed,
         };
+        if let Some(group) = self.group {
+            group.barrier()?;
+            if !group.is_main() {
+                return Ok(CheckpointInfo {
+                    step: state.step,
+                    path: self.checkpoints.path_of(state.step),
+                });
+            }
+        }
         self.checkpoints
             .save_training(self.vs, self.optimizer, &state)
     }
@@ -247,21 +283,30 @@ impl<'a> Trainer<'a> {
         source: &mut dyn BatchSource,
         hooks: &mut dyn TrainHooks,
     ) -> Result<TrainOutcome> {
-        let metrics_path = self.model_dir.metrics_path();
-        truncate_after(&metrics_path, start)?;
-        let mut metrics = MetricsWriter::open(&metrics_path)?
-            .with_tensorboard(&self.model_dir.path().join("tensorboard"))?;
+        let mut metrics = if self.is_main() {
+            let metrics_path = self.model_dir.metrics_path();
+            truncate_after(&metrics_path, start)?;
+            Some(
+                MetricsWriter::open(&metrics_path)?
+                    .with_tensorboard(&self.model_dir.path().join("tensorboard"))?,
+            )
+        } else {
+            None
+        };
         let mut step = start;
         while step < self.config.steps {
-            if hooks.should_stop() {
+            if self.stop_agreed(hooks.should_stop())? {
                 let checkpoint = self.save_checkpoint(source)?;
                 hooks.on_checkpoint(&checkpoint);
                 return Ok(TrainOutcome::Interrupted { step });
             }
             let line = self.train_step(step, source)?;
             step = line.step;
-            metrics.write(&MetricsLine::Train(line.clone()))?;
+            if let Some(metrics) = metrics.as_mut() {
+                metrics.write(&MetricsLine::Train(line.clone()))?;
+            }
             hooks.on_step(&line);
+            self.check_replicas(step)?;
             if self.config.eval_every > 0
                 && step % self.config.eval_every == 0
                 && step < self.config.steps
@@ -275,7 +320,7 @@ impl<'a> Trainer<'a> {
                     }
                     scores => scores?,
                 };
-                if !scores.is_empty() {
+                if let Some(metrics) = metrics.as_mut().filter(|_| !scores.is_empty()) {
                     metrics.write(&MetricsLine::Eval { step, eval: scores })?;
                 }
             }
@@ -287,6 +332,93 @@ impl<'a> Trainer<'a> {
         Ok(TrainOutcome::Finished { step })
     }
 
+    /// Trainable parameters in name order: every rank walks them alike (a VarStore's map
+    /// has no order of its own).
+    fn trainable_by_name(&self) -> Vec<(String, Tensor)> {
+        let mut variables: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(_, v)| v.requires_grad())
+            .collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        variables
+    }
+
+    /// Sums every gradient over the ranks, in buckets of about [`BUCKET_ELEMENTS`], in
+    /// name order.
+    fn all_reduce_gradients(&self, group: &ProcessGroup) -> Result<()> {
+        let mut bucket: Vec<Tensor> = Vec::new();
+        let mut elements = 0;
+        for (name, variable) in self.trainable_by_name() {
+            let grad = variable.grad();
+            if !grad.defined() {
+                return Err(TrainError::Distributed(DistError::BadTensor {
+                    collective: "gradient all-reduce",
+                    message: format!("`{name}` has no gradient on this rank"),
+                }));
+            }
+            elements += grad.numel();
+            bucket.push(grad);
+            if elements >= BUCKET_ELEMENTS {
+                group.all_reduce(&mut bucket, ReduceOp::Sum)?;
+                bucket.clear();
+                elements = 0;
+            }
+        }
+        if !bucket.is_empty() {
+            group.all_reduce(&mut bucket, ReduceOp::Sum)?;
+        }
+        Ok(())
+    }
+
+    /// Whether to stop: in a group, when any rank was asked (each rank gets its own
+    /// signal, at its own moment), so that all stop at the same step.
+    fn stop_agreed(&self, asked: bool) -> Result<bool> {
+        let Some(group) = self.group else {
+            return Ok(asked);
+        };
+        let mut flag = [Tensor::from_slice(&[f32::from(u8::from(asked))])];
+        group.all_reduce(&mut flag, ReduceOp::Max)?;
+        Ok(f32::try_from(&flag[0]).unwrap_or(0.0) > 0.0)
+    }
+
+    /// Every `replica_check_every` steps, compares a checksum of the parameters across the
+    /// ranks: identical updates keep them bit-identical, so any difference is a fault.
+    fn check_replicas(&self, step: u64) -> Result<()> {
+        let Some(group) = self.group else {
+            return Ok(());
+        };
+        let every = self.config.replica_check_every;
+        if every == 0 || step % every != 0 {
+            return Ok(());
+        }
+        let checksum = tch::no_grad(|| {
+            self.trainable_by_name()
+                .iter()
+                .map(|(_, v)| {
+                    f64::try_from(v.to_kind(Kind::Double).abs().sum(Kind::Double))
+                        .unwrap_or(f64::NAN)
+                })
+                .sum::<f64>()
+        });
+        let all = group.all_gather(&Tensor::from_slice(&[checksum]))?;
+        let all = Vec::<f64>::try_from(all.reshape([-1])).unwrap_or_default();
+        if let Some((rank, other)) = all
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.to_bits() != all[0].to_bits())
+        {
+            return Err(TrainError::ReplicasDiverged {
+                step,
+                rank,
+                checksum: *other,
+                rank0: all[0],
+            });
+        }
+        Ok(())
+    }
+
     fn train_step(&mut self, step: u64, source: &mut dyn BatchSource) -> Result<StepMetrics> {
         let started = Instant::now();
         // Dropout masks depend on (seed, step) only: what makes resume exact.
@@ -296,8 +428,18 @@ impl<'a> Trainer<'a> {
                 .wrapping_mul(1_000_003)
                 .wrapping_add(step as i64),
         );
-        let batch = source.next_batch()?;
+        let global = source.next_batch()?;
         self.optimizer.zero_grad();
+        // This rank's rows of the global batch (all of it alone).
+        let batch = match self.group {
+            Some(group) => {
+                let rows = global.rows();
+                let (rank, world) = (group.rank() as i64, group.world_size() as i64);
+                let (from, to) = (rows * rank / world, rows * (rank + 1) / world);
+                global.narrow(from, to - from)
+            }
+            None => global.narrow(0, global.rows()),
+        };
         let rows = batch.rows();
         let parts = (self.config.microbatches.max(1) as i64).min(rows.max(1));
         let per_part = (rows + parts - 1) / parts;
@@ -325,6 +467,17 @@ impl<'a> Trainer<'a> {
             z_loss += f64::try_from(&part_loss.z_loss).unwrap_or(f64::NAN);
             weight += f64::try_from(&part_loss.weight_sum).unwrap_or(0.0);
             start += len;
+        }
+        if let Some(group) = self.group {
+            // The loss is a sum over tokens: summing the ranks' gradients and losses gives
+            // exactly the global batch's.
+            self.all_reduce_gradients(group)?;
+            let mut sums = [Tensor::from_slice(&[loss, z_loss, weight])];
+            group.all_reduce(&mut sums, ReduceOp::Sum)?;
+            let sums = Vec::<f64>::try_from(&sums[0]).unwrap_or_default();
+            if let [l, z, w] = sums[..] {
+                (loss, z_loss, weight) = (l, z, w);
+            }
         }
         if !loss.is_finite() {
             return Err(TrainError::NonFiniteLoss {
@@ -356,8 +509,8 @@ impl<'a> Trainer<'a> {
             loss_per_token: loss / weight.max(1.0),
             learning_rate,
             grad_norm,
-            tokens_per_second: batch.tokens() / elapsed,
-            examples_per_second: rows as f64 / elapsed,
+            tokens_per_second: global.tokens() / elapsed,
+            examples_per_second: global.rows() as f64 / elapsed,
         })
     }
 }
