@@ -4,6 +4,7 @@ mod config_cmd;
 mod experiment_cmd;
 mod gin_args;
 mod infer_cmd;
+mod launch_cmd;
 mod progress;
 mod tasks_cmd;
 mod train_cmd;
@@ -31,6 +32,9 @@ enum Command {
     Version,
     /// Train a model from gin files (t5x `train`).
     Train(GinArgs),
+    /// Start N local ranks of a hint command (`hint launch --nproc_per_node 2 train …`),
+    /// as torchrun would, without Python.
+    Launch(launch_cmd::LaunchArgs),
     /// Evaluate a checkpoint on the run's evaluation sets (t5x `eval`).
     Eval(infer_cmd::EvalArgs),
     /// Run inference for one instruction over many inputs, encoding the instruction once.
@@ -108,6 +112,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Train(args) => train_cmd::train(&args),
+        Command::Launch(args) => launch_cmd::launch(&args),
         Command::Eval(args) => infer_cmd::eval(&args),
         Command::Infer(args) => infer_cmd::infer(&args),
         Command::Config(ConfigCommand::Show { gin, format }) => config_cmd::show(&gin, format),

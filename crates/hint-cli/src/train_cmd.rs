@@ -5,12 +5,13 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use hint_dist::ProcessGroup;
 use hint_train::eval::{EvalMonitor, EvalProgress};
 use hint_train::{
-    train_and_evaluate, CheckpointInfo, RunSettings, StepMetrics, TrainHooks, TrainOutcome,
+    train_and_evaluate_in, CheckpointInfo, RunSettings, StepMetrics, TrainHooks, TrainOutcome,
 };
 use indicatif::ProgressBar;
 
@@ -46,6 +47,16 @@ impl CliHooks {
             log_every: (total / 20).max(1),
             started: None,
         })
+    }
+
+    /// Shows nothing (the other ranks of a data-parallel run); still stops on a signal.
+    pub fn silence(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        self.log_every = u64::MAX;
+        self.total = u64::MAX;
+        self.eval = EvalDisplay::new(self.stop.clone(), false);
     }
 
     /// Clears the progress bars.
@@ -115,13 +126,38 @@ pub(crate) fn settings_of(args: &GinArgs) -> Result<RunSettings> {
     .context("reading the gin configuration")
 }
 
-/// `hint train`.
+/// `hint train`, alone or as one rank of a data-parallel run (torchrun's variables, or
+/// `hint launch`).
 pub fn train(args: &GinArgs) -> Result<ExitCode> {
     let settings = settings_of(args)?;
+    let timeout = Duration::from_secs(settings.run.dist_timeout_seconds.max(1));
+    let group = ProcessGroup::from_env(timeout).context("joining the data-parallel group")?;
+    if group.world_size() > 1 && settings.device != tch::Device::Cpu {
+        bail!(
+            "a data-parallel run of {} processes needs Run.device=\"cpu\": collectives on CUDA tensors (NCCL) are not built yet",
+            group.world_size()
+        );
+    }
     let mut hooks = CliHooks::new(settings.train.steps)?;
-    let summary = train_and_evaluate(&settings, &mut hooks)
-        .with_context(|| format!("training in {}", settings.run.model_dir))?;
+    if !group.is_main() {
+        // One progress display per run: rank 0's.
+        hooks.silence();
+    }
+    let summary = train_and_evaluate_in(&settings, &mut hooks, &group).with_context(|| {
+        format!(
+            "training in {} (rank {} of {})",
+            settings.run.model_dir,
+            group.rank(),
+            group.world_size()
+        )
+    })?;
     hooks.finish();
+    if !group.is_main() {
+        return Ok(match summary.outcome {
+            TrainOutcome::Interrupted { .. } => ExitCode::from(130),
+            TrainOutcome::Finished { .. } => ExitCode::SUCCESS,
+        });
+    }
     let mut out = std::io::stdout().lock();
     match summary.outcome {
         TrainOutcome::Interrupted { step } => {
