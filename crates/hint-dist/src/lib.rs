@@ -8,8 +8,8 @@
 //! timeout: a rank that dies makes the others fail with [`DistError::Collective`], never
 //! hang.
 //!
-//! Status: the process group and its collectives. Training across ranks (sliced global
-//! batches, bucketed gradient all-reduce, sharded optimizer state) and NCCL are to come.
+//! hint-train's `Trainer::with_group` trains on it (sliced global batches, gradients summed
+//! in buckets); NCCL for CUDA tensors and sharded optimizer state are not built yet.
 
 mod error;
 mod ffi;
