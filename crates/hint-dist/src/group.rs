@@ -316,6 +316,26 @@ impl ProcessGroup {
         }
     }
 
+    /// Every rank's `bytes`, in rank order (lengths may differ): for results that are not
+    /// tensors, e.g. an evaluation's predictions, gathered to be merged.
+    pub fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, DistError> {
+        if self.handle.is_none() {
+            return Ok(vec![bytes.to_vec()]);
+        }
+        let lengths = self.all_gather(&Tensor::from_slice(&[bytes.len() as i64]))?;
+        let lengths = Vec::<i64>::try_from(lengths.reshape([-1])).unwrap_or_default();
+        let longest = lengths.iter().copied().max().unwrap_or(0).max(1) as usize;
+        let mut padded = bytes.to_vec();
+        padded.resize(longest, 0);
+        let gathered = self.all_gather(&Tensor::from_slice(&padded))?;
+        let flat = Vec::<u8>::try_from(gathered.reshape([-1])).unwrap_or_default();
+        Ok(lengths
+            .iter()
+            .enumerate()
+            .map(|(rank, &len)| flat[rank * longest..rank * longest + len as usize].to_vec())
+            .collect())
+    }
+
     /// Returns when every rank has called it.
     pub fn barrier(&self) -> Result<(), DistError> {
         let Some(handle) = &self.handle else {

@@ -129,6 +129,13 @@ fn play_collectives() {
         .collect();
     assert_eq!(values(&gathered), expected);
 
+    let mine = "x".repeat(rank * 3 + 1);
+    let all = group.all_gather_bytes(mine.as_bytes()).unwrap();
+    let expected: Vec<Vec<u8>> = (0..world)
+        .map(|r| "x".repeat(r * 3 + 1).into_bytes())
+        .collect();
+    assert_eq!(all, expected);
+
     group
         .agree("hint version", env!("CARGO_PKG_VERSION"))
         .unwrap();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use hint_data::task::ReadOptions;
 use hint_data::{Example, FeatureValue, HintConverter, ModelInputs, RunData, Vocabulary};
+use hint_dist::ProcessGroup;
 use hint_model::HyperT5;
 
 use crate::batches::converter;
@@ -190,4 +191,82 @@ pub fn score_sets(
             .map(|(label, tasks)| Ok((label.clone(), evaluate(model, label, tasks, &mut context)?)))
             .collect()
     })
+}
+
+/// [`score_sets`] shared by the ranks of `group`: task `k` (counted over all sets) is
+/// evaluated by rank `k mod world`, and every rank receives every result, in the order of
+/// one process, so rank 0's table is the table of one process. An interruption on any
+/// rank interrupts all (each still joins the exchange, so none waits for it).
+pub fn score_sets_in(
+    model: &HyperT5,
+    sets: &EvalSets,
+    data: &RunData,
+    settings: &RunSettings,
+    monitor: &mut dyn EvalMonitor,
+    group: &ProcessGroup,
+) -> Result<SetResults> {
+    let world = group.world_size();
+    if world == 1 {
+        return score_sets(model, sets, data, settings, monitor);
+    }
+    let decode = decoder(&data.vocabulary);
+    let mut context = EvalContext {
+        decode: &decode,
+        config: &settings.eval,
+        device: settings.device,
+        monitor,
+    };
+    let mut mine: Vec<(usize, usize, TaskResult)> = Vec::new();
+    let mut interrupted: Option<String> = None;
+    let mut counter = 0;
+    for (set, (label, tasks)) in sets.iter().enumerate() {
+        let indices: Vec<usize> = (0..tasks.len())
+            .filter(|j| (counter + j) % world == group.rank())
+            .collect();
+        counter += tasks.len();
+        if interrupted.is_some() || indices.is_empty() {
+            continue;
+        }
+        let share: Vec<EvalTask> = indices.iter().map(|&j| tasks[j].clone()).collect();
+        match tch::no_grad(|| evaluate(model, label, &share, &mut context)) {
+            Ok(results) => mine.extend(indices.into_iter().zip(results).map(|(j, r)| (set, j, r))),
+            Err(TrainError::Interrupted { task }) => interrupted = Some(task),
+            Err(err) => return Err(err),
+        }
+    }
+    let payload = serde_json::to_vec(&(interrupted, mine)).map_err(|e| TrainError::Malformed {
+        path: "evaluation results".into(),
+        message: e.to_string(),
+    })?;
+    let mut slots: Vec<Vec<Option<TaskResult>>> = sets
+        .iter()
+        .map(|(_, tasks)| vec![None; tasks.len()])
+        .collect();
+    for (rank, bytes) in group.all_gather_bytes(&payload)?.into_iter().enumerate() {
+        let (stopped, results): (Option<String>, Vec<(usize, usize, TaskResult)>) =
+            serde_json::from_slice(&bytes).map_err(|e| TrainError::Malformed {
+                path: format!("evaluation results of rank {rank}").into(),
+                message: e.to_string(),
+            })?;
+        if let Some(task) = stopped {
+            return Err(TrainError::Interrupted { task });
+        }
+        for (set, j, result) in results {
+            if let Some(slot) = slots.get_mut(set).and_then(|s| s.get_mut(j)) {
+                *slot = Some(result);
+            }
+        }
+    }
+    sets.iter()
+        .zip(slots)
+        .map(|((label, _), results)| {
+            let results: Option<Vec<TaskResult>> = results.into_iter().collect();
+            results
+                .map(|r| (label.clone(), r))
+                .ok_or_else(|| TrainError::Malformed {
+                    path: "evaluation results".into(),
+                    message: format!("set `{label}`: a task's result came from no rank"),
+                })
+        })
+        .collect()
 }

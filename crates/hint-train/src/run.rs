@@ -16,7 +16,7 @@ use crate::atomic::{write_atomically, write_atomically_with};
 use crate::batches::TaskBatches;
 use crate::error::{Result, TrainError};
 use crate::eval::{average, write_results, EvalMonitor, EvalProgress};
-use crate::eval_sets::{read_eval_sets, score_sets, EvalSets, SetResults};
+use crate::eval_sets::{read_eval_sets, score_sets_in, EvalSets, SetResults};
 use crate::model::{build_model, check_vocabulary};
 use crate::model_dir::ModelDir;
 use crate::settings::RunSettings;
@@ -145,36 +145,27 @@ pub fn train_and_evaluate_in(
             data: &data,
             settings,
             sets: &sets,
-            main,
+            group,
         };
         trainer.train_from(start, &mut source, &mut hooks)?
     };
     let train_seconds = started.elapsed().as_secs_f64();
-    if !main {
-        // Rank 0 writes the configuration, evaluates and plots.
-        return Ok(RunSummary {
-            model_dir: model_dir.path().to_path_buf(),
-            outcome,
-            train_seconds,
-            results: Vec::new(),
-            markdown: String::new(),
-            plots: Vec::new(),
-            eval_sets: sets,
-            vocabulary: Arc::clone(&data.vocabulary),
-        });
+    if main {
+        write_atomically(
+            &model_dir.path().join("operative_config.gin"),
+            settings.operative_text.as_bytes(),
+        )?;
     }
-    write_atomically(
-        &model_dir.path().join("operative_config.gin"),
-        settings.operative_text.as_bytes(),
-    )?;
-    // An interrupted run has no results: nothing empty is written in their place.
+    // An interrupted run has no results: nothing empty is written in their place. Every
+    // rank evaluates its share of the tasks; rank 0 gets them all and writes.
     let (outcome, results, markdown) = match outcome {
         TrainOutcome::Finished { step } => {
-            match score_sets(&model, &sets, &data, settings, &mut *hooks) {
-                Ok(results) => {
+            match score_sets_in(&model, &sets, &data, settings, &mut *hooks, group) {
+                Ok(results) if main => {
                     let markdown = write_results(model_dir.path(), &results)?;
                     (outcome, results, markdown)
                 }
+                Ok(_) => (outcome, Vec::new(), String::new()),
                 // The final checkpoint is saved: the same command evaluates it again.
                 Err(TrainError::Interrupted { task }) => {
                     tracing::warn!(task, "final evaluation interrupted");
@@ -189,6 +180,18 @@ pub fn train_and_evaluate_in(
         }
         interrupted => (interrupted, Vec::new(), String::new()),
     };
+    if !main {
+        return Ok(RunSummary {
+            model_dir: model_dir.path().to_path_buf(),
+            outcome,
+            train_seconds,
+            results,
+            markdown,
+            plots: Vec::new(),
+            eval_sets: sets,
+            vocabulary: Arc::clone(&data.vocabulary),
+        });
+    }
     let plots = crate::plot::plot_run(model_dir.path())?;
     Ok(RunSummary {
         model_dir: model_dir.path().to_path_buf(),
@@ -209,8 +212,8 @@ struct PeriodicEval<'a> {
     data: &'a RunData,
     settings: &'a RunSettings,
     sets: &'a EvalSets,
-    /// Rank 0 (or alone): the one that evaluates.
-    main: bool,
+    /// The ranks share the tasks; rank 0 gets every score.
+    group: &'a ProcessGroup,
 }
 
 impl TrainHooks for PeriodicEval<'_> {
@@ -220,10 +223,14 @@ impl TrainHooks for PeriodicEval<'_> {
 
     fn evaluate(&mut self, step: u64, model: &HyperT5) -> Result<BTreeMap<String, f64>> {
         let mut scores = self.inner.evaluate(step, model)?;
-        if !self.main {
-            return Ok(scores);
-        }
-        let sets = score_sets(model, self.sets, self.data, self.settings, &mut *self.inner)?;
+        let sets = score_sets_in(
+            model,
+            self.sets,
+            self.data,
+            self.settings,
+            &mut *self.inner,
+            self.group,
+        )?;
         for (label, results) in sets {
             for (metric, value) in average(&results) {
                 scores.insert(format!("{label}/{metric}"), value);
