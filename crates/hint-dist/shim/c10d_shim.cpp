@@ -95,6 +95,22 @@ int hd_all_reduce(hd_group* group, at::Tensor** tensors, size_t n, int op) {
   });
 }
 
+// Sums (op as in hd_all_reduce) into rank `root`'s tensor; the others' are left undefined.
+int hd_reduce(hd_group* group, at::Tensor* tensor, int root, int op) {
+  return guarded([&] {
+    std::vector<at::Tensor> list{*tensor};
+    c10d::ReduceOptions options;
+    options.rootRank = root;
+    options.rootTensor = 0;
+    options.reduceOp = op == 1   ? c10d::ReduceOp::MAX
+                       : op == 2 ? c10d::ReduceOp::MIN
+                       : op == 3 ? c10d::ReduceOp::PRODUCT
+                                 : c10d::ReduceOp::SUM;
+    options.timeout = group->timeout;
+    group->gloo->reduce(list, options)->wait(group->timeout);
+  });
+}
+
 int hd_broadcast(hd_group* group, at::Tensor** tensors, size_t n, int root) {
   return guarded([&] {
     auto list = tensors_of(tensors, n);

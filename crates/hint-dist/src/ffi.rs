@@ -35,6 +35,7 @@ unsafe extern "C" {
         n: usize,
         op: c_int,
     ) -> c_int;
+    pub fn hd_reduce(group: *mut HdGroup, tensor: *mut C_tensor, root: c_int, op: c_int) -> c_int;
     pub fn hd_broadcast(
         group: *mut HdGroup,
         tensors: *mut *mut C_tensor,

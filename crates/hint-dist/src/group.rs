@@ -106,13 +106,17 @@ fn bucket(collective: &'static str, tensors: &[Tensor]) -> Result<Tensor, DistEr
 }
 
 fn unbucket(bucket: &Tensor, tensors: &mut [Tensor]) {
-    let mut offset = 0;
-    for tensor in tensors.iter_mut() {
-        let n = tensor.numel() as i64;
-        let part = bucket.narrow(0, offset, n).view(tensor.size().as_slice());
-        tensor.copy_(&part);
-        offset += n;
-    }
+    // The tensors may be parameters (leaves that require grad): a copy is no operation
+    // autograd should see.
+    tch::no_grad(|| {
+        let mut offset = 0;
+        for tensor in tensors.iter_mut() {
+            let n = tensor.numel() as i64;
+            let part = bucket.narrow(0, offset, n).view(tensor.size().as_slice());
+            tensor.copy_(&part);
+            offset += n;
+        }
+    });
 }
 
 fn c_string(text: &str) -> CString {
@@ -265,6 +269,36 @@ impl ProcessGroup {
         } else {
             Err(self.collective_error("all_reduce"))
         }
+    }
+
+    /// Combines `tensors` over all ranks into rank `root`'s (in place); the other ranks'
+    /// tensors are left in an unspecified state. Half the traffic of
+    /// [`ProcessGroup::all_reduce`] for a result only one rank needs (a gradient's owner).
+    pub fn reduce(
+        &self,
+        tensors: &mut [Tensor],
+        root: usize,
+        op: ReduceOp,
+    ) -> Result<(), DistError> {
+        let Some(handle) = &self.handle else {
+            return Ok(());
+        };
+        Self::check("reduce", tensors)?;
+        let mut flat = match &*tensors {
+            [] => return Ok(()),
+            [one] => one.shallow_clone(),
+            many => bucket("reduce", many)?,
+        };
+        // SAFETY: as in all_reduce_one.
+        let code =
+            unsafe { ffi::hd_reduce(handle.0.as_ptr(), flat.as_mut_ptr(), root as i32, op.code()) };
+        if code != 0 {
+            return Err(self.collective_error("reduce"));
+        }
+        if tensors.len() > 1 && self.rank == root {
+            unbucket(&flat, tensors);
+        }
+        Ok(())
     }
 
     /// Copies rank `root`'s `tensors` into every rank's (in place).

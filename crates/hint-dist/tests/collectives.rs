@@ -115,6 +115,16 @@ fn play_collectives() {
     group.all_reduce(&mut highest, ReduceOp::Max).unwrap();
     assert_eq!(values(&highest[0]), vec![world as f32 - 1.0, 0.0]);
 
+    let mut to_one = [
+        Tensor::from_slice(&[rank as f32 + 1.0]),
+        Tensor::from_slice(&[1.0f32, 2.0]),
+    ];
+    group.reduce(&mut to_one, 1, ReduceOp::Sum).unwrap();
+    if rank == 1 {
+        assert_eq!(values(&to_one[0]), vec![sum]);
+        assert_eq!(values(&to_one[1]), vec![world as f32, 2.0 * world as f32]);
+    }
+
     let root = world - 1;
     let mut from_root = [Tensor::from_slice(&[rank as f32; 3])];
     group.broadcast(&mut from_root, root).unwrap();

@@ -18,7 +18,8 @@ pub(crate) struct Param {
     pub(crate) name: String,
     pub(crate) tensor: Tensor,
     pub(crate) group: usize,
-    /// `None` for frozen parameters.
+    /// `None` for frozen parameters, and for those another rank updates
+    /// ([`Adafactor::new_sharded`]).
     pub(crate) slots: Option<Slots>,
 }
 
@@ -58,6 +59,37 @@ impl Adafactor {
         params: impl IntoIterator<Item = (S, Tensor)>,
         groups: Vec<ParamGroup>,
     ) -> Result<Self> {
+        Self::build(params, groups, &|_| true)
+    }
+
+    /// The optimizer of one rank of a sharded data-parallel run (ZeRO stages 1–2, whole
+    /// parameters per owner, because Adafactor's row and column factors need whole
+    /// matrices): state only for the trainable parameters `owns` accepts, which
+    /// [`Adafactor::step`] updates; the others are left to their owners (and still get
+    /// their gradients zeroed). Global-norm clipping needs every gradient of a group, so a
+    /// group that clips by global norm is refused here.
+    pub fn new_sharded<S: Into<String>>(
+        params: impl IntoIterator<Item = (S, Tensor)>,
+        groups: Vec<ParamGroup>,
+        owns: &dyn Fn(&str) -> bool,
+    ) -> Result<Self> {
+        if let Some(group) = groups
+            .iter()
+            .find(|g| !g.frozen && g.hparams.global_norm_clip_threshold.is_some())
+        {
+            return Err(OptimError::InvalidConfig {
+                group: group.name.clone(),
+                reason: "global_norm_clip_threshold: global-norm clipping needs every gradient of the group, which a sharded optimizer does not hold".into(),
+            });
+        }
+        Self::build(params, groups, owns)
+    }
+
+    fn build<S: Into<String>>(
+        params: impl IntoIterator<Item = (S, Tensor)>,
+        groups: Vec<ParamGroup>,
+        owns: &dyn Fn(&str) -> bool,
+    ) -> Result<Self> {
         let params: Vec<(String, Tensor)> =
             params.into_iter().map(|(n, t)| (n.into(), t)).collect();
         let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
@@ -79,6 +111,8 @@ impl Adafactor {
             let spec = &groups[group];
             let slots = if spec.frozen {
                 let _ = tensor.set_requires_grad(false);
+                None
+            } else if !owns(&name) {
                 None
             } else {
                 Some(Slots::zeros(
@@ -155,7 +189,7 @@ impl Adafactor {
     pub fn trainable(&self) -> Vec<&str> {
         self.params
             .iter()
-            .filter(|p| p.slots.is_some())
+            .filter(|p| !self.groups[p.group].frozen)
             .map(|p| p.name.as_str())
             .collect()
     }
@@ -164,7 +198,17 @@ impl Adafactor {
     pub fn frozen(&self) -> Vec<&str> {
         self.params
             .iter()
-            .filter(|p| p.slots.is_none())
+            .filter(|p| self.groups[p.group].frozen)
+            .map(|p| p.name.as_str())
+            .collect()
+    }
+
+    /// Names of the trainable parameters this optimizer updates and holds state for: all
+    /// of them, except in a sharded optimizer ([`Adafactor::new_sharded`]).
+    pub fn owned(&self) -> Vec<&str> {
+        self.params
+            .iter()
+            .filter(|p| p.slots.is_some())
             .map(|p| p.name.as_str())
             .collect()
     }
@@ -189,7 +233,8 @@ impl Adafactor {
 
     /// Zeroes the gradients of the trainable parameters.
     pub fn zero_grad(&mut self) {
-        for param in self.params.iter_mut().filter(|p| p.slots.is_some()) {
+        let groups = &self.groups;
+        for param in self.params.iter_mut().filter(|p| !groups[p.group].frozen) {
             param.tensor.zero_grad();
         }
     }

@@ -342,3 +342,74 @@ fn step_reads_autograd_gradients_and_skip_nan_keeps_old_values() {
         "finite gradients move every value: {got:?}"
     );
 }
+
+/// Handles to the same tensors.
+fn shared(params: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+    params
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect()
+}
+
+/// Deep copies, so that two optimizers do not update the same tensors.
+fn copies(params: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+    params
+        .iter()
+        .map(|(n, t)| (n.clone(), t.detach().copy().set_requires_grad(true)))
+        .collect()
+}
+
+#[test]
+fn shards_that_split_the_parameters_update_them_as_one_optimizer_does() {
+    let groups = || {
+        vec![
+            ParamGroup::new("hyper", "^hyper\\..*", AdafactorConfig::default()),
+            ParamGroup::new("t5", "^(encoder|shared)\\..*", AdafactorConfig::default()),
+        ]
+    };
+    let params = model();
+    let whole_params = copies(&params);
+    let mut whole = Adafactor::new(shared(&whole_params), groups()).unwrap();
+    // Rank 0 owns the names of even index, rank 1 the rest.
+    let names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
+    let owner = |name: &str| names.iter().position(|n| n == name).unwrap() % 2;
+    let shard_params = [copies(&params), copies(&params)];
+    let mut shards: Vec<Adafactor> = (0..2)
+        .map(|rank| {
+            Adafactor::new_sharded(shared(&shard_params[rank]), groups(), &|n| owner(n) == rank)
+                .unwrap()
+        })
+        .collect();
+    for step in 0..3 {
+        let grads = grads_for(&params, step + 7);
+        whole.apply_gradients(&grads).unwrap();
+        for shard in &mut shards {
+            shard.apply_gradients(&grads).unwrap();
+        }
+    }
+    for (i, (name, expected)) in whole_params.iter().enumerate() {
+        let got = &shard_params[owner(name)][i].1;
+        assert!(got.allclose(expected, 0.0, 0.0, false), "{name}");
+    }
+    assert_eq!(
+        shards[0].owned().len() + shards[1].owned().len(),
+        names.len()
+    );
+    assert_eq!(shards[0].trainable().len(), names.len());
+    let state = |o: &Adafactor| o.state_tensors().len();
+    // Each shard holds only its parameters' slots (plus the step).
+    assert_eq!(state(&shards[0]) + state(&shards[1]) - 2, state(&whole) - 1);
+    let clipping = ParamGroup::new(
+        "all",
+        ".*",
+        AdafactorConfig {
+            global_norm_clip_threshold: Some(1.0),
+            ..AdafactorConfig::default()
+        },
+    );
+    let err = Adafactor::new_sharded(copies(&params), vec![clipping], &|_| true).unwrap_err();
+    assert!(
+        err.to_string().contains("global_norm_clip_threshold"),
+        "{err}"
+    );
+}

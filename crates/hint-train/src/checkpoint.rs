@@ -13,6 +13,7 @@ use hint_model::{load_parameters, save_parameters};
 use hint_optim::{Adafactor, RestoreOptions};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
+use tch::Tensor;
 
 use crate::error::{io_error, Result, TrainError};
 
@@ -172,6 +173,30 @@ impl CheckpointManager {
         self.save(state.step, |dir| {
             save_parameters(vs, dir.join(PARAMETERS_FILE))?;
             optimizer.save_state(dir.join(OPTIMIZER_FILE))?;
+            let path = dir.join(TRAIN_STATE_FILE);
+            let text = serde_json::to_string_pretty(state).unwrap_or_default();
+            std::fs::write(&path, text).map_err(io_error(&path))
+        })
+    }
+
+    /// [`CheckpointManager::save_training`] with the optimizer state given as named
+    /// tensors (the shards of a sharded run, gathered), in the format of
+    /// `Adafactor::save_state`, so that any world size restores it.
+    pub fn save_training_with_state(
+        &self,
+        vs: &VarStore,
+        optimizer_state: &[(String, Tensor)],
+        state: &TrainState,
+    ) -> Result<CheckpointInfo> {
+        self.save(state.step, |dir| {
+            save_parameters(vs, dir.join(PARAMETERS_FILE))?;
+            let path = dir.join(OPTIMIZER_FILE);
+            Tensor::write_safetensors(optimizer_state, &path).map_err(|source| {
+                TrainError::Torch {
+                    context: format!("writing {}", path.display()),
+                    source,
+                }
+            })?;
             let path = dir.join(TRAIN_STATE_FILE);
             let text = serde_json::to_string_pretty(state).unwrap_or_default();
             std::fs::write(&path, text).map_err(io_error(&path))

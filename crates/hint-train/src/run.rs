@@ -20,7 +20,7 @@ use crate::eval_sets::{read_eval_sets, score_sets_in, EvalSets, SetResults};
 use crate::model::{build_model, check_vocabulary};
 use crate::model_dir::ModelDir;
 use crate::settings::RunSettings;
-use crate::trainer::{TrainHooks, TrainOutcome, Trainer};
+use crate::trainer::{shard_owners, TrainHooks, TrainOutcome, Trainer};
 
 /// What a finished (or interrupted) run reports.
 #[derive(Debug, Clone)]
@@ -107,13 +107,19 @@ pub fn train_and_evaluate_in(
         model_dir = %model_dir.path().display(),
         "model built"
     );
-    let mut optimizer = Adafactor::from_var_store(
-        &vs,
-        ParamGroup::dual(
-            settings.hyper_optimizer.clone(),
-            settings.t5_optimizer.clone(),
-        ),
-    )?;
+    let groups = ParamGroup::dual(
+        settings.hyper_optimizer.clone(),
+        settings.t5_optimizer.clone(),
+    );
+    let mut optimizer = if settings.train.shard_optimizer && group.world_size() > 1 {
+        let owners = shard_owners(&vs, group.world_size());
+        let mut variables: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        let rank = group.rank();
+        Adafactor::new_sharded(variables, groups, &|name| owners.get(name) == Some(&rank))?
+    } else {
+        Adafactor::from_var_store(&vs, groups)?
+    };
     let mut source = TaskBatches::new(&data.registry, settings, settings.train.seed as u64)?;
     // Every evaluation set is read before the first step (not after the last one), once
     // for the periodic and the final evaluations.

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use hint_dist::{DistError, ProcessGroup, ReduceOp};
 use hint_model::{cross_entropy, HyperT5, LossConfig};
-use hint_optim::Adafactor;
+use hint_optim::{Adafactor, STEP_KEY};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
@@ -50,6 +50,11 @@ pub struct TrainConfig {
     /// In a data-parallel group, compare a checksum of the parameters across the ranks
     /// every this many steps (0: never).
     pub replica_check_every: u64,
+    /// In a data-parallel group, shard the optimizer state and gradients by parameter
+    /// owner (ZeRO stages 1–2, whole parameters per owner): each gradient is reduced to
+    /// its owner, which alone holds its Adafactor state, updates it and broadcasts the new
+    /// values. Results equal the unsharded run; optimizer memory per rank is about 1/N.
+    pub shard_optimizer: bool,
 }
 
 impl Default for TrainConfig {
@@ -64,6 +69,7 @@ impl Default for TrainConfig {
             compute_dtype: ComputeDtype::Float32,
             loss: LossConfig::default(),
             replica_check_every: 50,
+            shard_optimizer: false,
         }
     }
 }
@@ -189,6 +195,8 @@ pub struct Trainer<'a> {
     model_dir: ModelDir,
     checkpoints: CheckpointManager,
     group: Option<&'a ProcessGroup>,
+    /// In a sharded run, the rank that owns each trainable parameter.
+    owners: Option<BTreeMap<String, usize>>,
 }
 
 impl<'a> Trainer<'a> {
@@ -209,6 +217,7 @@ impl<'a> Trainer<'a> {
             model_dir,
             checkpoints,
             group: None,
+            owners: None,
         }
     }
 
@@ -219,6 +228,11 @@ impl<'a> Trainer<'a> {
     /// checkpoints; every rank restores.
     pub fn with_group(mut self, group: &'a ProcessGroup) -> Self {
         self.group = (group.world_size() > 1).then_some(group);
+        if self.group.is_some() && self.config.shard_optimizer {
+            // The optimizer must have been built with the same owners
+            // (`Adafactor::new_sharded` with `shard_owners`).
+            self.owners = Some(shard_owners(self.vs, group.world_size()));
+        }
         self
     }
 
@@ -252,6 +266,10 @@ impl<'a> Trainer<'a> {
             seed: self.config.seed,
         };
         if let Some(group) = self.group {
+            let gathered = match self.owners {
+                Some(_) => Some(self.gathered_optimizer_state(group)?),
+                None => None,
+            };
             group.barrier()?;
             if !group.is_main() {
                 return Ok(CheckpointInfo {
@@ -259,9 +277,74 @@ impl<'a> Trainer<'a> {
                     path: self.checkpoints.path_of(state.step),
                 });
             }
+            if let Some(tensors) = gathered {
+                return self
+                    .checkpoints
+                    .save_training_with_state(self.vs, &tensors, &state);
+            }
         }
         self.checkpoints
             .save_training(self.vs, self.optimizer, &state)
+    }
+
+    /// Every rank's optimizer state, on rank 0 (the others get an empty list): each
+    /// shard's slots travel as one flat f32 buffer from their owner.
+    fn gathered_optimizer_state(&self, group: &ProcessGroup) -> Result<Vec<(String, Tensor)>> {
+        let mine: Vec<(String, Tensor)> = self
+            .optimizer
+            .state_tensors()
+            .into_iter()
+            .filter(|(name, _)| name != STEP_KEY)
+            .collect();
+        if let Some((name, t)) = mine.iter().find(|(_, t)| t.kind() != Kind::Float) {
+            return Err(TrainError::Checkpoint {
+                path: self.model_dir.path().to_path_buf(),
+                message: format!(
+                    "optimizer slot `{name}` is {:?}; a sharded state is gathered as f32",
+                    t.kind()
+                ),
+            });
+        }
+        let shapes: Vec<(String, Vec<i64>)> =
+            mine.iter().map(|(n, t)| (n.clone(), t.size())).collect();
+        let malformed = |e: serde_json::Error| TrainError::Malformed {
+            path: "optimizer shard shapes".into(),
+            message: e.to_string(),
+        };
+        let all_shapes =
+            group.all_gather_bytes(&serde_json::to_vec(&shapes).map_err(malformed)?)?;
+        let mut gathered = vec![(
+            STEP_KEY.to_string(),
+            Tensor::from(self.optimizer.global_step() as i64),
+        )];
+        for (rank, bytes) in all_shapes.iter().enumerate() {
+            let shapes: Vec<(String, Vec<i64>)> =
+                serde_json::from_slice(bytes).map_err(malformed)?;
+            let total: i64 = shapes.iter().map(|(_, s)| s.iter().product::<i64>()).sum();
+            if total == 0 {
+                continue;
+            }
+            let mut flat = if rank == group.rank() {
+                let parts: Vec<Tensor> = mine.iter().map(|(_, t)| t.reshape([-1])).collect();
+                Tensor::cat(&parts, 0)
+            } else {
+                Tensor::zeros([total], (Kind::Float, tch::Device::Cpu))
+            };
+            group.broadcast(std::slice::from_mut(&mut flat), rank)?;
+            if group.is_main() {
+                let mut offset = 0;
+                for (name, shape) in shapes {
+                    let n: i64 = shape.iter().product();
+                    gathered.push((name, flat.narrow(0, offset, n).reshape(shape.as_slice())));
+                    offset += n;
+                }
+            }
+        }
+        Ok(if group.is_main() {
+            gathered
+        } else {
+            Vec::new()
+        })
     }
 
     /// Trains until `config.steps`, resuming from the newest checkpoint if any.
@@ -372,6 +455,72 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
+    /// The trainable parameters each rank owns, in name order, in buckets of about
+    /// [`BUCKET_ELEMENTS`]: `(owner, tensors)`.
+    fn owner_buckets(
+        &self,
+        owners: &BTreeMap<String, usize>,
+        world: usize,
+        of: impl Fn(&Tensor) -> Tensor,
+    ) -> Vec<(usize, Vec<Tensor>)> {
+        let variables = self.trainable_by_name();
+        let mut buckets = Vec::new();
+        for rank in 0..world {
+            let mut bucket: Vec<Tensor> = Vec::new();
+            let mut elements = 0;
+            for (name, variable) in &variables {
+                if owners.get(name) != Some(&rank) {
+                    continue;
+                }
+                let tensor = of(variable);
+                elements += tensor.numel();
+                bucket.push(tensor);
+                if elements >= BUCKET_ELEMENTS {
+                    buckets.push((rank, std::mem::take(&mut bucket)));
+                    elements = 0;
+                }
+            }
+            if !bucket.is_empty() {
+                buckets.push((rank, bucket));
+            }
+        }
+        buckets
+    }
+
+    /// ZeRO-2: each gradient summed into its owner's copy only.
+    fn reduce_gradients_to_owners(
+        &self,
+        group: &ProcessGroup,
+        owners: &BTreeMap<String, usize>,
+    ) -> Result<()> {
+        for (name, variable) in self.trainable_by_name() {
+            if !variable.grad().defined() {
+                return Err(TrainError::Distributed(DistError::BadTensor {
+                    collective: "gradient reduce",
+                    message: format!("`{name}` has no gradient on this rank"),
+                }));
+            }
+        }
+        for (owner, mut bucket) in self.owner_buckets(owners, group.world_size(), Tensor::grad) {
+            group.reduce(&mut bucket, owner, ReduceOp::Sum)?;
+        }
+        Ok(())
+    }
+
+    /// After the owners' updates, every rank receives the new values.
+    fn broadcast_from_owners(
+        &self,
+        group: &ProcessGroup,
+        owners: &BTreeMap<String, usize>,
+    ) -> Result<()> {
+        for (owner, mut bucket) in
+            self.owner_buckets(owners, group.world_size(), Tensor::shallow_clone)
+        {
+            tch::no_grad(|| group.broadcast(&mut bucket, owner))?;
+        }
+        Ok(())
+    }
+
     /// Whether to stop: in a group, when any rank was asked (each rank gets its own
     /// signal, at its own moment), so that all stop at the same step.
     fn stop_agreed(&self, asked: bool) -> Result<bool> {
@@ -471,7 +620,10 @@ impl<'a> Trainer<'a> {
         if let Some(group) = self.group {
             // The loss is a sum over tokens: summing the ranks' gradients and losses gives
             // exactly the global batch's.
-            self.all_reduce_gradients(group)?;
+            match &self.owners {
+                None => self.all_reduce_gradients(group)?,
+                Some(owners) => self.reduce_gradients_to_owners(group, owners)?,
+            }
             let mut sums = [Tensor::from_slice(&[loss, z_loss, weight])];
             group.all_reduce(&mut sums, ReduceOp::Sum)?;
             let sums = Vec::<f64>::try_from(&sums[0]).unwrap_or_default();
@@ -485,15 +637,33 @@ impl<'a> Trainer<'a> {
                 loss,
             });
         }
-        let grad_norm = tch::no_grad(|| {
-            self.vs
-                .trainable_variables()
-                .iter()
-                .filter(|v| v.grad().defined())
-                .map(|v| f64::try_from(v.grad().square().sum(Kind::Float)).unwrap_or(0.0))
-                .sum::<f64>()
-                .sqrt()
-        });
+        let grad_norm = match (&self.owners, self.group) {
+            // Only owners hold their parameters' summed gradients.
+            (Some(owners), Some(group)) => {
+                let rank = group.rank();
+                let mine = tch::no_grad(|| {
+                    self.trainable_by_name()
+                        .iter()
+                        .filter(|(name, v)| owners.get(name) == Some(&rank) && v.grad().defined())
+                        .map(|(_, v)| {
+                            f64::try_from(v.grad().square().sum(Kind::Float)).unwrap_or(0.0)
+                        })
+                        .sum::<f64>()
+                });
+                let mut total = [Tensor::from_slice(&[mine])];
+                group.all_reduce(&mut total, ReduceOp::Sum)?;
+                f64::try_from(&total[0]).unwrap_or(f64::NAN).sqrt()
+            }
+            _ => tch::no_grad(|| {
+                self.vs
+                    .trainable_variables()
+                    .iter()
+                    .filter(|v| v.grad().defined())
+                    .map(|v| f64::try_from(v.grad().square().sum(Kind::Float)).unwrap_or(0.0))
+                    .sum::<f64>()
+                    .sqrt()
+            }),
+        };
         let mut learning_rate = BTreeMap::new();
         for group in self.optimizer.groups() {
             if !group.frozen {
@@ -501,6 +671,9 @@ impl<'a> Trainer<'a> {
             }
         }
         self.optimizer.step()?;
+        if let (Some(owners), Some(group)) = (&self.owners, self.group) {
+            self.broadcast_from_owners(group, owners)?;
+        }
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
         Ok(StepMetrics {
             step: self.optimizer.global_step(),
@@ -513,4 +686,24 @@ impl<'a> Trainer<'a> {
             examples_per_second: global.rows() as f64 / elapsed,
         })
     }
+}
+
+/// Which rank owns each parameter of `vs` in a sharded run of `world` ranks: whole
+/// parameters, the largest first, each to the rank that holds the fewest elements so far
+/// (ties to the lower rank, then by name), so that every rank computes the same map.
+pub fn shard_owners(vs: &VarStore, world: usize) -> BTreeMap<String, usize> {
+    let mut sizes: Vec<(String, usize)> = vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, t.numel()))
+        .collect();
+    sizes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut load = vec![0usize; world.max(1)];
+    let mut owners = BTreeMap::new();
+    for (name, size) in sizes {
+        let rank = (0..load.len()).min_by_key(|&r| (load[r], r)).unwrap_or(0);
+        load[rank] += size;
+        owners.insert(name, rank);
+    }
+    owners
 }
