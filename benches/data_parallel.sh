@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Data-parallel throughput: 2 ranks × 1 thread (`hint launch`) against 1 rank × 1 thread at
+# the same global batch, alternating, on the embedded default and at the T5-v1.1-small
+# shape (the built-in data and its 800-token vocabulary). Throughput is the mean of rank
+# 0's examples/s (global examples over the step's wall time, collectives included) after
+# the first steps. Prints one line per run and the ratios.
+#
+#   cargo build --release -p hint-cli && benches/data_parallel.sh [target/release/hint] [rounds]
+set -euo pipefail
+HINT=${1:-target/release/hint}
+ROUNDS=${2:-2}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+COMMON=(--gin.Run.device=\"cpu\" --gin.Run.eval_sets="()" --gin.TrainConfig.checkpoint_every=100000)
+DEFAULT=(--gin.TRAIN_STEPS=30)
+SMALL=(--gin.TRAIN_STEPS=8 --gin.BATCH_SIZE=16 --gin.T5Config.d_model=512 --gin.T5Config.d_kv=64
+       --gin.T5Config.d_ff=1024 --gin.T5Config.num_heads=6 --gin.T5Config.num_layers=8
+       --gin.T5Config.num_decoder_layers=8)
+
+throughput() { # model dir → mean examples/s after the first 3 steps
+  python3 - "$1" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl") if '"loss"' in l]
+rates = [r["examples_per_second"] for r in rows[3:]]
+print(f"{sum(rates) / len(rates):.2f}")
+PY
+}
+
+run() { # name ranks extra-args…
+  local name=$1 ranks=$2; shift 2
+  local dir="$WORK/$name-$ranks-$RANDOM"
+  if [ "$ranks" = 1 ]; then
+    OMP_NUM_THREADS=1 "$HINT" train --gin.MODEL_DIR=\""$dir"\" "${COMMON[@]}" "$@" >/dev/null 2>&1
+  else
+    "$HINT" launch --nproc_per_node "$ranks" train --gin.MODEL_DIR=\""$dir"\" "${COMMON[@]}" "$@" >/dev/null 2>&1
+  fi
+  throughput "$dir"
+}
+
+for workload in default small; do
+  if [ "$workload" = default ]; then args=("${DEFAULT[@]}"); else args=("${SMALL[@]}"); fi
+  one=(); two=()
+  for round in $(seq "$ROUNDS"); do
+    one+=("$(run "$workload" 1 "${args[@]}")")
+    two+=("$(run "$workload" 2 "${args[@]}")")
+    echo "$workload round $round: 1 rank ${one[-1]} examples/s, 2 ranks ${two[-1]} examples/s"
+  done
+  python3 -c "import sys; a=[float(x) for x in sys.argv[1].split()]; b=[float(x) for x in sys.argv[2].split()]; print(f'$workload: 2 ranks / 1 rank = {sum(b)/sum(a):.2f}x (per round: ' + ', '.join(f'{y/x:.2f}' for x,y in zip(a,b)) + ')')" "${one[*]}" "${two[*]}"
+done
