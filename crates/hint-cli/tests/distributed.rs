@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{hint, losses, tiny_args};
+use common::{hint, losses, tiny_args, wait_within};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -21,21 +21,6 @@ fn run(mut command: Command) -> (bool, String) {
     let code = wait_within(&mut child, LIMIT);
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap_or_default();
     (code == Some(0), stderr)
-}
-
-fn wait_within(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`hint` did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn args(dir: &Path, steps: u64) -> Vec<String> {

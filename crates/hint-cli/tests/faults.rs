@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{hint, tiny_args};
+use common::{hint, tiny_args, wait_within};
 
 /// Flags that make evaluation last long enough to interrupt (minutes, undisturbed).
 fn long_eval() -> Vec<String> {
@@ -80,22 +80,6 @@ fn lines_of(child: &mut Child) -> Receiver<String> {
         }
     });
     receive
-}
-
-/// Waits for the child; kills it and fails the test after `limit`.
-fn wait_within(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`hint` did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Waits until a stderr line contains `needle`; returns the lines seen.

@@ -41,6 +41,20 @@ std::vector<at::Tensor> tensors_of(at::Tensor** tensors, size_t n) {
   return out;
 }
 
+// op: 0 sum, 1 max, 2 min, 3 product.
+c10d::ReduceOp reduce_op(int op) {
+  switch (op) {
+    case 1:
+      return c10d::ReduceOp::MAX;
+    case 2:
+      return c10d::ReduceOp::MIN;
+    case 3:
+      return c10d::ReduceOp::PRODUCT;
+    default:
+      return c10d::ReduceOp::SUM;
+  }
+}
+
 }  // namespace
 
 struct hd_group {
@@ -86,10 +100,7 @@ int hd_all_reduce(hd_group* group, at::Tensor** tensors, size_t n, int op) {
   return guarded([&] {
     auto list = tensors_of(tensors, n);
     c10d::AllreduceOptions options;
-    options.reduceOp = op == 1   ? c10d::ReduceOp::MAX
-                       : op == 2 ? c10d::ReduceOp::MIN
-                       : op == 3 ? c10d::ReduceOp::PRODUCT
-                                 : c10d::ReduceOp::SUM;
+    options.reduceOp = reduce_op(op);
     options.timeout = group->timeout;
     group->gloo->allreduce(list, options)->wait(group->timeout);
   });
@@ -102,10 +113,7 @@ int hd_reduce(hd_group* group, at::Tensor* tensor, int root, int op) {
     c10d::ReduceOptions options;
     options.rootRank = root;
     options.rootTensor = 0;
-    options.reduceOp = op == 1   ? c10d::ReduceOp::MAX
-                       : op == 2 ? c10d::ReduceOp::MIN
-                       : op == 3 ? c10d::ReduceOp::PRODUCT
-                                 : c10d::ReduceOp::SUM;
+    options.reduceOp = reduce_op(op);
     options.timeout = group->timeout;
     group->gloo->reduce(list, options)->wait(group->timeout);
   });

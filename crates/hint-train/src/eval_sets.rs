@@ -179,18 +179,14 @@ pub fn score_sets(
     settings: &RunSettings,
     monitor: &mut dyn EvalMonitor,
 ) -> Result<SetResults> {
-    let decode = decoder(&data.vocabulary);
-    let mut context = EvalContext {
-        decode: &decode,
-        config: &settings.eval,
-        device: settings.device,
+    score_sets_in(
+        model,
+        sets,
+        data,
+        settings,
         monitor,
-    };
-    tch::no_grad(|| {
-        sets.iter()
-            .map(|(label, tasks)| Ok((label.clone(), evaluate(model, label, tasks, &mut context)?)))
-            .collect()
-    })
+        &ProcessGroup::single(),
+    )
 }
 
 /// [`score_sets`] shared by the ranks of `group`: task `k` (counted over all sets) is
@@ -206,9 +202,6 @@ pub fn score_sets_in(
     group: &ProcessGroup,
 ) -> Result<SetResults> {
     let world = group.world_size();
-    if world == 1 {
-        return score_sets(model, sets, data, settings, monitor);
-    }
     let decode = decoder(&data.vocabulary);
     let mut context = EvalContext {
         decode: &decode,
@@ -216,6 +209,15 @@ pub fn score_sets_in(
         device: settings.device,
         monitor,
     };
+    if world == 1 {
+        return tch::no_grad(|| {
+            sets.iter()
+                .map(|(label, tasks)| {
+                    Ok((label.clone(), evaluate(model, label, tasks, &mut context)?))
+                })
+                .collect()
+        });
+    }
     let mut mine: Vec<(usize, usize, TaskResult)> = Vec::new();
     let mut interrupted: Option<String> = None;
     let mut counter = 0;

@@ -54,3 +54,19 @@ pub fn train_quietly(model_dir: &Path, steps: u64) {
         .unwrap();
     assert!(status.success(), "training {} failed", model_dir.display());
 }
+
+/// Waits for `child`, killing it and failing the test after `limit`: a hang is a failure.
+pub fn wait_within(child: &mut std::process::Child, limit: std::time::Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`hint` did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
