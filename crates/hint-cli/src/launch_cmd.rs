@@ -82,7 +82,9 @@ pub fn launch(args: &LaunchArgs) -> Result<ExitCode> {
             let Some(child) = slot else { continue };
             if let Some(status) = child.try_wait()? {
                 *slot = None;
-                if !status.success() && failed.is_none() {
+                // After a forwarded Ctrl-C, 130 is each rank's clean "interrupted".
+                let interrupted = forwarded && status.code() == Some(130);
+                if !status.success() && !interrupted && failed.is_none() {
                     failed = Some((rank, status.code().unwrap_or(1)));
                 }
             }

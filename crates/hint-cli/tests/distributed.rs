@@ -262,3 +262,58 @@ fn ranks_with_different_configurations_are_refused_at_start_up() {
     );
     assert!(!dir.join("checkpoint_00000003").exists(), "nothing trained");
 }
+
+#[test]
+fn ctrl_c_on_hint_launch_stops_every_rank_at_one_checkpointed_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let mut launcher = hint()
+        .args(["launch", "--nproc_per_node", "2", "train"])
+        .args(args(&dir, 100_000))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while losses_so_far(&dir) < 5 {
+        assert!(Instant::now() < deadline, "the run never trained");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &launcher.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let asked = Instant::now();
+    assert_eq!(
+        wait_within(&mut launcher, Duration::from_secs(30)),
+        Some(130)
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    let stdout = std::io::read_to_string(launcher.stdout.take().unwrap()).unwrap_or_default();
+    let step: u64 = stdout
+        .split("interrupted at step ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        dir.join(format!("checkpoint_{step:08}")).is_dir(),
+        "{stdout}"
+    );
+    assert_eq!(
+        losses(&dir).len() as u64,
+        step,
+        "rank 0 logged every step up to the stop"
+    );
+}
+
+fn losses_so_far(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
