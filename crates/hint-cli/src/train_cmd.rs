@@ -30,6 +30,8 @@ pub struct CliHooks {
     log_every: u64,
     /// The first step this process trained, and when: the ETA counts only those.
     started: Option<(u64, Instant)>,
+    /// Shows nothing ([`CliHooks::silence`]).
+    quiet: bool,
 }
 
 impl CliHooks {
@@ -46,6 +48,7 @@ impl CliHooks {
             total,
             log_every: (total / 20).max(1),
             started: None,
+            quiet: false,
         })
     }
 
@@ -54,9 +57,7 @@ impl CliHooks {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        self.log_every = u64::MAX;
-        self.total = u64::MAX;
-        self.eval = EvalDisplay::new(self.stop.clone(), false);
+        self.quiet = true;
     }
 
     /// Clears the progress bars.
@@ -70,6 +71,9 @@ impl CliHooks {
 
 impl TrainHooks for CliHooks {
     fn on_step(&mut self, m: &StepMetrics) {
+        if self.quiet {
+            return;
+        }
         let (first, started) = *self.started.get_or_insert((m.step, Instant::now()));
         match &self.bar {
             Some(bar) => {
@@ -95,7 +99,9 @@ impl TrainHooks for CliHooks {
 
 impl EvalMonitor for CliHooks {
     fn on_eval_progress(&mut self, progress: &EvalProgress<'_>) {
-        self.eval.on_eval_progress(progress);
+        if !self.quiet {
+            self.eval.on_eval_progress(progress);
+        }
     }
 
     fn should_stop(&self) -> bool {

@@ -4,20 +4,16 @@
 //! Every process runs under a deadline: a hang fails the test.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{hint, losses, tiny_args, wait_within};
+use common::{hint, losses, tiny_args, wait_within, Reaped};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn run(mut command: Command) -> (bool, String) {
-    let mut child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped::spawn(command.stdout(Stdio::null()).stderr(Stdio::piped()));
     let code = wait_within(&mut child, LIMIT);
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap_or_default();
     (code == Some(0), stderr)
@@ -173,22 +169,22 @@ fn a_run_resumes_with_another_world_size() {
 }
 
 /// Rank `rank` of 2, started by hand as torchrun would, with a short collective timeout.
-fn rank_process(rank: usize, port: u16, dir: &Path, extra: &[&str]) -> Child {
-    hint()
-        .arg("train")
-        .args(args(dir, 100_000))
-        .arg("--gin.Run.dist_timeout_seconds=5")
-        .args(extra)
-        .env("RANK", rank.to_string())
-        .env("LOCAL_RANK", rank.to_string())
-        .env("WORLD_SIZE", "2")
-        .env("MASTER_ADDR", "127.0.0.1")
-        .env("MASTER_PORT", port.to_string())
-        .env("HINT_PROGRESS", "log")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+fn rank_process(rank: usize, port: u16, dir: &Path, extra: &[&str]) -> Reaped {
+    Reaped::spawn(
+        hint()
+            .arg("train")
+            .args(args(dir, 100_000))
+            .arg("--gin.Run.dist_timeout_seconds=5")
+            .args(extra)
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", "2")
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .env("HINT_PROGRESS", "log")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
 }
 
 fn free_port() -> u16 {
@@ -267,13 +263,13 @@ fn ranks_with_different_configurations_are_refused_at_start_up() {
 fn ctrl_c_on_hint_launch_stops_every_rank_at_one_checkpointed_step() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let mut launcher = hint()
-        .args(["launch", "--nproc_per_node", "2", "train"])
-        .args(args(&dir, 100_000))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut launcher = Reaped::spawn(
+        hint()
+            .args(["launch", "--nproc_per_node", "2", "train"])
+            .args(args(&dir, 100_000))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let deadline = Instant::now() + LIMIT;
     while losses_so_far(&dir) < 5 {
         assert!(Instant::now() < deadline, "the run never trained");

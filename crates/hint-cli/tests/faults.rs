@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{hint, tiny_args, wait_within};
+use common::{hint, tiny_args, wait_within, Reaped};
 
 /// Flags that make evaluation last long enough to interrupt (minutes, undisturbed).
 fn long_eval() -> Vec<String> {
@@ -44,21 +44,21 @@ fn run_within(args: &[String], limit: Duration) -> (Option<i32>, String, String)
 }
 
 /// Starts `hint ARGS` with log-line progress; returns it with its stderr lines.
-fn spawn_logging(args: &[String]) -> (Child, Receiver<String>) {
-    let mut child = hint()
-        .args(args)
-        .env("HINT_PROGRESS", "log")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+fn spawn_logging(args: &[String]) -> (Reaped, Receiver<String>) {
+    let mut child = Reaped::spawn(
+        hint()
+            .args(args)
+            .env("HINT_PROGRESS", "log")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
     let lines = lines_of(&mut child);
     (child, lines)
 }
 
 /// Sends SIGINT once `child` starts evaluating; returns the lines it wrote after it
 /// stopped, asserting it stopped within two seconds with exit code 130.
-fn interrupt_evaluation(mut child: Child, lines: &Receiver<String>) -> Vec<String> {
+fn interrupt_evaluation(mut child: Reaped, lines: &Receiver<String>) -> Vec<String> {
     wait_for_line(lines, "evaluating `", Duration::from_secs(120));
     let asked = Instant::now();
     interrupt(&child);

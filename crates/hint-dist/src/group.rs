@@ -235,40 +235,45 @@ impl ProcessGroup {
         Ok(())
     }
 
-    /// Combines `tensors` (in place) over all ranks; every rank passes tensors of the same
-    /// shapes in the same order.
-    pub fn all_reduce(&self, tensors: &mut [Tensor], op: ReduceOp) -> Result<(), DistError> {
+    /// Runs an in-place collective on `tensors` as one buffer: the tensor itself when
+    /// there is one (no copy), else a bucket of all of them, copied back afterwards when
+    /// this rank `keeps` the result. `call` gets the shim's group and the buffer and
+    /// returns the shim's code.
+    fn in_place(
+        &self,
+        collective: &'static str,
+        tensors: &mut [Tensor],
+        keeps: bool,
+        call: impl FnOnce(*mut ffi::HdGroup, *mut torch_sys::C_tensor) -> i32,
+    ) -> Result<(), DistError> {
         let Some(handle) = &self.handle else {
             return Ok(());
         };
-        Self::check("all_reduce", tensors)?;
-        match tensors {
-            [] => Ok(()),
-            [one] => self.all_reduce_one(handle, one, op),
-            many => {
-                let mut flat = bucket("all_reduce", many)?;
-                self.all_reduce_one(handle, &mut flat, op)?;
-                unbucket(&flat, many);
-                Ok(())
-            }
+        Self::check(collective, tensors)?;
+        let mut flat = match &*tensors {
+            [] => return Ok(()),
+            [one] => one.shallow_clone(),
+            many => bucket(collective, many)?,
+        };
+        if call(handle.0.as_ptr(), flat.as_mut_ptr()) != 0 {
+            return Err(self.collective_error(collective));
         }
+        if tensors.len() > 1 && keeps {
+            unbucket(&flat, tensors);
+        }
+        Ok(())
     }
 
-    fn all_reduce_one(
-        &self,
-        handle: &Handle,
-        tensor: &mut Tensor,
-        op: ReduceOp,
-    ) -> Result<(), DistError> {
-        let mut pointer = tensor.as_mut_ptr();
-        // SAFETY: the tensor is live for the duration of the call; the shim copies the
-        // handle, not the tensor, and reduces into its storage in place.
-        let code = unsafe { ffi::hd_all_reduce(handle.0.as_ptr(), &mut pointer, 1, op.code()) };
-        if code == 0 {
-            Ok(())
-        } else {
-            Err(self.collective_error("all_reduce"))
-        }
+    /// Combines `tensors` (in place) over all ranks; every rank passes tensors of the same
+    /// shapes in the same order.
+    pub fn all_reduce(&self, tensors: &mut [Tensor], op: ReduceOp) -> Result<(), DistError> {
+        self.in_place("all_reduce", tensors, true, |group, tensor| {
+            let mut pointer = tensor;
+            // SAFETY: the group is live and the tensor is live for the duration of the
+            // call; the shim copies the handle, not the tensor, and works on its storage in
+            // place.
+            unsafe { ffi::hd_all_reduce(group, &mut pointer, 1, op.code()) }
+        })
     }
 
     /// Combines `tensors` over all ranks into rank `root`'s (in place); the other ranks'
@@ -280,48 +285,19 @@ impl ProcessGroup {
         root: usize,
         op: ReduceOp,
     ) -> Result<(), DistError> {
-        let Some(handle) = &self.handle else {
-            return Ok(());
-        };
-        Self::check("reduce", tensors)?;
-        let mut flat = match &*tensors {
-            [] => return Ok(()),
-            [one] => one.shallow_clone(),
-            many => bucket("reduce", many)?,
-        };
-        // SAFETY: as in all_reduce_one.
-        let code =
-            unsafe { ffi::hd_reduce(handle.0.as_ptr(), flat.as_mut_ptr(), root as i32, op.code()) };
-        if code != 0 {
-            return Err(self.collective_error("reduce"));
-        }
-        if tensors.len() > 1 && self.rank == root {
-            unbucket(&flat, tensors);
-        }
-        Ok(())
+        self.in_place("reduce", tensors, self.rank == root, |group, tensor| {
+            // SAFETY: as in all_reduce.
+            unsafe { ffi::hd_reduce(group, tensor, root as i32, op.code()) }
+        })
     }
 
     /// Copies rank `root`'s `tensors` into every rank's (in place).
     pub fn broadcast(&self, tensors: &mut [Tensor], root: usize) -> Result<(), DistError> {
-        let Some(handle) = &self.handle else {
-            return Ok(());
-        };
-        Self::check("broadcast", tensors)?;
-        let mut flat = match &*tensors {
-            [] => return Ok(()),
-            [one] => one.shallow_clone(),
-            many => bucket("broadcast", many)?,
-        };
-        let mut pointer = flat.as_mut_ptr();
-        // SAFETY: as in all_reduce_one.
-        let code = unsafe { ffi::hd_broadcast(handle.0.as_ptr(), &mut pointer, 1, root as i32) };
-        if code != 0 {
-            return Err(self.collective_error("broadcast"));
-        }
-        if tensors.len() > 1 {
-            unbucket(&flat, tensors);
-        }
-        Ok(())
+        self.in_place("broadcast", tensors, true, |group, tensor| {
+            let mut pointer = tensor;
+            // SAFETY: as in all_reduce.
+            unsafe { ffi::hd_broadcast(group, &mut pointer, 1, root as i32) }
+        })
     }
 
     /// Every rank's `input` stacked along a new first dimension, in rank order.

@@ -139,9 +139,16 @@ impl Adafactor {
 
     /// Builds the optimizer over a `VarStore`'s variables, in name order.
     pub fn from_var_store(vs: &VarStore, groups: Vec<ParamGroup>) -> Result<Self> {
-        let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        variables.sort_by(|a, b| a.0.cmp(&b.0));
-        Self::new(variables, groups)
+        Self::new(variables_by_name(vs), groups)
+    }
+
+    /// [`Adafactor::new_sharded`] over a `VarStore`'s variables, in name order.
+    pub fn from_var_store_sharded(
+        vs: &VarStore,
+        groups: Vec<ParamGroup>,
+        owns: &dyn Fn(&str) -> bool,
+    ) -> Result<Self> {
+        Self::new_sharded(variables_by_name(vs), groups, owns)
     }
 
     /// One group named `all` over every parameter.
@@ -415,4 +422,11 @@ impl Adafactor {
         let _ = scale.f_mul_scalar_(threshold)?;
         Ok(scale)
     }
+}
+
+/// A `VarStore`'s variables in name order (its map has none of its own).
+fn variables_by_name(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    variables
 }

@@ -170,13 +170,7 @@ impl CheckpointManager {
         optimizer: &Adafactor,
         state: &TrainState,
     ) -> Result<CheckpointInfo> {
-        self.save(state.step, |dir| {
-            save_parameters(vs, dir.join(PARAMETERS_FILE))?;
-            optimizer.save_state(dir.join(OPTIMIZER_FILE))?;
-            let path = dir.join(TRAIN_STATE_FILE);
-            let text = serde_json::to_string_pretty(state).unwrap_or_default();
-            std::fs::write(&path, text).map_err(io_error(&path))
-        })
+        self.save_with_optimizer(vs, state, |path| Ok(optimizer.save_state(path)?))
     }
 
     /// [`CheckpointManager::save_training`] with the optimizer state given as named
@@ -188,15 +182,23 @@ impl CheckpointManager {
         optimizer_state: &[(String, Tensor)],
         state: &TrainState,
     ) -> Result<CheckpointInfo> {
+        self.save_with_optimizer(vs, state, |path| {
+            Tensor::write_safetensors(optimizer_state, path).map_err(|source| TrainError::Torch {
+                context: format!("writing {}", path.display()),
+                source,
+            })
+        })
+    }
+
+    fn save_with_optimizer(
+        &self,
+        vs: &VarStore,
+        state: &TrainState,
+        write_optimizer: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<CheckpointInfo> {
         self.save(state.step, |dir| {
             save_parameters(vs, dir.join(PARAMETERS_FILE))?;
-            let path = dir.join(OPTIMIZER_FILE);
-            Tensor::write_safetensors(optimizer_state, &path).map_err(|source| {
-                TrainError::Torch {
-                    context: format!("writing {}", path.display()),
-                    source,
-                }
-            })?;
+            write_optimizer(&dir.join(OPTIMIZER_FILE))?;
             let path = dir.join(TRAIN_STATE_FILE);
             let text = serde_json::to_string_pretty(state).unwrap_or_default();
             std::fs::write(&path, text).map_err(io_error(&path))

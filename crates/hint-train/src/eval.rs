@@ -155,6 +155,16 @@ pub fn evaluate(
     tasks: &[EvalTask],
     context: &mut EvalContext<'_>,
 ) -> Result<Vec<TaskResult>> {
+    evaluate_some(model, set, &tasks.iter().collect::<Vec<_>>(), context)
+}
+
+/// [`evaluate`] on some of a set's tasks (a rank's share), without copying them.
+pub fn evaluate_some(
+    model: &HyperT5,
+    set: &str,
+    tasks: &[&EvalTask],
+    context: &mut EvalContext<'_>,
+) -> Result<Vec<TaskResult>> {
     let mut progress = SetProgress {
         set,
         done: 0,

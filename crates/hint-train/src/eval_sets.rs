@@ -12,7 +12,9 @@ use hint_model::HyperT5;
 
 use crate::batches::converter;
 use crate::error::{Result, TrainError};
-use crate::eval::{evaluate, EvalContext, EvalExample, EvalMonitor, EvalTask, TaskResult};
+use crate::eval::{
+    evaluate, evaluate_some, EvalContext, EvalExample, EvalMonitor, EvalTask, TaskResult,
+};
 use crate::settings::RunSettings;
 
 /// Tokenized evaluation sets: `(label, tasks)`.
@@ -229,8 +231,8 @@ pub fn score_sets_in(
         if interrupted.is_some() || indices.is_empty() {
             continue;
         }
-        let share: Vec<EvalTask> = indices.iter().map(|&j| tasks[j].clone()).collect();
-        match tch::no_grad(|| evaluate(model, label, &share, &mut context)) {
+        let share: Vec<&EvalTask> = indices.iter().map(|&j| &tasks[j]).collect();
+        match tch::no_grad(|| evaluate_some(model, label, &share, &mut context)) {
             Ok(results) => mine.extend(indices.into_iter().zip(results).map(|(j, r)| (set, j, r))),
             Err(TrainError::Interrupted { task }) => interrupted = Some(task),
             Err(err) => return Err(err),

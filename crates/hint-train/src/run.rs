@@ -98,7 +98,8 @@ pub fn train_and_evaluate_in(
     let tokenizer_path = model_dir.path().join("tokenizer.json");
     let data = settings.data.build(
         settings.run.lengths,
-        (model_dir.resumed() || !main).then_some(tokenizer_path.as_path()),
+        // A following rank's directory counts as resumed: it reads rank 0's tokenizer.
+        model_dir.resumed().then_some(tokenizer_path.as_path()),
     )?;
     check_vocabulary(&data, &settings.t5)?;
     let (vs, model) = build_model(settings)?;
@@ -113,10 +114,8 @@ pub fn train_and_evaluate_in(
     );
     let mut optimizer = if settings.train.shard_optimizer && group.world_size() > 1 {
         let owners = shard_owners(&vs, group.world_size());
-        let mut variables: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
-        variables.sort_by(|a, b| a.0.cmp(&b.0));
         let rank = group.rank();
-        Adafactor::new_sharded(variables, groups, &|name| owners.get(name) == Some(&rank))?
+        Adafactor::from_var_store_sharded(&vs, groups, &|name| owners.get(name) == Some(&rank))?
     } else {
         Adafactor::from_var_store(&vs, groups)?
     };
@@ -197,19 +196,11 @@ pub fn train_and_evaluate_in(
         }
         interrupted => (interrupted, Vec::new(), String::new()),
     };
-    if !main {
-        return Ok(RunSummary {
-            model_dir: model_dir.path().to_path_buf(),
-            outcome,
-            train_seconds,
-            results,
-            markdown,
-            plots: Vec::new(),
-            eval_sets: sets,
-            vocabulary: Arc::clone(&data.vocabulary),
-        });
-    }
-    let plots = crate::plot::plot_run(model_dir.path())?;
+    let plots = if main {
+        crate::plot::plot_run(model_dir.path())?
+    } else {
+        Vec::new()
+    };
     Ok(RunSummary {
         model_dir: model_dir.path().to_path_buf(),
         outcome,

@@ -428,83 +428,62 @@ impl<'a> Trainer<'a> {
         variables
     }
 
-    /// Sums every gradient over the ranks, in buckets of about [`BUCKET_ELEMENTS`], in
-    /// name order.
-    fn all_reduce_gradients(&self, group: &ProcessGroup) -> Result<()> {
-        let mut bucket: Vec<Tensor> = Vec::new();
-        let mut elements = 0;
+    /// Sums every gradient over the ranks, in name order, in buckets of about
+    /// [`BUCKET_ELEMENTS`]: onto every rank, or (sharded, ZeRO-2) onto its owner only.
+    fn sum_gradients(&self, group: &ProcessGroup) -> Result<()> {
         for (name, variable) in self.trainable_by_name() {
-            let grad = variable.grad();
-            if !grad.defined() {
+            if !variable.grad().defined() {
                 return Err(TrainError::Distributed(DistError::BadTensor {
-                    collective: "gradient all-reduce",
+                    collective: "gradient sum",
                     message: format!("`{name}` has no gradient on this rank"),
                 }));
             }
-            elements += grad.numel();
-            bucket.push(grad);
-            if elements >= BUCKET_ELEMENTS {
-                group.all_reduce(&mut bucket, ReduceOp::Sum)?;
-                bucket.clear();
-                elements = 0;
-            }
         }
-        if !bucket.is_empty() {
-            group.all_reduce(&mut bucket, ReduceOp::Sum)?;
+        let owners = self.owners.as_ref();
+        for (owner, mut bucket) in self.buckets(owners, group.world_size(), Tensor::grad) {
+            match owner {
+                None => group.all_reduce(&mut bucket, ReduceOp::Sum)?,
+                Some(owner) => group.reduce(&mut bucket, owner, ReduceOp::Sum)?,
+            }
         }
         Ok(())
     }
 
-    /// The trainable parameters each rank owns, in name order, in buckets of about
-    /// [`BUCKET_ELEMENTS`]: `(owner, tensors)`.
-    fn owner_buckets(
+    /// The trainable parameters (`of` each: its gradient, or itself) in name order, in
+    /// buckets of about [`BUCKET_ELEMENTS`]: one run of buckets for all (`owners` absent,
+    /// owner `None`), or one run per owner.
+    fn buckets(
         &self,
-        owners: &BTreeMap<String, usize>,
+        owners: Option<&BTreeMap<String, usize>>,
         world: usize,
         of: impl Fn(&Tensor) -> Tensor,
-    ) -> Vec<(usize, Vec<Tensor>)> {
+    ) -> Vec<(Option<usize>, Vec<Tensor>)> {
         let variables = self.trainable_by_name();
+        let runs: Vec<Option<usize>> = match owners {
+            None => vec![None],
+            Some(_) => (0..world).map(Some).collect(),
+        };
         let mut buckets = Vec::new();
-        for rank in 0..world {
+        for run in runs {
             let mut bucket: Vec<Tensor> = Vec::new();
             let mut elements = 0;
             for (name, variable) in &variables {
-                if owners.get(name) != Some(&rank) {
+                if owners.is_some_and(|o| o.get(name).copied() != run) {
                     continue;
                 }
                 let tensor = of(variable);
                 elements += tensor.numel();
                 bucket.push(tensor);
                 if elements >= BUCKET_ELEMENTS {
-                    buckets.push((rank, std::mem::take(&mut bucket)));
+                    buckets.push((run, std::mem::take(&mut bucket)));
                     elements = 0;
                 }
             }
             if !bucket.is_empty() {
-                buckets.push((rank, bucket));
+                buckets.push((run, bucket));
             }
         }
         buckets
-    }
-
-    /// ZeRO-2: each gradient summed into its owner's copy only.
-    fn reduce_gradients_to_owners(
-        &self,
-        group: &ProcessGroup,
-        owners: &BTreeMap<String, usize>,
-    ) -> Result<()> {
-        for (name, variable) in self.trainable_by_name() {
-            if !variable.grad().defined() {
-                return Err(TrainError::Distributed(DistError::BadTensor {
-                    collective: "gradient reduce",
-                    message: format!("`{name}` has no gradient on this rank"),
-                }));
-            }
-        }
-        for (owner, mut bucket) in self.owner_buckets(owners, group.world_size(), Tensor::grad) {
-            group.reduce(&mut bucket, owner, ReduceOp::Sum)?;
-        }
-        Ok(())
     }
 
     /// After the owners' updates, every rank receives the new values.
@@ -513,9 +492,9 @@ impl<'a> Trainer<'a> {
         group: &ProcessGroup,
         owners: &BTreeMap<String, usize>,
     ) -> Result<()> {
-        for (owner, mut bucket) in
-            self.owner_buckets(owners, group.world_size(), Tensor::shallow_clone)
-        {
+        let buckets = self.buckets(Some(owners), group.world_size(), Tensor::shallow_clone);
+        for (owner, mut bucket) in buckets {
+            let owner = owner.unwrap_or(0);
             tch::no_grad(|| group.broadcast(&mut bucket, owner))?;
         }
         Ok(())
@@ -620,10 +599,7 @@ impl<'a> Trainer<'a> {
         if let Some(group) = self.group {
             // The loss is a sum over tokens: summing the ranks' gradients and losses gives
             // exactly the global batch's.
-            match &self.owners {
-                None => self.all_reduce_gradients(group)?,
-                Some(owners) => self.reduce_gradients_to_owners(group, owners)?,
-            }
+            self.sum_gradients(group)?;
             let mut sums = [Tensor::from_slice(&[loss, z_loss, weight])];
             group.all_reduce(&mut sums, ReduceOp::Sum)?;
             let sums = Vec::<f64>::try_from(&sums[0]).unwrap_or_default();
@@ -637,32 +613,28 @@ impl<'a> Trainer<'a> {
                 loss,
             });
         }
+        // Each rank counts the gradients it holds summed: all of them, or (sharded) its
+        // own, whose squares the ranks then add up.
+        let rank = self.group.map_or(0, |g| g.rank());
+        let counted = |name: &str| {
+            self.owners
+                .as_ref()
+                .is_none_or(|o| o.get(name) == Some(&rank))
+        };
+        let squares = tch::no_grad(|| {
+            self.trainable_by_name()
+                .iter()
+                .filter(|(name, v)| counted(name) && v.grad().defined())
+                .map(|(_, v)| f64::try_from(v.grad().square().sum(Kind::Float)).unwrap_or(0.0))
+                .sum::<f64>()
+        });
         let grad_norm = match (&self.owners, self.group) {
-            // Only owners hold their parameters' summed gradients.
-            (Some(owners), Some(group)) => {
-                let rank = group.rank();
-                let mine = tch::no_grad(|| {
-                    self.trainable_by_name()
-                        .iter()
-                        .filter(|(name, v)| owners.get(name) == Some(&rank) && v.grad().defined())
-                        .map(|(_, v)| {
-                            f64::try_from(v.grad().square().sum(Kind::Float)).unwrap_or(0.0)
-                        })
-                        .sum::<f64>()
-                });
-                let mut total = [Tensor::from_slice(&[mine])];
+            (Some(_), Some(group)) => {
+                let mut total = [Tensor::from_slice(&[squares])];
                 group.all_reduce(&mut total, ReduceOp::Sum)?;
                 f64::try_from(&total[0]).unwrap_or(f64::NAN).sqrt()
             }
-            _ => tch::no_grad(|| {
-                self.vs
-                    .trainable_variables()
-                    .iter()
-                    .filter(|v| v.grad().defined())
-                    .map(|v| f64::try_from(v.grad().square().sum(Kind::Float)).unwrap_or(0.0))
-                    .sum::<f64>()
-                    .sqrt()
-            }),
+            _ => squares.sqrt(),
         };
         let mut learning_rate = BTreeMap::new();
         for group in self.optimizer.groups() {

@@ -70,3 +70,40 @@ pub fn wait_within(child: &mut std::process::Child, limit: std::time::Duration) 
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// A child killed, with everything it started (`hint launch`'s ranks), when dropped: a
+/// failing assertion leaves no process behind.
+pub struct Reaped(pub std::process::Child);
+
+impl Reaped {
+    /// Spawns `command` in a process group of its own, so that dropping kills the group.
+    pub fn spawn(command: &mut Command) -> Self {
+        use std::os::unix::process::CommandExt;
+        Self(command.process_group(0).spawn().unwrap())
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // The group too: the child may be gone while what it started still runs.
+        let _ = Command::new("kill")
+            .args(["-KILL", &format!("-{}", self.0.id())])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
