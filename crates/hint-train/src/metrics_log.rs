@@ -194,19 +194,24 @@ mod tests {
             train_line(2)
         );
         std::fs::write(&path, &history).unwrap();
-        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        // A rewrite goes through a temporary file and a rename, which gives the path a new
+        // inode; a modification time can be too coarse to tell.
+        let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
+        let before = inode();
         truncate_after(&path, 2).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), history);
         assert_eq!(
-            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            inode(),
             before,
             "nothing to drop: the file is not rewritten"
         );
 
         let torn = &train_line(4)[..20];
         std::fs::write(&path, format!("{history}{}{torn}", train_line(3))).unwrap();
+        let torn_file = inode();
         truncate_after(&path, 2).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), history);
+        assert_ne!(inode(), torn_file, "rewritten atomically");
         assert_eq!(read_metrics(&path).unwrap().len(), 3);
     }
 }
