@@ -3,11 +3,14 @@
 # the same global batch, alternating, on the embedded default and at the T5-v1.1-small
 # shape (the built-in data and its 800-token vocabulary). Throughput is the mean of rank
 # 0's examples/s (global examples over the step's wall time, collectives included) after
-# the first steps. Prints one line per run and the ratios.
+# the first steps. Prints one line per run and the ratios, then how long the step's gradient
+# all-reduce takes on its own (hint-dist's `allreduce_time` example, at the byte count the
+# run logged).
 #
-#   cargo build --release -p hint-cli && benches/data_parallel.sh [target/release/hint] [rounds]
+#   cargo build --release -p hint-cli -p hint-dist --bins --examples && benches/data_parallel.sh [target/release/hint] [rounds]
 set -euo pipefail
 HINT=${1:-target/release/hint}
+ALLREDUCE=${ALLREDUCE:-$(dirname "$HINT")/examples/allreduce_time}
 ROUNDS=${2:-2}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -33,7 +36,7 @@ run() { # name ranks extra-args…
   if [ "$ranks" = 1 ]; then
     OMP_NUM_THREADS=1 "$HINT" train --gin.MODEL_DIR=\""$dir"\" "${COMMON[@]}" "$@" >/dev/null 2>&1
   else
-    "$HINT" launch --nproc_per_node "$ranks" train --gin.MODEL_DIR=\""$dir"\" "${COMMON[@]}" "$@" >/dev/null 2>&1
+    "$HINT" launch --nproc_per_node "$ranks" train --gin.MODEL_DIR=\""$dir"\" "${COMMON[@]}" "$@" >"$WORK/$name.log" 2>&1
   fi
   throughput "$dir"
 }
@@ -47,4 +50,9 @@ for workload in default small; do
     echo "$workload round $round: 1 rank ${one[-1]} examples/s, 2 ranks ${two[-1]} examples/s"
   done
   python3 -c "import sys; a=[float(x) for x in sys.argv[1].split()]; b=[float(x) for x in sys.argv[2].split()]; print(f'$workload: 2 ranks / 1 rank = {sum(b)/sum(a):.2f}x (per round: ' + ', '.join(f'{y/x:.2f}' for x,y in zip(a,b)) + ')')" "${one[*]}" "${two[*]}"
+  bytes=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/$workload.log" | grep -o 'gradient_bytes=[0-9]*' | head -1 | cut -d= -f2 || true)
+  if [ -x "$ALLREDUCE" ] && [ -n "$bytes" ]; then
+    echo "$workload: $bytes bytes of gradients summed per step; alone, on an idle machine:"
+    "$ALLREDUCE" $((bytes / 4)) 2
+  fi
 done

@@ -14,9 +14,10 @@ use anyhow::{bail, Context, Result};
 const USAGE: &str = "usage: cargo xtask <command> [args…]
 
 commands:
-  setup           install torch 2.13.0 into HINT_TORCH_DIR (default ~/.cache/hint/torch-2.13.0)
+  setup [--nccl]  install torch 2.13.0 into HINT_TORCH_DIR (default ~/.cache/hint/torch-2.13.0)
                   unless LIBTORCH or LIBTORCH_USE_PYTORCH is set, and Gloo's headers
-                  (Debian's libgloo-dev, as root) unless GLOO_INCLUDE is set; idempotent
+                  (Debian's libgloo-dev, as root) unless GLOO_INCLUDE is set; idempotent.
+                  --nccl: also the CUDA headers that `--features nccl` builds need
   train [ARGS…]   build the `hint` binary (release) and train on the embedded default
                   (configs/builtin.gin); ARGS go to `hint train`, e.g. --gin.TRAIN_STEPS=100
   test [ARGS…]    the whole workspace test suite; with HINT_SHARED_DATA set, the tests
@@ -29,7 +30,13 @@ fn main() -> ExitCode {
     let command = args.next();
     let rest: Vec<String> = args.collect();
     let result = match command.as_deref() {
-        Some("setup") => setup().map(|_| ()),
+        Some("setup") => setup().and_then(|_| {
+            if rest.iter().any(|a| a == "--nccl") {
+                torch_env::ensure_nccl_headers()?;
+                eprintln!("xtask: NCCL's build headers are in place: build with `--features nccl`");
+            }
+            Ok(())
+        }),
         Some("train") => train(&rest),
         Some("test") => test(&rest),
         Some("ci") => ci(),

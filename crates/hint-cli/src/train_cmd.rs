@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use hint_dist::ProcessGroup;
+use anyhow::{Context, Result};
+use hint_dist::{ProcessGroup, Rendezvous};
 use hint_train::eval::{EvalMonitor, EvalProgress};
 use hint_train::{
     train_and_evaluate_in, CheckpointInfo, RunSettings, StepMetrics, TrainHooks, TrainOutcome,
@@ -135,15 +135,24 @@ pub(crate) fn settings_of(args: &GinArgs) -> Result<RunSettings> {
 /// `hint train`, alone or as one rank of a data-parallel run (torchrun's variables, or
 /// `hint launch`).
 pub fn train(args: &GinArgs) -> Result<ExitCode> {
-    let settings = settings_of(args)?;
+    let mut settings = settings_of(args)?;
     let timeout = Duration::from_secs(settings.run.dist_timeout_seconds.max(1));
-    let group = ProcessGroup::from_env(timeout).context("joining the data-parallel group")?;
-    if group.world_size() > 1 && settings.device != tch::Device::Cpu {
-        bail!(
-            "a data-parallel run of {} processes needs Run.device=\"cpu\": collectives on CUDA tensors (NCCL) are not built yet",
-            group.world_size()
-        );
+    let rendezvous = Rendezvous::from_env(timeout).context("reading torchrun's variables")?;
+    if let (Some(rendezvous), tch::Device::Cuda(_)) = (&rendezvous, settings.device) {
+        // torchrun's contract: each rank of a machine takes the GPU of its LOCAL_RANK.
+        settings.device = hint_model::open_device(&format!("cuda:{}", rendezvous.local_rank))
+            .with_context(|| {
+                format!(
+                    "rank {} (LOCAL_RANK {}) needs a GPU of its own",
+                    rendezvous.rank, rendezvous.local_rank
+                )
+            })?;
     }
+    let group = match &rendezvous {
+        Some(rendezvous) => ProcessGroup::join(rendezvous, settings.device),
+        None => Ok(ProcessGroup::single()),
+    }
+    .context("joining the data-parallel group")?;
     let mut hooks = CliHooks::new(settings.train.steps)?;
     if !group.is_main() {
         // One progress display per run: rank 0's.

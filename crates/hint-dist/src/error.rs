@@ -58,6 +58,20 @@ pub enum DistError {
         /// Rank 0's.
         rank0: String,
     },
+    /// Parameters that took no part in a step's loss, so their gradients were never
+    /// summed (every rank would wait for them).
+    #[error(
+        "rank {rank}: these trainable parameters received no gradient in the step, so the \
+         ranks could not sum their gradients: {}; data parallelism needs every trainable \
+         parameter in every step's loss (freeze the others)",
+        names.join(", ")
+    )]
+    UnusedParameters {
+        /// This process's rank.
+        rank: usize,
+        /// The parameters.
+        names: Vec<String>,
+    },
     /// A tensor a collective cannot take.
     #[error("{collective}: {message}")]
     BadTensor {

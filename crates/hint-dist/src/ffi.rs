@@ -8,16 +8,23 @@ use std::os::raw::{c_char, c_int};
 
 use torch_sys::C_tensor;
 
-/// A TCPStore and the Gloo process group formed over it.
+/// A TCPStore and the process group formed over it (Gloo, and NCCL when built).
 #[repr(C)]
 pub struct HdGroup {
     _private: [u8; 0],
 }
 
+/// A c10d::Reducer: gradient buckets summed from autograd hooks.
+#[repr(C)]
+pub struct HdReducer {
+    _private: [u8; 0],
+}
+
 unsafe extern "C" {
     pub fn hd_last_error() -> *const c_char;
+    pub fn hd_has_nccl() -> bool;
     #[allow(clippy::too_many_arguments)]
-    pub fn hd_gloo_new(
+    pub fn hd_group_new(
         host: *const c_char,
         port: u16,
         is_server: bool,
@@ -26,6 +33,7 @@ unsafe extern "C" {
         prefix: *const c_char,
         interface_host: *const c_char,
         timeout_ms: i64,
+        nccl: bool,
         out: *mut *mut HdGroup,
     ) -> c_int;
     pub fn hd_free(group: *mut HdGroup);
@@ -44,6 +52,12 @@ unsafe extern "C" {
     ) -> c_int;
     pub fn hd_all_gather(group: *mut HdGroup, output: *mut C_tensor, input: *mut C_tensor)
         -> c_int;
+    pub fn hd_reduce_scatter(
+        group: *mut HdGroup,
+        output: *mut C_tensor,
+        input: *mut C_tensor,
+        op: c_int,
+    ) -> c_int;
     pub fn hd_barrier(group: *mut HdGroup) -> c_int;
     pub fn hd_store_set(
         group: *mut HdGroup,
@@ -58,4 +72,20 @@ unsafe extern "C" {
         capacity: usize,
         len: *mut usize,
     ) -> c_int;
+    #[allow(clippy::too_many_arguments)]
+    pub fn hd_reducer_new(
+        group: *mut HdGroup,
+        params: *mut *mut C_tensor,
+        names: *const *const c_char,
+        n: usize,
+        bucket_lengths: *const usize,
+        bucket_owners: *const c_int,
+        buckets: usize,
+        bucket_bytes: i64,
+        first_bucket_bytes: i64,
+        out: *mut *mut HdReducer,
+    ) -> c_int;
+    pub fn hd_reducer_free(reducer: *mut HdReducer);
+    pub fn hd_reducer_prepare(reducer: *mut HdReducer) -> c_int;
+    pub fn hd_reducer_check(reducer: *mut HdReducer) -> c_int;
 }

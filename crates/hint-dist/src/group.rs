@@ -64,6 +64,8 @@ pub struct ProcessGroup {
     rank: usize,
     world_size: usize,
     local_rank: usize,
+    /// Whether NCCL serves this group's CUDA tensors.
+    nccl: bool,
     handle: Option<Handle>,
 }
 
@@ -73,11 +75,12 @@ impl std::fmt::Debug for ProcessGroup {
             .field("rank", &self.rank)
             .field("world_size", &self.world_size)
             .field("local_rank", &self.local_rank)
+            .field("nccl", &self.nccl)
             .finish_non_exhaustive()
     }
 }
 
-fn last_error() -> String {
+pub(crate) fn last_error() -> String {
     // SAFETY: hd_last_error returns a NUL-terminated string owned by the shim's
     // thread-local storage, valid until the next failing call on this thread.
     let text = unsafe { CStr::from_ptr(ffi::hd_last_error()) }
@@ -130,22 +133,46 @@ impl ProcessGroup {
             rank: 0,
             world_size: 1,
             local_rank: 0,
+            nccl: false,
             handle: None,
         }
     }
 
+    /// Whether this build of hint-dist has NCCL (the `nccl` cargo feature), for CUDA
+    /// tensors.
+    pub fn nccl_built() -> bool {
+        // SAFETY: a constant answer of the shim.
+        unsafe { ffi::hd_has_nccl() }
+    }
+
     /// The group torchrun's variables describe ([`Rendezvous::from_env`]), or a world of
-    /// one when they are absent.
-    pub fn from_env(timeout: Duration) -> Result<Self, DistError> {
+    /// one when they are absent. `device` is where the run's tensors live: a CUDA device
+    /// also forms NCCL for them (CPU tensors always go through Gloo).
+    pub fn from_env(timeout: Duration, device: Device) -> Result<Self, DistError> {
         match Rendezvous::from_env(timeout)? {
-            Some(rendezvous) => Self::join(&rendezvous),
+            Some(rendezvous) => Self::join(&rendezvous, device),
             None => Ok(Self::single()),
         }
     }
 
     /// Joins the rendezvous: rank 0 serves the store unless an agent does; every rank then
-    /// forms the Gloo group. Fails (never hangs) after the rendezvous timeout.
-    pub fn join(rendezvous: &Rendezvous) -> Result<Self, DistError> {
+    /// forms the group: Gloo for CPU tensors and, when `device` is a CUDA device, NCCL for
+    /// CUDA tensors (which needs the `nccl` feature). Fails (never hangs) after the
+    /// rendezvous timeout.
+    pub fn join(rendezvous: &Rendezvous, device: Device) -> Result<Self, DistError> {
+        let nccl = matches!(device, Device::Cuda(_));
+        if nccl && !Self::nccl_built() {
+            return Err(DistError::Rendezvous {
+                address: format!("{}:{}", rendezvous.master_addr, rendezvous.master_port),
+                rank: rendezvous.rank,
+                world_size: rendezvous.world_size,
+                message: format!(
+                    "the run's tensors are on {device:?}, which needs NCCL, but this hint was \
+                     built without it: build with `--features nccl` (cargo xtask setup --nccl \
+                     installs its headers)"
+                ),
+            });
+        }
         if rendezvous.world_size == 1 {
             return Ok(Self {
                 local_rank: rendezvous.local_rank,
@@ -165,7 +192,7 @@ impl ProcessGroup {
         // SAFETY: all strings are NUL-terminated and outlive the call; `out` is written
         // only on success.
         let code = unsafe {
-            ffi::hd_gloo_new(
+            ffi::hd_group_new(
                 host.as_ptr(),
                 rendezvous.master_port,
                 rendezvous.serves_store(),
@@ -174,6 +201,7 @@ impl ProcessGroup {
                 prefix.as_ptr(),
                 interface.as_ptr(),
                 rendezvous.timeout.as_millis() as i64,
+                nccl,
                 &mut out,
             )
         };
@@ -190,6 +218,7 @@ impl ProcessGroup {
             rank: rendezvous.rank,
             world_size: rendezvous.world_size,
             local_rank: rendezvous.local_rank,
+            nccl,
             handle: Some(Handle(handle)),
         })
     }
@@ -214,7 +243,12 @@ impl ProcessGroup {
         self.rank == 0
     }
 
-    fn collective_error(&self, collective: &'static str) -> DistError {
+    /// The shim's group, `None` in a world of one.
+    pub(crate) fn raw(&self) -> Option<*mut ffi::HdGroup> {
+        self.handle.as_ref().map(|h| h.0.as_ptr())
+    }
+
+    pub(crate) fn collective_error(&self, collective: &'static str) -> DistError {
         DistError::Collective {
             collective,
             rank: self.rank,
@@ -223,14 +257,23 @@ impl ProcessGroup {
         }
     }
 
-    fn check(collective: &'static str, tensors: &[Tensor]) -> Result<(), DistError> {
+    fn check(&self, collective: &'static str, tensors: &[Tensor]) -> Result<(), DistError> {
+        let device = tensors.first().map(Tensor::device);
         for tensor in tensors {
-            if !tensor.defined() || tensor.device() != Device::Cpu || !tensor.is_contiguous() {
+            if !tensor.defined() || !tensor.is_contiguous() || Some(tensor.device()) != device
+            {
                 return Err(DistError::BadTensor {
                     collective,
-                    message: "Gloo takes defined, contiguous CPU tensors".into(),
+                    message: "collectives take defined, contiguous tensors on one device".into(),
                 });
             }
+        }
+        if matches!(device, Some(Device::Cuda(_))) && !self.nccl {
+            return Err(DistError::BadTensor {
+                collective,
+                message: "CUDA tensors need NCCL: this group was formed for CPU tensors (Gloo)"
+                    .into(),
+            });
         }
         Ok(())
     }
@@ -249,7 +292,7 @@ impl ProcessGroup {
         let Some(handle) = &self.handle else {
             return Ok(());
         };
-        Self::check(collective, tensors)?;
+        self.check(collective, tensors)?;
         let mut flat = match &*tensors {
             [] => return Ok(()),
             [one] => one.shallow_clone(),
@@ -310,10 +353,10 @@ impl ProcessGroup {
             .collect();
         // Gloo concatenates the ranks' inputs along the first dimension: flat in, flat out.
         let mut input = input.contiguous().reshape([-1]);
-        Self::check("all_gather", std::slice::from_ref(&input))?;
+        self.check("all_gather", std::slice::from_ref(&input))?;
         let mut output = Tensor::zeros(
             [self.world_size as i64 * input.numel() as i64],
-            (input.kind(), Device::Cpu),
+            (input.kind(), input.device()),
         );
         // SAFETY: both tensors are live for the call; the output has room for every rank.
         let code = unsafe {
@@ -323,6 +366,46 @@ impl ProcessGroup {
             Ok(output.view(shape.as_slice()))
         } else {
             Err(self.collective_error("all_gather"))
+        }
+    }
+
+    /// Rank r's share of the sum over the ranks (`op`) of `input`: `input`'s first dimension
+    /// is divided into `world_size` equal slices and this rank gets slice `rank` of the
+    /// combination. Half the traffic of [`ProcessGroup::all_reduce`] when each rank needs
+    /// only its part.
+    pub fn reduce_scatter(&self, input: &Tensor, op: ReduceOp) -> Result<Tensor, DistError> {
+        let Some(handle) = &self.handle else {
+            return Ok(input.shallow_clone());
+        };
+        let size = input.size();
+        let rows = size.first().copied().unwrap_or(0);
+        if size.is_empty() || rows % self.world_size as i64 != 0 {
+            return Err(DistError::BadTensor {
+                collective: "reduce_scatter",
+                message: format!(
+                    "the input's first dimension ({rows}) must divide into {} equal slices",
+                    self.world_size
+                ),
+            });
+        }
+        let mut input = input.contiguous();
+        self.check("reduce_scatter", std::slice::from_ref(&input))?;
+        let mut shape = size.clone();
+        shape[0] = rows / self.world_size as i64;
+        let mut output = Tensor::zeros(shape.as_slice(), (input.kind(), input.device()));
+        // SAFETY: both tensors are live for the call; the output holds one slice.
+        let code = unsafe {
+            ffi::hd_reduce_scatter(
+                handle.0.as_ptr(),
+                output.as_mut_ptr(),
+                input.as_mut_ptr(),
+                op.code(),
+            )
+        };
+        if code == 0 {
+            Ok(output)
+        } else {
+            Err(self.collective_error("reduce_scatter"))
         }
     }
 

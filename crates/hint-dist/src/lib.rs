@@ -14,8 +14,10 @@
 mod error;
 mod ffi;
 mod group;
+mod reducer;
 mod rendezvous;
 
 pub use error::DistError;
 pub use group::{ProcessGroup, ReduceOp};
+pub use reducer::{BucketConfig, GradientReducer};
 pub use rendezvous::Rendezvous;

@@ -12,7 +12,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hint_dist::{DistError, ProcessGroup, ReduceOp};
+use std::collections::BTreeMap;
+
+use hint_dist::{BucketConfig, DistError, GradientReducer, ProcessGroup, ReduceOp};
 use tch::Tensor;
 
 const WORKER: &str = "HINT_DIST_WORKER";
@@ -98,7 +100,7 @@ fn values(t: &Tensor) -> Vec<f32> {
 }
 
 fn play_collectives() {
-    let group = ProcessGroup::from_env(TIMEOUT).unwrap();
+    let group = ProcessGroup::from_env(TIMEOUT, tch::Device::Cpu).unwrap();
     let (rank, world) = (group.rank(), group.world_size());
     assert_eq!(rank, self::rank());
     let mut tensors = [
@@ -146,6 +148,16 @@ fn play_collectives() {
         .collect();
     assert_eq!(all, expected);
 
+    // Slice r of the sum: rank r contributed r + 1 to every element of slice s as s + 1.
+    let input = Tensor::from_slice(
+        &(0..world * 2)
+            .map(|i| (rank + 1) as f32 * (i / 2 + 1) as f32)
+            .collect::<Vec<_>>(),
+    )
+    .view([world as i64 * 2]);
+    let mine = group.reduce_scatter(&input, ReduceOp::Sum).unwrap();
+    assert_eq!(values(&mine), vec![sum * (rank + 1) as f32; 2]);
+
     group
         .agree("hint version", env!("CARGO_PKG_VERSION"))
         .unwrap();
@@ -172,6 +184,108 @@ fn collectives_on_two_and_three_ranks_give_the_same_results_everywhere() {
     }
 }
 
+/// Parameters `a` (3 values) and `b` (2), each rank's loss weighted by `rank + 1`.
+fn parameters() -> Vec<(String, Tensor)> {
+    ["a", "b"]
+        .iter()
+        .zip([3i64, 2])
+        .map(|(name, n)| {
+            let t = Tensor::arange(n, (tch::Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+            (name.to_string(), t)
+        })
+        .collect()
+}
+
+fn backward(params: &[(String, Tensor)], weight: f64) {
+    let loss = params
+        .iter()
+        .map(|(_, p)| (p * p).sum(tch::Kind::Float))
+        .fold(Tensor::from(0.0f32), |a, b| a + b)
+        * weight;
+    loss.backward();
+}
+
+fn play_gradient_reducer() {
+    let group = ProcessGroup::from_env(TIMEOUT, tch::Device::Cpu).unwrap();
+    let (rank, world) = (group.rank(), group.world_size());
+    let weights: f64 = (1..=world).map(|r| r as f64).sum();
+    // Tiny buckets: one parameter each, so that several buckets are reduced.
+    let config = BucketConfig {
+        bucket_bytes: 8,
+        first_bucket_bytes: 4,
+    };
+    let params = parameters();
+    let mut reducer = GradientReducer::new(&group, &params, &config).unwrap();
+    // Steps 1-3 (the buckets are rebuilt after the first): two microbatches, the first
+    // accumulated locally, the second's gradients summed over the ranks.
+    for step in 0..3 {
+        for (_, p) in &params {
+            let mut grad = p.grad();
+            if grad.defined() {
+                // In place: the gradients are views of the buckets.
+                let _ = grad.zero_();
+            }
+        }
+        backward(&params, (rank + 1) as f64);
+        reducer.prepare().unwrap();
+        backward(&params, (rank + 1) as f64);
+        reducer.finish().unwrap();
+        for (name, p) in &params {
+            // d/dp (w p²) = 2 w p, twice, summed over the ranks' weights.
+            let expected: Vec<f32> = values(&p.detach())
+                .iter()
+                .map(|x| (4.0 * weights * *x as f64) as f32)
+                .collect();
+            assert_eq!(values(&p.grad()), expected, "step {step}, `{name}`");
+        }
+    }
+    drop(reducer);
+
+    // Sharded: `a` to rank 1, `b` to rank 0; only the owner's gradient is the sum.
+    let params = parameters();
+    let owners: BTreeMap<String, usize> =
+        [("a".to_string(), 1), ("b".to_string(), 0)].into_iter().collect();
+    let mut reducer = GradientReducer::sharded(&group, &params, &owners, &config).unwrap();
+    reducer.prepare().unwrap();
+    backward(&params, (rank + 1) as f64);
+    reducer.finish().unwrap();
+    for (name, p) in &params {
+        if owners[name] == rank {
+            let expected: Vec<f32> = values(&p.detach())
+                .iter()
+                .map(|x| (2.0 * weights * *x as f64) as f32)
+                .collect();
+            assert_eq!(values(&p.grad()), expected, "sharded `{name}`");
+        }
+    }
+    // A parameter left out of the loss: the reduction cannot finish, and says which.
+    let params = parameters();
+    let mut reducer = GradientReducer::new(&group, &params, &BucketConfig::default()).unwrap();
+    reducer.prepare().unwrap();
+    (&params[0].1 * 2.0).sum(tch::Kind::Float).backward();
+    match reducer.finish().unwrap_err() {
+        DistError::UnusedParameters { names, .. } => assert_eq!(names, ["b"]),
+        other => panic!("{other}"),
+    }
+    println!("rank {rank}: reducer ok");
+}
+
+#[test]
+fn the_gradient_reducer_sums_gradients_in_the_backward_pass() {
+    if is_worker() {
+        play_gradient_reducer();
+        return;
+    }
+    for world in [2, 3] {
+        let ranks: Vec<usize> = (0..world).collect();
+        let test = "the_gradient_reducer_sums_gradients_in_the_backward_pass";
+        for (rank, ok, output) in wait(spawn(test, world, &ranks, free_port())) {
+            assert!(ok, "world {world}, rank {rank}:\n{output}");
+            assert!(output.contains(&format!("rank {rank}: reducer ok")), "{output}");
+        }
+    }
+}
+
 #[test]
 fn a_world_of_one_needs_no_environment() {
     if is_worker() {
@@ -192,7 +306,7 @@ fn a_world_of_one_needs_no_environment() {
 #[test]
 fn a_dead_rank_makes_the_others_fail_naming_the_collective() {
     if is_worker() {
-        let group = ProcessGroup::from_env(TIMEOUT).unwrap();
+        let group = ProcessGroup::from_env(TIMEOUT, tch::Device::Cpu).unwrap();
         if group.rank() == 1 {
             // Dies after the rendezvous, before the first collective.
             std::process::exit(3);
@@ -219,7 +333,7 @@ fn a_dead_rank_makes_the_others_fail_naming_the_collective() {
 #[test]
 fn ranks_with_different_settings_are_refused() {
     if is_worker() {
-        let group = ProcessGroup::from_env(TIMEOUT).unwrap();
+        let group = ProcessGroup::from_env(TIMEOUT, tch::Device::Cpu).unwrap();
         let digest = if group.rank() == 0 { "a1b2" } else { "ffff" };
         let err = group.agree("operative configuration", digest).unwrap_err();
         println!("rank {}: {err}", group.rank());
@@ -247,7 +361,7 @@ fn ranks_with_different_settings_are_refused() {
 #[test]
 fn a_busy_port_and_a_master_that_never_comes_are_rendezvous_errors() {
     if is_worker() {
-        let err = ProcessGroup::from_env(TIMEOUT).unwrap_err();
+        let err = ProcessGroup::from_env(TIMEOUT, tch::Device::Cpu).unwrap_err();
         assert!(matches!(err, DistError::Rendezvous { .. }), "{err}");
         println!("rank {}: {err}", rank());
         return;

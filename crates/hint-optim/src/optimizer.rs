@@ -242,7 +242,13 @@ impl Adafactor {
     pub fn zero_grad(&mut self) {
         let groups = &self.groups;
         for param in self.params.iter_mut().filter(|p| !groups[p.group].frozen) {
-            param.tensor.zero_grad();
+            let mut grad = param.tensor.grad();
+            if grad.defined() {
+                // In place and without tch's `zero_grad` (which detaches first): a gradient
+                // may be a view of a data-parallel bucket (hint-dist's GradientReducer),
+                // which cannot be detached in place and must stay where it is.
+                let _ = tch::no_grad(|| grad.zero_());
+            }
         }
     }
 

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use hint_dist::{DistError, ProcessGroup, ReduceOp};
+use hint_dist::{BucketConfig, GradientReducer, ProcessGroup, ReduceOp};
 use hint_model::{cross_entropy, HyperT5, LossConfig};
 use hint_optim::{Adafactor, STEP_KEY};
 use serde::{Deserialize, Serialize};
@@ -23,8 +23,9 @@ use crate::eval::EvalMonitor;
 use crate::metrics_log::{truncate_after, MetricsLine, MetricsWriter, StepMetrics};
 use crate::model_dir::ModelDir;
 
-/// Gradient elements per all-reduce: large enough that per-call latency does not matter,
-/// small enough that a bucket is not a second copy of the model.
+/// Parameter elements per broadcast of a sharded run's updated values: large enough that
+/// per-call latency does not matter, small enough that a bucket is not a second copy of
+/// the model.
 const BUCKET_ELEMENTS: usize = 4 << 20;
 
 /// Settings of the loop, bindable from gin (`TrainConfig.steps = 600`).
@@ -197,6 +198,8 @@ pub struct Trainer<'a> {
     group: Option<&'a ProcessGroup>,
     /// In a sharded run, the rank that owns each trainable parameter.
     owners: Option<BTreeMap<String, usize>>,
+    /// In a group, sums the gradients during the backward pass (made at the first step).
+    reducer: Option<GradientReducer>,
 }
 
 impl<'a> Trainer<'a> {
@@ -218,6 +221,7 @@ impl<'a> Trainer<'a> {
             checkpoints,
             group: None,
             owners: None,
+            reducer: None,
         }
     }
 
@@ -324,8 +328,12 @@ impl<'a> Trainer<'a> {
             if total == 0 {
                 continue;
             }
+            // On the CPU (Gloo) whatever the run's device: the receivers' buffers are.
             let mut flat = if rank == group.rank() {
-                let parts: Vec<Tensor> = mine.iter().map(|(_, t)| t.reshape([-1])).collect();
+                let parts: Vec<Tensor> = mine
+                    .iter()
+                    .map(|(_, t)| t.reshape([-1]).to_device(tch::Device::Cpu))
+                    .collect();
                 Tensor::cat(&parts, 0)
             } else {
                 Tensor::zeros([total], (Kind::Float, tch::Device::Cpu))
@@ -428,25 +436,29 @@ impl<'a> Trainer<'a> {
         variables
     }
 
-    /// Sums every gradient over the ranks, in name order, in buckets of about
-    /// [`BUCKET_ELEMENTS`]: onto every rank, or (sharded, ZeRO-2) onto its owner only.
-    fn sum_gradients(&self, group: &ProcessGroup) -> Result<()> {
-        for (name, variable) in self.trainable_by_name() {
-            if !variable.grad().defined() {
-                return Err(TrainError::Distributed(DistError::BadTensor {
-                    collective: "gradient sum",
-                    message: format!("`{name}` has no gradient on this rank"),
-                }));
-            }
+    /// The group's gradient reducer, made once: the trainable parameters in name order,
+    /// summed onto every rank, or (sharded, ZeRO-2) onto each one's owner.
+    fn reducer(&mut self, group: &ProcessGroup) -> Result<&mut GradientReducer> {
+        if self.reducer.is_none() {
+            let params = self.trainable_by_name();
+            let config = BucketConfig::default();
+            let bytes: usize = params
+                .iter()
+                .map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes())
+                .sum();
+            tracing::info!(
+                rank = group.rank(),
+                tensors = params.len(),
+                gradient_bytes = bytes,
+                sharded = self.owners.is_some(),
+                "gradients summed over the ranks in every step's backward pass"
+            );
+            self.reducer = Some(match &self.owners {
+                Some(owners) => GradientReducer::sharded(group, &params, owners, &config)?,
+                None => GradientReducer::new(group, &params, &config)?,
+            });
         }
-        let owners = self.owners.as_ref();
-        for (owner, mut bucket) in self.buckets(owners, group.world_size(), Tensor::grad) {
-            match owner {
-                None => group.all_reduce(&mut bucket, ReduceOp::Sum)?,
-                Some(owner) => group.reduce(&mut bucket, owner, ReduceOp::Sum)?,
-            }
-        }
-        Ok(())
+        Ok(self.reducer.as_mut().expect("made above"))
     }
 
     /// The trainable parameters (`of` each: its gradient, or itself) in name order, in
@@ -575,6 +587,7 @@ impl<'a> Trainer<'a> {
         let mut start = 0;
         while start < rows {
             let len = per_part.min(rows - start);
+            let last = start + len >= rows;
             let part = batch.narrow(start, len);
             let mask = part.inputs.ne(0).to_kind(Kind::Int64);
             let logits = self.model.forward_batch(
@@ -590,16 +603,35 @@ impl<'a> Trainer<'a> {
                 &part.loss_weights,
                 &self.config.loss,
             );
-            part_loss.total.backward();
+            // In a group, the last microbatch's backward pass also sums the gradients over
+            // the ranks, bucket by bucket as they become ready; earlier ones accumulate.
+            let reducer = match self.group {
+                Some(group) if last => Some(self.reducer(group)?),
+                _ => None,
+            };
+            if let Some(reducer) = reducer {
+                reducer.prepare()?;
+                if let Err(err) = part_loss.total.f_backward() {
+                    return Err(reducer.failed_during_backward(err.to_string()).into());
+                }
+                reducer.finish()?;
+            } else {
+                part_loss
+                    .total
+                    .f_backward()
+                    .map_err(|source| TrainError::Torch {
+                        context: format!("backward pass of step {}", step + 1),
+                        source,
+                    })?;
+            }
             loss += f64::try_from(&part_loss.total).unwrap_or(f64::NAN);
             z_loss += f64::try_from(&part_loss.z_loss).unwrap_or(f64::NAN);
             weight += f64::try_from(&part_loss.weight_sum).unwrap_or(0.0);
             start += len;
         }
         if let Some(group) = self.group {
-            // The loss is a sum over tokens: summing the ranks' gradients and losses gives
-            // exactly the global batch's.
-            self.sum_gradients(group)?;
+            // The loss is a sum over tokens: summing the ranks' gradients (done in the
+            // backward pass) and losses gives exactly the global batch's.
             let mut sums = [Tensor::from_slice(&[loss, z_loss, weight])];
             group.all_reduce(&mut sums, ReduceOp::Sum)?;
             let sums = Vec::<f64>::try_from(&sums[0]).unwrap_or_default();
