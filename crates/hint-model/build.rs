@@ -1,16 +1,34 @@
-//! Embeds libtorch's library folder as an rpath, so that this crate's tests run without
-//! `LD_LIBRARY_PATH`, and records the linked libtorch's version for `hint version`.
-//! torch-sys publishes the folder to its direct dependents as `DEP_TCH_LIBTORCH_LIB`.
+//! Compiles `shim/autograd_shim.cpp` (rematerialisation's autograd node, the device
+//! allocator's statistics) against the libtorch torch-sys links, embeds libtorch's
+//! library folder as an rpath, so that this crate's tests run without `LD_LIBRARY_PATH`,
+//! and records the linked libtorch's version for `hint version`. torch-sys publishes the
+//! folder to its direct dependents as `DEP_TCH_LIBTORCH_LIB`.
 use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    println!("cargo:rerun-if-changed=shim/autograd_shim.cpp");
     let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
-        println!("cargo:rustc-env=HINT_LIBTORCH_VERSION=unknown");
-        return;
+        panic!("hint-model: torch-sys did not say where libtorch is (DEP_TCH_LIBTORCH_LIB)");
     };
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     let root = Path::new(&lib_dir).parent().unwrap_or(Path::new(&lib_dir));
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("shim/autograd_shim.cpp")
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .warnings(false)
+        .extra_warnings(false)
+        .compile("hint_model_shim");
+    println!("cargo:rustc-link-search=native={lib_dir}");
+    for name in ["torch_cpu", "torch", "c10"] {
+        println!("cargo:rustc-link-lib=dylib={name}");
+    }
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     println!(
         "cargo:rustc-env=HINT_LIBTORCH_VERSION={}",
         libtorch_version(root)

@@ -15,6 +15,7 @@ mod error;
 pub mod hyper;
 mod parameters;
 mod pretrained;
+mod remat;
 mod runtime;
 pub mod t5;
 
@@ -26,6 +27,7 @@ pub use parameters::{load_parameters, save_parameters};
 pub use pretrained::{
     load_t5_weights, read_hint_config, Pretrained, PretrainedModel, HINT_CONFIG_KEY,
 };
+pub use remat::RematPolicy;
 pub use runtime::{
     libtorch_version, open_device, retain_freed_memory, select_device, DeviceError, RuntimeInfo,
     RETAIN_FREED_MEMORY_ENV,

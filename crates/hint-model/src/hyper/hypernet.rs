@@ -2,7 +2,7 @@
 //! and one generator MLP per tensor type turns the component vectors into adapters,
 //! prefixes, LoRA factors and prompt tokens.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use tch::{nn, Kind, Tensor};
 
@@ -63,7 +63,9 @@ pub struct Hypernetwork {
     layout: Layout,
     component_embedding: Tensor,
     attention: Option<[Linear; 4]>,
-    generators: HashMap<Generated, Generator>,
+    /// In a fixed order: generator dropout draws from the random generator in turn, so
+    /// the order decides the masks (a HashMap's differs from process to process).
+    generators: BTreeMap<Generated, Generator>,
     prefix_gate: Option<Tensor>,
     row_index: HashMap<Generated, Tensor>,
     num_heads: i64,
@@ -105,7 +107,7 @@ impl Hypernetwork {
                 normal("o", inner, d, (1.0 / inner as f64).sqrt()),
             ]
         });
-        let mut generators = HashMap::new();
+        let mut generators = BTreeMap::new();
         let mut row_index = HashMap::new();
         for kind in layout.kinds() {
             let g = &p / kind.name();

@@ -6,7 +6,7 @@ use crate::t5::config::T5Config;
 use super::config::HyperConfig;
 
 /// A type of generated tensor; one generator MLP serves all slots of a type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Generated {
     /// Adapter down-projection `[d, a]` (a components of width d, reshaped row-major).
     AdapterDown,

@@ -63,6 +63,15 @@ impl HyperT5 {
         }
     }
 
+    /// Rematerialises every transformer block in training forward passes: T5's encoder
+    /// and decoder, and the instruction encoder (see [`T5::set_remat_policy`]).
+    pub fn set_remat_policy(&mut self, policy: crate::RematPolicy) {
+        self.t5.set_remat_policy(policy);
+        if let Some(encoder) = &mut self.separate_encoder {
+            encoder.set_remat_policy(policy);
+        }
+    }
+
     /// Encodes instructions `[B, L_I]` with the generated modules off: the shared T5
     /// encoder (or the separate one). Returns states with padding rows zeroed, and the mask.
     pub fn encode_instruction(&self, hyper_ids: &Tensor, train: bool) -> (Tensor, Tensor) {

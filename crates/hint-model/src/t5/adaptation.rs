@@ -121,7 +121,42 @@ fn repeat_rows(tensor: &Tensor, repeats: i64) -> Tensor {
     }
 }
 
+impl LayerAdaptation {
+    /// The same structure with every tensor replaced by `f` of it, in one fixed order
+    /// (self-attention, cross-attention, adapter; prefix before LoRA): what lets a
+    /// rematerialised block take its adaptation as a flat list of inputs and rebuild it.
+    pub fn map_tensors(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+        Self {
+            self_attention: self.self_attention.map_tensors(f),
+            cross_attention: self.cross_attention.map_tensors(f),
+            adapter: self.adapter.as_ref().map(|a| Adapter {
+                down: f(&a.down),
+                down_bias: f(&a.down_bias),
+                up: f(&a.up),
+                up_bias: f(&a.up_bias),
+            }),
+        }
+    }
+}
+
 impl AttentionAdaptation {
+    fn map_tensors(&self, f: &mut dyn FnMut(&Tensor) -> Tensor) -> Self {
+        Self {
+            prefix: self.prefix.as_ref().map(|p| Prefix {
+                key: f(&p.key),
+                value: f(&p.value),
+                gate: p.gate.as_ref().map(|g| f(g)),
+            }),
+            lora: std::array::from_fn(|i| {
+                self.lora[i].as_ref().map(|l| LoraDelta {
+                    a: f(&l.a),
+                    b: f(&l.b),
+                    scale: l.scale,
+                })
+            }),
+        }
+    }
+
     /// Number of prefix positions (0 without a prefix, or with a gated prefix, which is
     /// attended separately).
     pub fn joint_prefix_len(&self) -> i64 {

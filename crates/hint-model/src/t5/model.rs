@@ -73,6 +73,15 @@ impl T5 {
         self.compute_kind = kind;
     }
 
+    /// Rematerialises the encoder's and decoder's blocks in training forward passes
+    /// ([`crate::RematPolicy::Full`]): activation memory falls to the blocks' inputs, for
+    /// a second forward pass of each block during the backward pass. Gradients are
+    /// unchanged.
+    pub fn set_remat_policy(&mut self, policy: crate::RematPolicy) {
+        self.encoder.set_remat_policy(policy);
+        self.decoder.set_remat_policy(policy);
+    }
+
     /// Looks up token embeddings in the compute dtype (no √d scaling in T5).
     ///
     /// The rows are looked up in the table's own dtype and only they are cast: casting the

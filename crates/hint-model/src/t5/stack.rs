@@ -1,13 +1,16 @@
 //! The encoder and decoder stacks (`T5Stack`): blocks, the shared position bias, the
 //! final norm.
 
+use std::sync::Arc;
+
 use tch::{nn, Kind, Tensor};
 
-use super::adaptation::{extend_bias_for_prefix, StackAdaptation};
+use super::adaptation::{extend_bias_for_prefix, LayerAdaptation, StackAdaptation};
 use super::block::{Block, BlockCache};
 use super::config::T5Config;
 use super::layers::{additive_padding_mask, in_kind, mask_value, LayerNorm};
 use super::memory::EncoderMemory;
+use crate::remat::{rematerialise, RematPolicy};
 
 /// The caches of every decoder block, for incremental decoding.
 #[derive(Debug, Default)]
@@ -39,12 +42,14 @@ impl DecoderCache {
 /// An encoder or decoder stack.
 #[derive(Debug)]
 pub struct Stack {
-    /// The blocks; block 0 owns the relative-position table.
-    pub blocks: Vec<Block>,
+    /// The blocks; block 0 owns the relative-position table. Shared, so that a
+    /// rematerialised block's recomputation can hold it.
+    pub blocks: Vec<Arc<Block>>,
     /// `final_layer_norm`.
     pub final_layer_norm: LayerNorm,
     is_decoder: bool,
     dropout: f64,
+    remat: RematPolicy,
 }
 
 impl Stack {
@@ -56,7 +61,7 @@ impl Stack {
             config.num_layers
         };
         let blocks = (0..layers as usize)
-            .map(|i| Block::new(&p / "block" / i, config, i, is_decoder))
+            .map(|i| Arc::new(Block::new(&p / "block" / i, config, i, is_decoder)))
             .collect();
         Self {
             blocks,
@@ -68,7 +73,18 @@ impl Stack {
             ),
             is_decoder,
             dropout: config.dropout_rate,
+            remat: RematPolicy::None,
         }
+    }
+
+    /// Which activations training keeps ([`RematPolicy`]); inference never rematerialises.
+    pub fn set_remat_policy(&mut self, policy: RematPolicy) {
+        self.remat = policy;
+    }
+
+    /// The policy in force.
+    pub fn remat_policy(&self) -> RematPolicy {
+        self.remat
     }
 
     /// The self-attention bias of every block: block 0's position bias plus the masks.
@@ -139,19 +155,70 @@ impl Stack {
             )
         });
         let mut h = embeddings.dropout(self.dropout, train);
+        let remat = self.remat == RematPolicy::Full && train && cache.is_none();
         for (i, block) in self.blocks.iter().enumerate() {
-            let block_cache = cache.as_deref_mut().map(|c| &mut c.blocks[i]);
-            h = block.forward(
-                &h,
-                &self_bias,
-                encoder.as_ref().map(|(s, b)| (*s, b)),
-                block_cache,
-                adaptation.and_then(|a| a.layers.get(i)),
-                train,
-            );
+            let layer = adaptation.and_then(|a| a.layers.get(i));
+            let encoder = encoder.as_ref().map(|(s, b)| (*s, b));
+            h = if remat {
+                rematerialised_block(block, &h, &self_bias, encoder, layer)
+            } else {
+                let block_cache = cache.as_deref_mut().map(|c| &mut c.blocks[i]);
+                block.forward(&h, &self_bias, encoder, block_cache, layer, train)
+            };
         }
         self.final_layer_norm
             .forward(&h)
             .dropout(self.dropout, train)
     }
+}
+
+/// A training forward pass of `block` whose activations the backward pass recomputes.
+/// Everything the block reads that may need a gradient (its input, the position bias,
+/// the encoder's states, the generated adaptation) goes in as an input of the
+/// rematerialised function, flat, and is rebuilt inside it; the block's own weights are
+/// leaves, read through the shared block.
+fn rematerialised_block(
+    block: &Arc<Block>,
+    x: &Tensor,
+    self_bias: &Tensor,
+    encoder: Option<(&EncoderMemory, &Tensor)>,
+    adaptation: Option<&LayerAdaptation>,
+) -> Tensor {
+    let mut inputs = vec![x.shallow_clone(), self_bias.shallow_clone()];
+    let segments = encoder.map_or(0, |(memory, _)| memory.segments().len());
+    if let Some((memory, cross_bias)) = encoder {
+        inputs.extend(memory.segments().iter().map(Tensor::shallow_clone));
+        inputs.push(memory.mask().shallow_clone());
+        inputs.push(cross_bias.shallow_clone());
+    }
+    // The adaptation's structure, with its tensors taken out (in `map_tensors`' order).
+    let template = adaptation.map(|layer| {
+        layer.map_tensors(&mut |t| {
+            inputs.push(t.shallow_clone());
+            Tensor::new()
+        })
+    });
+    let block = Arc::clone(block);
+    let function = move |inputs: &[Tensor]| {
+        let (x, self_bias) = (&inputs[0], &inputs[1]);
+        let mut rest = inputs[2..].iter();
+        let encoder = (segments > 0).then(|| {
+            let parts: Vec<Tensor> = rest.by_ref().take(segments).map(Tensor::shallow_clone).collect();
+            let mask = rest.next().expect("the memory's mask").shallow_clone();
+            let cross_bias = rest.next().expect("the cross bias").shallow_clone();
+            (EncoderMemory::from_segments(parts, mask), cross_bias)
+        });
+        let adaptation = template.as_ref().map(|t| {
+            t.map_tensors(&mut |_| rest.next().expect("an adaptation tensor").shallow_clone())
+        });
+        vec![block.forward(
+            x,
+            self_bias,
+            encoder.as_ref().map(|(m, b)| (m, b)),
+            None,
+            adaptation.as_ref(),
+            true,
+        )]
+    };
+    rematerialise(&inputs, function).remove(0)
 }

@@ -1,0 +1,261 @@
+// What hint-model needs from libtorch that tch does not expose:
+//
+// 1. Rematerialisation (activation checkpointing, as torch.utils.checkpoint's reentrant
+//    variant): a function of some tensors runs without recording a graph, and an autograd
+//    node of our own recomputes it with a graph during the backward pass, from its saved
+//    inputs and with the random generators as they were, then back-propagates through the
+//    recomputation. The function is Rust code, called back through a pointer; the node
+//    owns it and drops it when the graph is freed.
+// 2. The device caching allocator's statistics (peak allocated and reserved bytes), read
+//    through c10's device-generic interface, so that no CUDA header is needed.
+//
+// Every entry point catches every C++ exception and reports it as a return code plus a
+// message kept per thread (hm_last_error), so that nothing unwinds into Rust. A failing
+// Rust callback inside the backward pass is turned into a C++ exception there, which
+// autograd reports as the backward call's error.
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <c10/core/CachingDeviceAllocator.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+thread_local std::string last_error;
+
+template <typename F>
+int guarded(F&& body) {
+  try {
+    body();
+    return 0;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+  } catch (...) {
+    last_error = "unknown C++ exception";
+  }
+  return -1;
+}
+
+// Rust's side: `call` runs the function on `n` input tensors and hands each output to
+// `push(sink, tensor)`; it returns 0, or -1 with a message written through `fail`.
+using hm_push_fn = void (*)(void* sink, at::Tensor* tensor);
+using hm_call_fn = int (*)(void* function, at::Tensor** inputs, size_t n, void* sink,
+                          hm_push_fn push);
+using hm_drop_fn = void (*)(void* function);
+
+struct RustFunction {
+  void* function;
+  hm_call_fn call;
+  hm_drop_fn drop;
+  RustFunction(void* f, hm_call_fn c, hm_drop_fn d) : function(f), call(c), drop(d) {}
+  RustFunction(const RustFunction&) = delete;
+  RustFunction& operator=(const RustFunction&) = delete;
+  ~RustFunction() { drop(function); }
+
+  std::vector<at::Tensor> operator()(std::vector<at::Tensor>& inputs) const {
+    std::vector<at::Tensor*> pointers;
+    pointers.reserve(inputs.size());
+    for (auto& t : inputs) {
+      pointers.push_back(&t);
+    }
+    std::vector<at::Tensor> outputs;
+    auto push = [](void* sink, at::Tensor* tensor) {
+      static_cast<std::vector<at::Tensor>*>(sink)->push_back(*tensor);
+    };
+    if (call(function, pointers.data(), pointers.size(), &outputs, push) != 0) {
+      throw std::runtime_error("the rematerialised function failed: " + last_error);
+    }
+    return outputs;
+  }
+};
+
+// The random generators a function may draw from (dropout): the CPU's and, for a CUDA
+// input, that device's. Saved before the first run, restored for the recomputation.
+struct RngState {
+  at::Tensor cpu;
+  std::optional<std::pair<c10::Device, at::Tensor>> device;
+
+  static at::Tensor state_of(at::Generator generator) {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    return generator.get_state();
+  }
+
+  static void set(at::Generator generator, const at::Tensor& state) {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state);
+  }
+
+  static RngState capture(const std::vector<at::Tensor>& inputs) {
+    RngState state;
+    state.cpu = state_of(at::detail::getDefaultCPUGenerator());
+    for (const auto& t : inputs) {
+      if (t.defined() && t.is_cuda()) {
+        state.device = std::make_pair(
+            t.device(), state_of(at::globalContext().defaultGenerator(t.device())));
+        break;
+      }
+    }
+    return state;
+  }
+
+  void restore() const {
+    set(at::detail::getDefaultCPUGenerator(), cpu);
+    if (device) {
+      set(at::globalContext().defaultGenerator(device->first), device->second);
+    }
+  }
+};
+
+struct RematerialisedBackward : public torch::autograd::Node {
+  std::shared_ptr<RustFunction> function;
+  std::vector<at::Tensor> inputs;
+  std::vector<bool> needs_grad;
+  RngState rng;
+
+  std::string name() const override { return "RematerialisedBackward"; }
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    TORCH_CHECK(!inputs.empty() || needs_grad.empty(),
+                "a rematerialised function's inputs were freed: was backward called twice?");
+    std::vector<at::Tensor> detached;
+    detached.reserve(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      auto d = inputs[i].defined() ? inputs[i].detach() : at::Tensor();
+      if (needs_grad[i]) {
+        d.requires_grad_(true);
+      }
+      detached.push_back(d);
+    }
+    // The recomputation draws the same dropout masks as the first run; afterwards the
+    // generators continue from where they were.
+    auto now = RngState::capture(inputs);
+    rng.restore();
+    std::vector<at::Tensor> outputs;
+    try {
+      at::AutoGradMode enable(true);
+      outputs = (*function)(detached);
+    } catch (...) {
+      now.restore();
+      throw;
+    }
+    now.restore();
+    std::vector<at::Tensor> roots;
+    std::vector<at::Tensor> root_grads;
+    for (size_t i = 0; i < outputs.size() && i < grads.size(); ++i) {
+      if (grads[i].defined() && outputs[i].defined() && outputs[i].requires_grad()) {
+        roots.push_back(outputs[i]);
+        root_grads.push_back(grads[i]);
+      }
+    }
+    if (!roots.empty()) {
+      // Parameters (leaves) accumulate their gradients here; the detached inputs collect
+      // theirs, which this node returns to the rest of the graph.
+      torch::autograd::backward(roots, root_grads);
+    }
+    torch::autograd::variable_list result;
+    result.reserve(detached.size());
+    for (size_t i = 0; i < detached.size(); ++i) {
+      result.push_back(needs_grad[i] ? detached[i].grad() : at::Tensor());
+    }
+    return result;
+  }
+
+  void release_variables() override {
+    inputs.clear();
+    inputs.shrink_to_fit();
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+const char* hm_last_error() { return last_error.c_str(); }
+
+// Sets this thread's error message (a Rust callback's failure).
+void hm_set_error(const char* message) { last_error = message; }
+
+// Runs `function` on `inputs` without recording a graph and gives its floating-point
+// outputs a node that recomputes it in the backward pass (with grad mode off, it just runs
+// it). Takes ownership of `function` (dropped through `drop`, on failure too).
+int hm_rematerialise(at::Tensor** inputs, size_t n, void* function, hm_call_fn call,
+                     hm_drop_fn drop, void* sink, hm_push_fn push) {
+  auto owned = std::make_shared<RustFunction>(function, call, drop);
+  return guarded([&] {
+    std::vector<at::Tensor> list;
+    list.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      list.push_back(*inputs[i]);
+    }
+    if (!at::GradMode::is_enabled()) {
+      for (auto& out : (*owned)(list)) {
+        push(sink, &out);
+      }
+      return;
+    }
+    auto rng = RngState::capture(list);
+    std::vector<at::Tensor> outputs;
+    {
+      at::NoGradGuard no_grad;
+      outputs = (*owned)(list);
+    }
+    // An output that is an input (or a view of one) must not take the input's place in the
+    // graph: it gets storage of its own.
+    for (auto& out : outputs) {
+      for (const auto& in : list) {
+        if (out.defined() && in.defined() && out.is_alias_of(in)) {
+          out = out.clone();
+          break;
+        }
+      }
+    }
+    auto node = c10::make_intrusive<RematerialisedBackward>();
+    node->set_next_edges(torch::autograd::collect_next_edges(list));
+    node->function = owned;
+    node->rng = std::move(rng);
+    for (const auto& t : list) {
+      node->needs_grad.push_back(t.defined() && t.requires_grad());
+    }
+    node->inputs = std::move(list);
+    for (auto& out : outputs) {
+      if (out.defined() && at::isFloatingType(out.scalar_type())) {
+        torch::autograd::set_history(out, node);
+      }
+      push(sink, &out);
+    }
+  });
+}
+
+// The caching allocator's statistics of a device (`device_type` as c10::DeviceType, e.g.
+// 1 for CUDA): bytes allocated and reserved now and at their peak since the last reset.
+int hm_device_memory(int device_type, int index, int64_t* allocated, int64_t* peak_allocated,
+                     int64_t* reserved, int64_t* peak_reserved) {
+  return guarded([&] {
+    auto* allocator = c10::getDeviceAllocator(static_cast<c10::DeviceType>(device_type));
+    auto stats = allocator->getDeviceStats(static_cast<c10::DeviceIndex>(index));
+    auto aggregate = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    *allocated = stats.allocated_bytes[aggregate].current;
+    *peak_allocated = stats.allocated_bytes[aggregate].peak;
+    *reserved = stats.reserved_bytes[aggregate].current;
+    *peak_reserved = stats.reserved_bytes[aggregate].peak;
+  });
+}
+
+int hm_reset_peak_device_memory(int device_type, int index) {
+  return guarded([&] {
+    c10::getDeviceAllocator(static_cast<c10::DeviceType>(device_type))
+        ->resetPeakStats(static_cast<c10::DeviceIndex>(index));
+  });
+}
+
+}  // extern "C"
