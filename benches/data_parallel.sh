@@ -41,15 +41,32 @@ run() { # name ranks extra-args…
   throughput "$dir"
 }
 
+# The ceiling on this machine: two independent 1-thread processes, each at half the global
+# batch, no communication at all. Their combined examples/s is what 2 ranks could reach if
+# the collectives were free (what is left is the machine: shared memory bandwidth, and a
+# half batch not taking half the time of a whole one).
+ceiling() { # name extra-args… (the last BATCH_SIZE binding is halved)
+  local name=$1; shift
+  local batch=16
+  for arg in "$@"; do case "$arg" in --gin.BATCH_SIZE=*) batch=${arg#*=};; esac; done
+  [ "$name" = default ] && batch=48
+  local a="$WORK/$name-half-a-$RANDOM" b="$WORK/$name-half-b-$RANDOM"
+  OMP_NUM_THREADS=1 "$HINT" train --gin.MODEL_DIR=\""$a"\" "${COMMON[@]}" "$@" --gin.BATCH_SIZE=$((batch / 2)) >/dev/null 2>&1 &
+  OMP_NUM_THREADS=1 "$HINT" train --gin.MODEL_DIR=\""$b"\" "${COMMON[@]}" "$@" --gin.BATCH_SIZE=$((batch / 2)) >/dev/null 2>&1
+  wait
+  python3 -c "import sys; print(f'{float(sys.argv[1]) + float(sys.argv[2]):.2f}')" "$(throughput "$a")" "$(throughput "$b")"
+}
+
 for workload in default small; do
   if [ "$workload" = default ]; then args=("${DEFAULT[@]}"); else args=("${SMALL[@]}"); fi
-  one=(); two=()
+  one=(); two=(); top=()
   for round in $(seq "$ROUNDS"); do
     one+=("$(run "$workload" 1 "${args[@]}")")
     two+=("$(run "$workload" 2 "${args[@]}")")
-    echo "$workload round $round: 1 rank ${one[-1]} examples/s, 2 ranks ${two[-1]} examples/s"
+    top+=("$(ceiling "$workload" "${args[@]}")")
+    echo "$workload round $round: 1 rank ${one[-1]} examples/s, 2 ranks ${two[-1]} examples/s, 2 independent half-batch processes ${top[-1]} examples/s"
   done
-  python3 -c "import sys; a=[float(x) for x in sys.argv[1].split()]; b=[float(x) for x in sys.argv[2].split()]; print(f'$workload: 2 ranks / 1 rank = {sum(b)/sum(a):.2f}x (per round: ' + ', '.join(f'{y/x:.2f}' for x,y in zip(a,b)) + ')')" "${one[*]}" "${two[*]}"
+  python3 -c "import sys; a=[float(x) for x in sys.argv[1].split()]; b=[float(x) for x in sys.argv[2].split()]; c=[float(x) for x in sys.argv[3].split()]; print(f'$workload: 2 ranks / 1 rank = {sum(b)/sum(a):.2f}x (per round: ' + ', '.join(f'{y/x:.2f}' for x,y in zip(a,b)) + f'); ceiling without communication {sum(c)/sum(a):.2f}x')" "${one[*]}" "${two[*]}" "${top[*]}"
   bytes=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK/$workload.log" | grep -o 'gradient_bytes=[0-9]*' | head -1 | cut -d= -f2 || true)
   if [ -x "$ALLREDUCE" ] && [ -n "$bytes" ]; then
     echo "$workload: $bytes bytes of gradients summed per step; alone, on an idle machine:"

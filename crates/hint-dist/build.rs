@@ -41,9 +41,7 @@ fn main() {
         // The wheel's neighbours in site-packages: torch/ and nvidia/.
         let site = root.parent().unwrap_or(Path::new("/")).to_path_buf();
         let folder = |var: &str, default: PathBuf| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .unwrap_or(default)
+            std::env::var_os(var).map(PathBuf::from).unwrap_or(default)
         };
         let cuda = folder("CUDA_INCLUDE", site.join("nvidia/cu13/include"));
         let nccl_headers = folder("NCCL_INCLUDE", site.join("nvidia/nccl/include"));

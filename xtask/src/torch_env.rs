@@ -290,6 +290,65 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))
 }
 
+/// The pip packages that complete the CUDA headers beside the torch wheel for hint-dist's
+/// `nccl` feature (the wheel's own dependencies bring the runtime's and NCCL's headers).
+const NCCL_BUILD_PACKAGES: [&str; 2] = ["nvidia-cuda-crt==13.0.88", "nvidia-cuda-cccl==13.0.*"];
+
+/// Makes the headers hint-dist's `nccl` feature compiles against available: in the managed
+/// environment pip installs what is missing; elsewhere it says what to install or set.
+pub fn ensure_nccl_headers() -> Result<()> {
+    if std::env::var_os("CUDA_INCLUDE").is_some() {
+        return Ok(());
+    }
+    let source = TorchSource::from_env(|name| std::env::var(name).ok())?;
+    let (libtorch, managed) = match &source {
+        TorchSource::UserLibtorch(libtorch) => (libtorch.clone(), None),
+        TorchSource::Managed(dir) => match Recorded::load(dir) {
+            Some(recorded) => (recorded.libtorch, Some(dir.clone())),
+            None => bail!("torch is not installed in {} yet", dir.display()),
+        },
+        TorchSource::UserPython => (PathBuf::new(), None),
+    };
+    // Where hint-dist's build.rs looks: the pip packages beside the torch wheel.
+    let cuda = libtorch
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join("nvidia/cu13/include");
+    if cuda.join("crt/host_config.h").is_file() {
+        return Ok(());
+    }
+    let Some(dir) = managed else {
+        bail!(
+            "the `nccl` feature needs CUDA's headers (crt/host_config.h, cuda_runtime_api.h) and NCCL's: set CUDA_INCLUDE and NCCL_INCLUDE, or pip-install {} beside your torch",
+            NCCL_BUILD_PACKAGES.join(" ")
+        );
+    };
+    eprintln!(
+        "xtask: installing {} with pip into {} (CUDA headers for NCCL, a few MB)",
+        NCCL_BUILD_PACKAGES.join(" "),
+        dir.display()
+    );
+    let status = Command::new(venv_python(&dir))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+        ])
+        .args(NCCL_BUILD_PACKAGES)
+        .status()
+        .context("cannot run the environment's python")?;
+    if !status.success() || !cuda.join("crt/host_config.h").is_file() {
+        bail!(
+            "`pip install {}` did not provide {}",
+            NCCL_BUILD_PACKAGES.join(" "),
+            cuda.join("crt/host_config.h").display()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,63 +458,4 @@ mod tests {
         assert_eq!(Recorded::load(&dir), None);
         fs::remove_dir_all(&dir).unwrap();
     }
-}
-
-/// The pip packages that complete the CUDA headers beside the torch wheel for hint-dist's
-/// `nccl` feature (the wheel's own dependencies bring the runtime's and NCCL's headers).
-const NCCL_BUILD_PACKAGES: [&str; 2] = ["nvidia-cuda-crt==13.0.88", "nvidia-cuda-cccl==13.0.*"];
-
-/// Makes the headers hint-dist's `nccl` feature compiles against available: in the managed
-/// environment pip installs what is missing; elsewhere it says what to install or set.
-pub fn ensure_nccl_headers() -> Result<()> {
-    if std::env::var_os("CUDA_INCLUDE").is_some() {
-        return Ok(());
-    }
-    let source = TorchSource::from_env(|name| std::env::var(name).ok())?;
-    let (libtorch, managed) = match &source {
-        TorchSource::UserLibtorch(libtorch) => (libtorch.clone(), None),
-        TorchSource::Managed(dir) => match Recorded::load(dir) {
-            Some(recorded) => (recorded.libtorch, Some(dir.clone())),
-            None => bail!("torch is not installed in {} yet", dir.display()),
-        },
-        TorchSource::UserPython => (PathBuf::new(), None),
-    };
-    // Where hint-dist's build.rs looks: the pip packages beside the torch wheel.
-    let cuda = libtorch
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .join("nvidia/cu13/include");
-    if cuda.join("crt/host_config.h").is_file() {
-        return Ok(());
-    }
-    let Some(dir) = managed else {
-        bail!(
-            "the `nccl` feature needs CUDA's headers (crt/host_config.h, cuda_runtime_api.h) and NCCL's: set CUDA_INCLUDE and NCCL_INCLUDE, or pip-install {} beside your torch",
-            NCCL_BUILD_PACKAGES.join(" ")
-        );
-    };
-    eprintln!(
-        "xtask: installing {} with pip into {} (CUDA headers for NCCL, a few MB)",
-        NCCL_BUILD_PACKAGES.join(" "),
-        dir.display()
-    );
-    let status = Command::new(venv_python(&dir))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-cache-dir",
-        ])
-        .args(NCCL_BUILD_PACKAGES)
-        .status()
-        .context("cannot run the environment's python")?;
-    if !status.success() || !cuda.join("crt/host_config.h").is_file() {
-        bail!(
-            "`pip install {}` did not provide {}",
-            NCCL_BUILD_PACKAGES.join(" "),
-            cuda.join("crt/host_config.h").display()
-        );
-    }
-    Ok(())
 }

@@ -1,7 +1,9 @@
 //! `hint launch`: N local ranks of a `hint` command without Python, as
 //! `torchrun --standalone --nproc-per-node=N --no-python hint …` would start them: the
-//! same variables (`RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`,
-//! `MASTER_PORT`), rank 0 serving the store, one thread pool share per rank.
+//! same variables (`RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `GROUP_RANK`,
+//! `MASTER_ADDR`, `MASTER_PORT`), rank 0 serving the store, one thread pool share per
+//! rank. Across machines it is torchrun's static rendezvous: the same command on each,
+//! with `--nnodes`, its own `--node_rank`, and the master's address and port.
 
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -17,7 +19,18 @@ pub struct LaunchArgs {
     /// Processes on this machine (torchrun's `--nproc-per-node`).
     #[arg(long = "nproc_per_node", alias = "nproc-per-node", default_value_t = 2)]
     nproc_per_node: usize,
-    /// The store's port (default: a free one).
+    /// Machines in the run, each running this same command (torchrun's `--nnodes`).
+    #[arg(long = "nnodes", default_value_t = 1)]
+    nnodes: usize,
+    /// This machine's place among them, 0 for the one that serves the store
+    /// (torchrun's `--node-rank`).
+    #[arg(long = "node_rank", alias = "node-rank", default_value_t = 0)]
+    node_rank: usize,
+    /// The address of node 0, which serves the store (default 127.0.0.1; needed with
+    /// `--nnodes` above 1).
+    #[arg(long = "master_addr", alias = "master-addr")]
+    master_addr: Option<String>,
+    /// The store's port (default: a free one; needed with `--nnodes` above 1).
     #[arg(long = "master_port", alias = "master-port")]
     master_port: Option<u16>,
     /// The `hint` command each rank runs, e.g. `train --gin_file=…`.
@@ -41,28 +54,47 @@ fn signal(child: &Child, name: &str) {
 /// `hint launch`: exits with the first failing rank's code (the others are stopped), or 0
 /// once every rank succeeded.
 pub fn launch(args: &LaunchArgs) -> Result<ExitCode> {
-    let world = args.nproc_per_node;
-    if world == 0 {
-        bail!("--nproc_per_node must be at least 1");
+    let local = args.nproc_per_node;
+    if local == 0 || args.nnodes == 0 {
+        bail!("--nproc_per_node and --nnodes must be at least 1");
     }
-    let port = match args.master_port {
-        Some(port) => port,
-        None => free_port()?,
+    if args.node_rank >= args.nnodes {
+        bail!(
+            "--node_rank {} is not below --nnodes {}",
+            args.node_rank,
+            args.nnodes
+        );
+    }
+    let world = local * args.nnodes;
+    let port = match (args.master_port, args.nnodes) {
+        (Some(port), _) => port,
+        (None, 1) => free_port()?,
+        (None, _) => bail!("a run on {} machines needs --master_port (and --master_addr): every machine must name the same store", args.nnodes),
+    };
+    let master = match (&args.master_addr, args.nnodes) {
+        (Some(addr), _) => addr.clone(),
+        (None, 1) => "127.0.0.1".to_string(),
+        (None, _) => bail!(
+            "a run on {} machines needs --master_addr, the address of node 0",
+            args.nnodes
+        ),
     };
     let exe = std::env::current_exe().context("finding the hint binary")?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (cores / world).max(1).to_string();
+    let threads = (cores / local).max(1).to_string();
     let stop = StopFlag::install()?;
-    let mut children = Vec::with_capacity(world);
-    for rank in 0..world {
+    let mut children = Vec::with_capacity(local);
+    for local_rank in 0..local {
+        let rank = args.node_rank * local + local_rank;
         let mut command = Command::new(&exe);
         command
             .args(&args.command)
             .env("RANK", rank.to_string())
-            .env("LOCAL_RANK", rank.to_string())
+            .env("LOCAL_RANK", local_rank.to_string())
+            .env("GROUP_RANK", args.node_rank.to_string())
             .env("WORLD_SIZE", world.to_string())
-            .env("LOCAL_WORLD_SIZE", world.to_string())
-            .env("MASTER_ADDR", "127.0.0.1")
+            .env("LOCAL_WORLD_SIZE", local.to_string())
+            .env("MASTER_ADDR", &master)
             .env("MASTER_PORT", port.to_string())
             .env_remove("TORCHELASTIC_USE_AGENT_STORE");
         if std::env::var_os("OMP_NUM_THREADS").is_none() {
@@ -74,7 +106,7 @@ pub fn launch(args: &LaunchArgs) -> Result<ExitCode> {
             .with_context(|| format!("starting rank {rank}"))?;
         children.push(Some(child));
     }
-    tracing::info!(world, port, "launched");
+    tracing::info!(world, node = args.node_rank, master = %master, port, "launched");
     let mut forwarded = false;
     let mut failed: Option<(usize, i32)> = None;
     loop {
@@ -93,6 +125,7 @@ pub fn launch(args: &LaunchArgs) -> Result<ExitCode> {
             break;
         }
         if let Some((rank, code)) = failed {
+            let rank = args.node_rank * local + rank;
             tracing::error!(rank, code, "a rank failed; stopping the others");
             stop_all(&mut children);
             return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));

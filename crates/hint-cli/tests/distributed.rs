@@ -22,6 +22,9 @@ fn run(mut command: Command) -> (bool, String) {
 fn args(dir: &Path, steps: u64) -> Vec<String> {
     let mut args = tiny_args(dir, steps);
     args.push("--gin.TrainConfig.replica_check_every=2".into());
+    // Gloo on the CPU whatever HINT_TEST_DEVICE says: several ranks on one GPU cannot
+    // each take the GPU of their LOCAL_RANK.
+    args.push("--gin.Run.device=\"cpu\"".into());
     args
 }
 
@@ -114,6 +117,43 @@ fn two_and_three_ranks_equal_one_process_at_the_same_global_batch() {
         );
         assert_eq!(losses(&dir).len() as u64, STEPS, "one metrics line a step");
     }
+}
+
+/// Two `hint launch` commands as two machines would run them (torchrun's static
+/// rendezvous: `--nnodes 2`, each its `--node_rank`, node 0's address and port), here both
+/// on 127.0.0.1: one run of 4 ranks, equal to one process.
+#[test]
+fn two_machines_of_two_ranks_equal_one_process() {
+    const STEPS: u64 = 6;
+    let tmp = tempfile::tempdir().unwrap();
+    let alone = tmp.path().join("alone");
+    train_alone(&alone, STEPS);
+    let dir = tmp.path().join("nodes");
+    let port = free_port().to_string();
+    let nodes: Vec<Reaped> = (0..2)
+        .map(|node| {
+            Reaped::spawn(
+                hint()
+                    .args(["launch", "--nnodes", "2", "--node_rank", &node.to_string()])
+                    .args(["--nproc_per_node", "2", "--master_addr", "127.0.0.1"])
+                    .args(["--master_port", &port, "train"])
+                    .args(args(&dir, STEPS))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped()),
+            )
+        })
+        .collect();
+    for (node, mut child) in nodes.into_iter().enumerate() {
+        let code = wait_within(&mut child, LIMIT);
+        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap_or_default();
+        assert_eq!(code, Some(0), "node {node}: {stderr}");
+        if node == 0 {
+            assert!(stderr.contains("world_size=4"), "{stderr}");
+        }
+    }
+    assert_losses_close(&losses(&alone), &losses(&dir), "2 machines × 2 ranks");
+    let checkpoint = format!("checkpoint_{STEPS:08}");
+    assert_parameters_close(&alone.join(&checkpoint), &dir.join(&checkpoint));
 }
 
 #[test]

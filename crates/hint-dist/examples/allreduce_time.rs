@@ -51,7 +51,12 @@ fn main() {
     let group = ProcessGroup::from_env(Duration::from_secs(120), Device::Cpu).expect("the group");
     for bucket in [elements, BUCKET_ELEMENTS.min(elements)] {
         let mut buffers: Vec<Tensor> = (0..(elements + bucket - 1) / bucket)
-            .map(|i| Tensor::ones([bucket.min(elements - i * bucket)], (Kind::Float, Device::Cpu)))
+            .map(|i| {
+                Tensor::ones(
+                    [bucket.min(elements - i * bucket)],
+                    (Kind::Float, Device::Cpu),
+                )
+            })
             .collect();
         // Once untimed: the first collective sets up the connections' buffers.
         for buffer in buffers.iter_mut() {

@@ -260,8 +260,7 @@ impl ProcessGroup {
     fn check(&self, collective: &'static str, tensors: &[Tensor]) -> Result<(), DistError> {
         let device = tensors.first().map(Tensor::device);
         for tensor in tensors {
-            if !tensor.defined() || !tensor.is_contiguous() || Some(tensor.device()) != device
-            {
+            if !tensor.defined() || !tensor.is_contiguous() || Some(tensor.device()) != device {
                 return Err(DistError::BadTensor {
                     collective,
                     message: "collectives take defined, contiguous tensors on one device".into(),

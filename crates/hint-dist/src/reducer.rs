@@ -311,7 +311,12 @@ mod tests {
         sizes
             .iter()
             .enumerate()
-            .map(|(i, &n)| (format!("p{i}"), Tensor::zeros([n], (tch::Kind::Float, tch::Device::Cpu))))
+            .map(|(i, &n)| {
+                (
+                    format!("p{i}"),
+                    Tensor::zeros([n], (tch::Kind::Float, tch::Device::Cpu)),
+                )
+            })
             .collect()
     }
 

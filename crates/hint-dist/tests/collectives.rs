@@ -243,8 +243,9 @@ fn play_gradient_reducer() {
 
     // Sharded: `a` to rank 1, `b` to rank 0; only the owner's gradient is the sum.
     let params = parameters();
-    let owners: BTreeMap<String, usize> =
-        [("a".to_string(), 1), ("b".to_string(), 0)].into_iter().collect();
+    let owners: BTreeMap<String, usize> = [("a".to_string(), 1), ("b".to_string(), 0)]
+        .into_iter()
+        .collect();
     let mut reducer = GradientReducer::sharded(&group, &params, &owners, &config).unwrap();
     reducer.prepare().unwrap();
     backward(&params, (rank + 1) as f64);
@@ -281,7 +282,10 @@ fn the_gradient_reducer_sums_gradients_in_the_backward_pass() {
         let test = "the_gradient_reducer_sums_gradients_in_the_backward_pass";
         for (rank, ok, output) in wait(spawn(test, world, &ranks, free_port())) {
             assert!(ok, "world {world}, rank {rank}:\n{output}");
-            assert!(output.contains(&format!("rank {rank}: reducer ok")), "{output}");
+            assert!(
+                output.contains(&format!("rank {rank}: reducer ok")),
+                "{output}"
+            );
         }
     }
 }
