@@ -5,6 +5,7 @@ mod experiment_cmd;
 mod gin_args;
 mod infer_cmd;
 mod launch_cmd;
+mod plan_cmd;
 mod progress;
 mod tasks_cmd;
 mod train_cmd;
@@ -35,6 +36,9 @@ enum Command {
     /// Start N local ranks of a hint command (`hint launch --nproc_per_node 2 train …`),
     /// as torchrun would, without Python.
     Launch(launch_cmd::LaunchArgs),
+    /// Predict what a run's training step holds in memory (parameters, gradients,
+    /// optimizer state, activations) and the largest batch that fits a device.
+    Plan(plan_cmd::PlanArgs),
     /// Evaluate a checkpoint on the run's evaluation sets (t5x `eval`).
     Eval(infer_cmd::EvalArgs),
     /// Run inference for one instruction over many inputs, encoding the instruction once.
@@ -115,6 +119,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Train(args) => train_cmd::train(&args),
         Command::Launch(args) => launch_cmd::launch(&args),
+        Command::Plan(args) => plan_cmd::run(&args),
         Command::Eval(args) => infer_cmd::eval(&args),
         Command::Infer(args) => infer_cmd::infer(&args),
         Command::Config(ConfigCommand::Show { gin, format }) => config_cmd::show(&gin, format),

@@ -11,7 +11,8 @@ use anyhow::{Context, Result};
 use hint_dist::{ProcessGroup, Rendezvous};
 use hint_train::eval::{EvalMonitor, EvalProgress};
 use hint_train::{
-    train_and_evaluate_in, CheckpointInfo, RunSettings, StepMetrics, TrainHooks, TrainOutcome,
+    gigabytes, train_and_evaluate_in, CheckpointInfo, RunSettings, StepMetrics, TrainHooks,
+    TrainOutcome,
 };
 use indicatif::ProgressBar;
 
@@ -78,13 +79,18 @@ impl TrainHooks for CliHooks {
         match &self.bar {
             Some(bar) => {
                 bar.set_position(m.step);
-                bar.set_message(format!("loss/token {:.3}", m.loss_per_token));
+                bar.set_message(format!(
+                    "loss/token {:.3}, peak {}",
+                    m.loss_per_token,
+                    gigabytes(m.peak_memory_bytes)
+                ));
             }
             None if m.step % self.log_every == 0 || m.step == self.total => tracing::info!(
                 step = m.step,
                 loss_per_token = format!("{:.4}", m.loss_per_token),
                 grad_norm = format!("{:.3}", m.grad_norm),
                 examples_per_second = format!("{:.1}", m.examples_per_second),
+                peak_memory = gigabytes(m.peak_memory_bytes),
                 eta = eta(started, m.step - first, self.total.saturating_sub(first)),
                 "train"
             ),
@@ -135,6 +141,8 @@ pub(crate) fn settings_of(args: &GinArgs) -> Result<RunSettings> {
 /// `hint train`, alone or as one rank of a data-parallel run (torchrun's variables, or
 /// `hint launch`).
 pub fn train(args: &GinArgs) -> Result<ExitCode> {
+    // Before any tensor exists, so that the CPU tensors' bytes are counted whole.
+    hint_model::count_cpu_tensors();
     let mut settings = settings_of(args)?;
     let timeout = Duration::from_secs(settings.run.dist_timeout_seconds.max(1));
     let rendezvous = Rendezvous::from_env(timeout).context("reading torchrun's variables")?;

@@ -17,12 +17,15 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
+#include <c10/core/Allocator.h>
 #include <c10/core/CachingDeviceAllocator.h>
+#include <c10/util/ThreadLocalDebugInfo.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -176,9 +179,55 @@ struct RematerialisedBackward : public torch::autograd::Node {
   }
 };
 
+// Bytes of CPU tensors, counted from libtorch's allocation reports: its CPU allocator
+// tells a thread's memory reporter of every allocation and release once the thread has
+// one (the hook PyTorch's profiler uses), so this counts what tensors hold, as CUDA's
+// allocator statistics do, where the resident set also counts the allocator's caches.
+struct CpuTensorBytes : public c10::MemoryReportingInfoBase {
+  std::atomic<int64_t> current{0};
+  std::atomic<int64_t> peak{0};
+
+  void reportMemoryUsage(void*, int64_t size, size_t, size_t, c10::Device device) override {
+    if (device.type() != c10::DeviceType::CPU) {
+      return;
+    }
+    auto now = current.fetch_add(size) + size;
+    auto seen = peak.load();
+    while (now > seen && !peak.compare_exchange_weak(seen, now)) {
+    }
+  }
+
+  bool memoryProfilingEnabled() const override { return true; }
+};
+
+std::shared_ptr<CpuTensorBytes>& cpu_tensor_bytes() {
+  static auto counter = std::make_shared<CpuTensorBytes>();
+  return counter;
+}
+
 }  // namespace
 
 extern "C" {
+
+// Counts the CPU tensors this thread allocates from now on (and their releases).
+int hm_count_cpu_tensors() {
+  return guarded([&] {
+    if (c10::ThreadLocalDebugInfo::get(c10::DebugInfoKind::PROFILER_STATE) == nullptr) {
+      c10::ThreadLocalDebugInfo::_push(c10::DebugInfoKind::PROFILER_STATE, cpu_tensor_bytes());
+    }
+  });
+}
+
+// Bytes of counted CPU tensors now and at their peak since the last reset.
+void hm_cpu_tensor_bytes(int64_t* current, int64_t* peak) {
+  *current = cpu_tensor_bytes()->current.load();
+  *peak = cpu_tensor_bytes()->peak.load();
+}
+
+void hm_reset_cpu_tensor_peak() {
+  auto& counter = cpu_tensor_bytes();
+  counter->peak.store(counter->current.load());
+}
 
 const char* hm_last_error() { return last_error.c_str(); }
 

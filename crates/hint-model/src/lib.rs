@@ -13,16 +13,19 @@
 
 mod error;
 pub mod hyper;
+mod memory;
 mod parameters;
 mod pretrained;
 mod remat;
 mod runtime;
+mod shapes;
 pub mod t5;
 
 pub use error::ModelError;
 pub use hyper::config::HyperConfig;
 pub use hyper::flops;
 pub use hyper::model::{HyperT5, TaskAdaptation};
+pub use memory::{count_cpu_tensors, memory_usage, reset_peak_memory, MemoryUsage};
 pub use parameters::{load_parameters, save_parameters};
 pub use pretrained::{
     load_t5_weights, read_hint_config, Pretrained, PretrainedModel, HINT_CONFIG_KEY,
@@ -32,6 +35,7 @@ pub use runtime::{
     libtorch_version, open_device, retain_freed_memory, select_device, DeviceError, RuntimeInfo,
     RETAIN_FREED_MEMORY_ENV,
 };
+pub use shapes::parameter_shapes;
 pub use t5::checkpoint::{load_weights, save_pretrained, weight_files, LoadReport};
 pub use t5::config::{FeedForwardProj, T5Config};
 pub use t5::generation;

@@ -204,9 +204,7 @@ mod tests {
             let h = &x * 3.0;
             let f = {
                 let w = w.shallow_clone();
-                move |inputs: &[Tensor]| {
-                    vec![(&inputs[0] * &w).tanh().dropout(0.5, true)]
-                }
+                move |inputs: &[Tensor]| vec![(&inputs[0] * &w).tanh().dropout(0.5, true)]
             };
             let y = if remat {
                 rematerialise(&[h], f).remove(0)

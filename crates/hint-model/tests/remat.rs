@@ -73,16 +73,26 @@ fn assert_equal_steps(hyper: &HyperConfig) {
     assert_eq!(plain.len(), remat.len());
     let mut reached = 0;
     for ((name, a), (_, b)) in plain.iter().zip(&remat) {
-        assert_eq!(a.defined(), b.defined(), "`{name}`: a gradient in one run only");
+        assert_eq!(
+            a.defined(),
+            b.defined(),
+            "`{name}`: a gradient in one run only"
+        );
         if !a.defined() {
             continue;
         }
         let scale = f64::try_from(a.abs().max()).unwrap().max(1e-12);
         let diff = f64::try_from((a - b).abs().max()).unwrap();
-        assert!(diff <= 1e-6 * scale, "`{name}`: differs by {diff} (scale {scale})");
+        assert!(
+            diff <= 1e-6 * scale,
+            "`{name}`: differs by {diff} (scale {scale})"
+        );
         reached += usize::from(scale > 1e-12);
     }
-    assert!(reached > plain.len() / 2, "few gradients reached: {reached}");
+    assert!(
+        reached > plain.len() / 2,
+        "few gradients reached: {reached}"
+    );
 }
 
 #[test]
@@ -108,4 +118,3 @@ fn a_separate_instruction_encoder_is_rematerialised_too() {
         ..HyperConfig::default()
     });
 }
-

@@ -72,6 +72,12 @@ impl ParamGroup {
     }
 }
 
+/// The group each of `names` falls in (an index into `groups`), as [`crate::Adafactor`]
+/// assigns them, without any tensor: for planning. Errors as the optimizer's would.
+pub fn group_of_each(names: &[String], groups: &[ParamGroup]) -> Result<Vec<usize>> {
+    assign(names, groups)
+}
+
 /// A compiled full-match regex.
 pub(crate) fn full_match_regex(pattern: &str) -> Result<Regex, regex::Error> {
     Regex::new(&format!("^(?:{pattern})$"))

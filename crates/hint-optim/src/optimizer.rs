@@ -230,6 +230,16 @@ impl Adafactor {
             .map(|(_, t)| t.shallow_clone())
     }
 
+    /// Bytes of optimizer state this optimizer holds (its slots are f32), over every
+    /// parameter it owns.
+    pub fn state_bytes(&self) -> u64 {
+        self.params
+            .iter()
+            .filter_map(|p| p.slots.as_ref())
+            .map(|slots| slots.numel().max(0) as u64 * 4)
+            .sum()
+    }
+
     /// Number of f32 elements of optimizer state held for a parameter (`None` if frozen or unknown).
     pub fn state_numel(&self, param: &str) -> Option<i64> {
         self.params[*self.index.get(param)?]

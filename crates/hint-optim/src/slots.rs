@@ -36,6 +36,27 @@ pub(crate) struct Slots {
 /// Names of the slots, as in t5x's `param_states`.
 pub const SLOT_NAMES: [&str; 4] = ["v_row", "v_col", "v", "m"];
 
+/// Elements of the state a parameter of `shape` gets under `config`, without allocating
+/// it (the layout [`Slots::zeros`] makes): what a memory planner counts.
+///
+/// ```
+/// use hint_optim::{state_elements, AdafactorConfig};
+/// let config = AdafactorConfig::default(); // factored second moment, no momentum
+/// assert_eq!(state_elements(&[512, 1024], &config), 512 + 1024);
+/// assert_eq!(state_elements(&[512], &config), 512);
+/// ```
+pub fn state_elements(shape: &[i64], config: &AdafactorConfig) -> i64 {
+    let numel: i64 = shape.iter().product();
+    let second = match factored_dims(shape, config.factored, config.min_dim_size_to_factor) {
+        Some(dims) => {
+            dims.row_shape(shape).iter().product::<i64>()
+                + dims.col_shape(shape).iter().product::<i64>()
+        }
+        None => numel,
+    };
+    second + if config.beta1.is_some() { numel } else { 0 }
+}
+
 impl Slots {
     /// Zero slots for a parameter of `shape` on `device`, laid out as `config` needs.
     pub(crate) fn zeros(shape: &[i64], device: Device, config: &AdafactorConfig) -> Result<Self> {

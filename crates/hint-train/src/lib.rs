@@ -28,6 +28,7 @@ pub mod loaded;
 mod metrics_log;
 pub mod model;
 mod model_dir;
+pub mod plan;
 pub mod plot;
 pub mod report;
 pub mod run;
@@ -43,7 +44,9 @@ pub use checkpoint::{
 pub use error::{Result, TrainError};
 pub use eval::{EvalMonitor, EvalProgress, Unmonitored};
 pub use loaded::{load_run, LoadedRun, Overrides};
-pub use metrics_log::{read_metrics, truncate_after, MetricsLine, MetricsWriter, StepMetrics};
+pub use metrics_log::{
+    gigabytes, read_metrics, truncate_after, MemoryReport, MetricsLine, MetricsWriter, StepMetrics,
+};
 pub use model_dir::{ModelDir, ModelDirError};
 pub use run::{train_and_evaluate, train_and_evaluate_in, RunSummary};
 pub use settings::{load_config, RunConfig, RunSettings};

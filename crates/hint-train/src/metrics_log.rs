@@ -30,6 +30,53 @@ pub struct StepMetrics {
     pub tokens_per_second: f64,
     /// Examples per second.
     pub examples_per_second: f64,
+    /// The most memory in use during the step (0 in lines written before it was
+    /// recorded): on the CPU the process's resident set, on CUDA the bytes libtorch
+    /// allocated to tensors.
+    #[serde(default)]
+    pub peak_memory_bytes: u64,
+    /// The most bytes tensors held during the step (CPU: counted from libtorch's
+    /// allocation reports; CUDA: as `peak_memory_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_tensor_bytes: Option<u64>,
+    /// CUDA: the most bytes libtorch's caching allocator reserved during the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_reserved_bytes: Option<u64>,
+}
+
+/// What held the memory of the first step a process trained: written once per process
+/// (also after a resume) as a `{"step": …, "memory": {…}}` line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryReport {
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// Bytes of every parameter (trainable or not).
+    pub parameters: u64,
+    /// Bytes of the gradients the step produced.
+    pub gradients: u64,
+    /// Bytes of this rank's optimizer state.
+    pub optimizer_state: u64,
+    /// The step's peak less what was in use before it and the gradients it made: the
+    /// activations kept for the backward pass and the temporaries of the step.
+    pub activations: u64,
+    /// The step's peak of what was measured.
+    pub peak: u64,
+    /// What was measured in use before the step.
+    pub before_step: u64,
+    /// Examples this rank trained in the step.
+    pub examples: usize,
+    /// Distinct instructions among them (the instruction encoder and the hypernetwork
+    /// ran once per distinct instruction).
+    pub instructions: usize,
+    /// What was measured: `tensors` (the bytes tensors held: CUDA's allocator, or on the
+    /// CPU libtorch's allocation reports) or `resident set` (the process's, which also
+    /// holds its code, its data and the C allocator's caches).
+    pub measured: String,
+}
+
+/// Bytes as gigabytes for a log line (`1.234 GB`).
+pub fn gigabytes(bytes: u64) -> String {
+    format!("{:.3} GB", bytes as f64 / 1e9)
 }
 
 /// A line of `metrics.jsonl`: a training step or an evaluation.
@@ -44,6 +91,13 @@ pub enum MetricsLine {
         step: u64,
         /// Scores by `task/metric`.
         eval: BTreeMap<String, f64>,
+    },
+    /// The memory of a process's first step: `{"step": …, "memory": {…}}`.
+    Memory {
+        /// The step.
+        step: u64,
+        /// What held it.
+        memory: MemoryReport,
     },
 }
 
@@ -119,8 +173,32 @@ fn scalars_of(line: &MetricsLine) -> (u64, Vec<(String, f32)>) {
                     .iter()
                     .map(|(group, lr)| (format!("train/learning_rate/{group}"), *lr as f32)),
             );
+            if m.peak_memory_bytes > 0 {
+                scalars.push((
+                    "train/peak_memory_gb".to_string(),
+                    (m.peak_memory_bytes as f64 / 1e9) as f32,
+                ));
+            }
+            if let Some(reserved) = m.peak_reserved_bytes {
+                scalars.push((
+                    "train/peak_reserved_gb".to_string(),
+                    (reserved as f64 / 1e9) as f32,
+                ));
+            }
             (m.step, scalars)
         }
+        MetricsLine::Memory { step, memory } => (
+            *step,
+            [
+                ("parameters", memory.parameters),
+                ("gradients", memory.gradients),
+                ("optimizer_state", memory.optimizer_state),
+                ("activations", memory.activations),
+            ]
+            .iter()
+            .map(|(what, bytes)| (format!("memory/{what}_gb"), (*bytes as f64 / 1e9) as f32))
+            .collect(),
+        ),
         MetricsLine::Eval { step, eval } => (
             *step,
             eval.iter()
@@ -158,7 +236,9 @@ pub fn truncate_after(path: &Path, step: u64) -> Result<()> {
         let keep = line.ends_with('\n')
             && match serde_json::from_str::<MetricsLine>(line) {
                 Ok(MetricsLine::Train(m)) => m.step <= step,
-                Ok(MetricsLine::Eval { step: s, .. }) => s <= step,
+                Ok(MetricsLine::Eval { step: s, .. } | MetricsLine::Memory { step: s, .. }) => {
+                    s <= step
+                }
                 // Not ours to judge (e.g. a note a user added): kept as it is.
                 Err(_) => true,
             };

@@ -8,6 +8,7 @@ use tch::nn::VarStore;
 
 use crate::error::{Result, TrainError};
 use crate::settings::RunSettings;
+use crate::trainer::ComputeDtype;
 use hint_data::RunData;
 
 /// The model's embedding must cover every id the tokenizer produces.
@@ -31,14 +32,20 @@ pub fn check_vocabulary(data: &RunData, t5: &T5Config) -> Result<()> {
 /// the hypernetwork starts fresh.
 pub fn build_model(settings: &RunSettings) -> Result<(VarStore, HyperT5)> {
     tch::manual_seed(settings.train.seed);
-    let vs = VarStore::new(settings.device);
+    let mut vs = VarStore::new(settings.device);
     let mut model = HyperT5::new(vs.root(), &settings.t5, &settings.hyper);
     model
         .t5
         .set_compute_kind(settings.train.compute_dtype.kind());
+    model.set_remat_policy(settings.train.remat_policy);
     if !settings.run.initial_checkpoint.is_empty() {
         // A Hugging Face T5 with a fresh hypernetwork.
         hint_model::load_t5_weights(&vs, Path::new(&settings.run.initial_checkpoint))?;
+    }
+    // Initialised (and loaded) in f32, then rounded once: the same starting point as an
+    // f32 run, to bf16 precision.
+    if settings.train.param_dtype == ComputeDtype::Bfloat16 {
+        vs.bfloat16();
     }
     Ok((vs, model))
 }

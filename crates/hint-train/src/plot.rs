@@ -124,6 +124,7 @@ pub fn plot_run(model_dir: &Path) -> Result<Vec<PathBuf>> {
                     evals.entry(name).or_default().push((step as f64, value));
                 }
             }
+            MetricsLine::Memory { .. } => {}
         }
     }
     let mut written = Vec::new();

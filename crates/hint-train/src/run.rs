@@ -119,15 +119,10 @@ pub fn train_and_evaluate_in(
     } else {
         Adafactor::from_var_store(&vs, groups)?
     };
-    let state_elements: i64 = optimizer
-        .owned()
-        .iter()
-        .filter_map(|name| optimizer.state_numel(name))
-        .sum();
     tracing::info!(
         rank = group.rank(),
         world_size = group.world_size(),
-        optimizer_state_bytes = state_elements * 4,
+        optimizer_state_bytes = optimizer.state_bytes(),
         "optimizer state on this rank"
     );
     let mut source = TaskBatches::new(&data.registry, settings, settings.train.seed as u64)?;

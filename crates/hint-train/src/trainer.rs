@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use hint_dist::{BucketConfig, GradientReducer, ProcessGroup, ReduceOp};
-use hint_model::{cross_entropy, HyperT5, LossConfig};
+use hint_model::{
+    count_cpu_tensors, cross_entropy, memory_usage, reset_peak_memory, HyperT5, LossConfig,
+    MemoryUsage, RematPolicy,
+};
 use hint_optim::{Adafactor, STEP_KEY};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
@@ -20,7 +23,9 @@ use tch::{Kind, Tensor};
 use crate::checkpoint::{CheckpointInfo, CheckpointManager, TrainState};
 use crate::error::{Result, TrainError};
 use crate::eval::EvalMonitor;
-use crate::metrics_log::{truncate_after, MetricsLine, MetricsWriter, StepMetrics};
+use crate::metrics_log::{
+    gigabytes, truncate_after, MemoryReport, MetricsLine, MetricsWriter, StepMetrics,
+};
 use crate::model_dir::ModelDir;
 
 /// Parameter elements per broadcast of a sharded run's updated values: large enough that
@@ -44,8 +49,17 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Seed of parameter initialisation, data order and dropout.
     pub seed: i64,
-    /// `float32` or `bfloat16` activations (parameters stay f32).
+    /// `float32` or `bfloat16` activations.
     pub compute_dtype: ComputeDtype,
+    /// `float32` or `bfloat16` parameters (t5x's `param_dtype`). In bf16 the parameters and
+    /// their gradients take half the memory; Adafactor still computes each update in f32
+    /// (its state stays f32) and rounds the result to bf16. f32 parameters are the
+    /// default, as t5x's.
+    pub param_dtype: ComputeDtype,
+    /// Which activations a training step keeps (t5x's `remat_policy`): `none` (all) or
+    /// `full` (each transformer block's inputs only; the backward pass recomputes the
+    /// rest, for about a third more compute). Gradients are the same either way.
+    pub remat_policy: RematPolicy,
     /// The loss (t5x: summed cross-entropy with z-loss 1e-4).
     pub loss: LossConfig,
     /// In a data-parallel group, compare a checksum of the parameters across the ranks
@@ -68,6 +82,8 @@ impl Default for TrainConfig {
             eval_every: 0,
             seed: 0,
             compute_dtype: ComputeDtype::Float32,
+            param_dtype: ComputeDtype::Float32,
+            remat_policy: RematPolicy::None,
             loss: LossConfig::default(),
             replica_check_every: 50,
             shard_optimizer: false,
@@ -75,7 +91,7 @@ impl Default for TrainConfig {
     }
 }
 
-/// Activation dtype.
+/// A floating-point dtype of activations (`compute_dtype`) or parameters (`param_dtype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ComputeDtype {
@@ -200,6 +216,10 @@ pub struct Trainer<'a> {
     owners: Option<BTreeMap<String, usize>>,
     /// In a group, sums the gradients during the backward pass (made at the first step).
     reducer: Option<GradientReducer>,
+    /// Memory in use when the last step began.
+    memory_before_step: MemoryUsage,
+    /// Examples and distinct instructions of this rank's share of the last step.
+    step_rows: (usize, usize),
 }
 
 impl<'a> Trainer<'a> {
@@ -222,6 +242,8 @@ impl<'a> Trainer<'a> {
             group: None,
             owners: None,
             reducer: None,
+            memory_before_step: MemoryUsage::default(),
+            step_rows: (0, 0),
         }
     }
 
@@ -384,6 +406,9 @@ impl<'a> Trainer<'a> {
         } else {
             None
         };
+        // What this thread's CPU tensors hold is counted from here on (a no-op when the
+        // program counts already, and for CUDA, whose allocator counts itself).
+        count_cpu_tensors();
         let mut step = start;
         while step < self.config.steps {
             if self.stop_agreed(hooks.should_stop())? {
@@ -391,10 +416,28 @@ impl<'a> Trainer<'a> {
                 hooks.on_checkpoint(&checkpoint);
                 return Ok(TrainOutcome::Interrupted { step });
             }
+            let first = step == start;
+            let accounted = first.then(|| self.accounted_bytes());
             let line = self.train_step(step, source)?;
             step = line.step;
             if let Some(metrics) = metrics.as_mut() {
                 metrics.write(&MetricsLine::Train(line.clone()))?;
+            }
+            if let Some(before) = accounted {
+                let memory = self.memory_report(before, &line);
+                tracing::info!(
+                    step,
+                    device = %memory.device,
+                    parameters = %gigabytes(memory.parameters),
+                    gradients = %gigabytes(memory.gradients),
+                    optimizer_state = %gigabytes(memory.optimizer_state),
+                    activations = %gigabytes(memory.activations),
+                    peak = %gigabytes(memory.peak),
+                    "memory of the first step"
+                );
+                if let Some(metrics) = metrics.as_mut() {
+                    metrics.write(&MetricsLine::Memory { step, memory })?;
+                }
             }
             hooks.on_step(&line);
             self.check_replicas(step)?;
@@ -421,6 +464,52 @@ impl<'a> Trainer<'a> {
             }
         }
         Ok(TrainOutcome::Finished { step })
+    }
+
+    /// Bytes of (parameters, gradients, optimizer state) now.
+    fn accounted_bytes(&self) -> (u64, u64, u64) {
+        let bytes = |t: &Tensor| (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+        let variables = self.vs.variables();
+        let parameters = variables.values().map(bytes).sum();
+        let gradients = variables
+            .values()
+            .map(Tensor::grad)
+            .filter(Tensor::defined)
+            .map(|g| bytes(&g))
+            .sum();
+        (parameters, gradients, self.optimizer.state_bytes())
+    }
+
+    /// What held the memory of the step just trained, given what was accounted before it.
+    fn memory_report(&self, before: (u64, u64, u64), line: &StepMetrics) -> MemoryReport {
+        let (parameters, gradients, optimizer_state) = self.accounted_bytes();
+        let made = gradients.saturating_sub(before.1) + optimizer_state.saturating_sub(before.2);
+        let start = &self.memory_before_step;
+        // Tensors where they are counted: the resident set also holds the allocator's
+        // caches and the process's code.
+        let (measured, before_step, peak) = match (start.tensors, line.peak_tensor_bytes) {
+            (Some(before), Some(peak)) => ("tensors", before, peak),
+            _ => (
+                "resident set",
+                start.resident.unwrap_or(0),
+                line.peak_memory_bytes,
+            ),
+        };
+        MemoryReport {
+            device: match self.vs.device() {
+                tch::Device::Cuda(i) => format!("cuda:{i}"),
+                _ => "cpu".into(),
+            },
+            parameters,
+            gradients,
+            optimizer_state,
+            activations: peak.saturating_sub(before_step).saturating_sub(made),
+            peak,
+            before_step,
+            examples: self.step_rows.0,
+            instructions: self.step_rows.1,
+            measured: measured.into(),
+        }
     }
 
     /// Trainable parameters in name order: every rank walks them alike (a VarStore's map
@@ -560,6 +649,9 @@ impl<'a> Trainer<'a> {
     }
 
     fn train_step(&mut self, step: u64, source: &mut dyn BatchSource) -> Result<StepMetrics> {
+        let device = self.vs.device();
+        reset_peak_memory(device);
+        self.memory_before_step = memory_usage(device);
         let started = Instant::now();
         // Dropout masks depend on (seed, step) only: what makes resume exact.
         tch::manual_seed(
@@ -581,6 +673,12 @@ impl<'a> Trainer<'a> {
             None => global.narrow(0, global.rows()),
         };
         let rows = batch.rows();
+        let instructions = batch
+            .hyper_inputs
+            .unique_dim(0, false, false, false)
+            .0
+            .size()[0];
+        self.step_rows = (rows as usize, instructions as usize);
         let parts = (self.config.microbatches.max(1) as i64).min(rows.max(1));
         let per_part = (rows + parts - 1) / parts;
         let (mut loss, mut z_loss, mut weight) = (0.0, 0.0, 0.0);
@@ -679,6 +777,7 @@ impl<'a> Trainer<'a> {
             self.broadcast_from_owners(group, owners)?;
         }
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+        let memory = memory_usage(device);
         Ok(StepMetrics {
             step: self.optimizer.global_step(),
             loss,
@@ -688,6 +787,9 @@ impl<'a> Trainer<'a> {
             grad_norm,
             tokens_per_second: global.tokens() / elapsed,
             examples_per_second: global.rows() as f64 / elapsed,
+            peak_memory_bytes: memory.headline_peak(),
+            peak_tensor_bytes: memory.peak_tensors,
+            peak_reserved_bytes: memory.peak_reserved,
         })
     }
 }
@@ -696,11 +798,17 @@ impl<'a> Trainer<'a> {
 /// parameters, the largest first, each to the rank that holds the fewest elements so far
 /// (ties to the lower rank, then by name), so that every rank computes the same map.
 pub fn shard_owners(vs: &VarStore, world: usize) -> BTreeMap<String, usize> {
-    let mut sizes: Vec<(String, usize)> = vs
-        .variables()
-        .into_iter()
-        .map(|(name, t)| (name, t.numel()))
-        .collect();
+    owners_by_size(
+        vs.variables()
+            .into_iter()
+            .map(|(name, t)| (name, t.numel()))
+            .collect(),
+        world,
+    )
+}
+
+/// [`shard_owners`] from names and element counts alone (the memory planner's).
+pub fn owners_by_size(mut sizes: Vec<(String, usize)>, world: usize) -> BTreeMap<String, usize> {
     sizes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut load = vec![0usize; world.max(1)];
     let mut owners = BTreeMap::new();

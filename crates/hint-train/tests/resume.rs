@@ -125,7 +125,7 @@ fn losses(dir: &std::path::Path) -> Vec<(u64, f64)> {
         .into_iter()
         .filter_map(|line| match line {
             MetricsLine::Train(m) => Some((m.step, m.loss)),
-            MetricsLine::Eval { .. } => None,
+            MetricsLine::Eval { .. } | MetricsLine::Memory { .. } => None,
         })
         .collect()
 }
@@ -217,6 +217,9 @@ fn plot_draws_the_loss_and_eval_curves_of_a_run() {
                 grad_norm: 1.0,
                 tokens_per_second: 1000.0,
                 examples_per_second: 10.0,
+                peak_memory_bytes: 1 << 30,
+                peak_tensor_bytes: None,
+                peak_reserved_bytes: None,
             }))
             .unwrap();
         if step % 5 == 0 {

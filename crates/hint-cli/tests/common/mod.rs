@@ -22,6 +22,14 @@ pub fn losses(model_dir: &Path) -> Vec<(u64, f64)> {
 }
 
 /// A few-second configuration of the embedded default.
+/// The device the tests run on: `HINT_TEST_DEVICE` (e.g. `cuda`), or the CPU.
+pub fn device() -> String {
+    std::env::var("HINT_TEST_DEVICE")
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| "cpu".into())
+}
+
 pub fn tiny_args(model_dir: &Path, steps: u64) -> Vec<String> {
     [
         format!("--gin.MODEL_DIR=\"{}\"", model_dir.display()),
@@ -37,7 +45,7 @@ pub fn tiny_args(model_dir: &Path, steps: u64) -> Vec<String> {
         "--gin.Builtin.train_instances=40".into(),
         "--gin.Builtin.eval_instances=3".into(),
         "--gin.Run.eval_examples_per_task=2".into(),
-        "--gin.Run.device=\"cpu\"".into(),
+        format!("--gin.Run.device=\"{}\"", device()),
         "--gin.EvalConfig.max_new_tokens=4".into(),
     ]
     .into()

@@ -145,7 +145,7 @@ impl AttentionAdaptation {
             prefix: self.prefix.as_ref().map(|p| Prefix {
                 key: f(&p.key),
                 value: f(&p.value),
-                gate: p.gate.as_ref().map(|g| f(g)),
+                gate: p.gate.as_ref().map(&mut *f),
             }),
             lora: std::array::from_fn(|i| {
                 self.lora[i].as_ref().map(|l| LoraDelta {

@@ -60,6 +60,10 @@ impl Stack {
         } else {
             config.num_layers
         };
+        // An Arc, not an Rc, although a block is not Sync: autograd may drop a
+        // rematerialised block's recomputation (which holds a clone) on its own device
+        // thread, so the count must be atomic (see `remat::Remat`).
+        #[allow(clippy::arc_with_non_send_sync)]
         let blocks = (0..layers as usize)
             .map(|i| Arc::new(Block::new(&p / "block" / i, config, i, is_decoder)))
             .collect();
@@ -203,7 +207,11 @@ fn rematerialised_block(
         let (x, self_bias) = (&inputs[0], &inputs[1]);
         let mut rest = inputs[2..].iter();
         let encoder = (segments > 0).then(|| {
-            let parts: Vec<Tensor> = rest.by_ref().take(segments).map(Tensor::shallow_clone).collect();
+            let parts: Vec<Tensor> = rest
+                .by_ref()
+                .take(segments)
+                .map(Tensor::shallow_clone)
+                .collect();
             let mask = rest.next().expect("the memory's mask").shallow_clone();
             let cross_bias = rest.next().expect("the cross bias").shallow_clone();
             (EncoderMemory::from_segments(parts, mask), cross_bias)

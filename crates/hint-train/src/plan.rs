@@ -1,0 +1,601 @@
+//! Whether a run fits before it runs (`hint plan`): the bytes of parameters, gradients
+//! and Adafactor's (factored) state, counted exactly from the configuration without
+//! building the model, and the activations a training step keeps per example, from a
+//! model of what this implementation's forward pass saves for its backward pass.
+//!
+//! The activation model is a sum of per-example terms, each a count of elements this
+//! implementation materialises (hidden states `T·d`, feed-forward `T·d_ff`, attention
+//! scores `H·T_q·T_k`, the logits `T·V`, the hypernetwork's generated tensors, …) times a
+//! number of bytes per element. The counts follow the forward pass; the bytes per element
+//! were fitted once to measured first-step peaks on this machine (`benches/memory_fit.py`
+//! refits them) and hold for other sizes because every term is a tensor shape of the
+//! model. `benches/memory_validate.sh` checks predictions against measured peaks.
+
+use std::collections::BTreeMap;
+
+use hint_data::InstructionMode;
+use hint_model::hyper::layout::Layout;
+use hint_model::{parameter_shapes, RematPolicy};
+use hint_optim::{group_of_each, state_elements, ParamGroup};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::settings::RunSettings;
+use crate::trainer::{owners_by_size, ComputeDtype};
+
+/// Elements of what a training forward pass keeps, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ActivationTerms {
+    /// Hidden states: Σ over transformer blocks of `T·d_model`.
+    pub hidden: f64,
+    /// Feed-forward activations: Σ over blocks of `T·d_ff`.
+    pub feed_forward: f64,
+    /// Attention scores: Σ over attention layers of `H·T_query·T_key` (prefixes included).
+    pub attention: f64,
+    /// Per-head projections: Σ over attention layers of `(T_query + 2·T_key)·H·d_kv`.
+    pub projections: f64,
+    /// The logits: `T_targets·vocab`.
+    pub logits: f64,
+    /// The generated adapters, prefixes and LoRA, one copy per example.
+    pub generated: f64,
+    /// The hypernetwork's own activations (its generators' hidden rows, its attention
+    /// over the instruction).
+    pub hypernetwork: f64,
+}
+
+impl ActivationTerms {
+    fn dot(&self, c: &ActivationTerms) -> f64 {
+        self.hidden * c.hidden
+            + self.feed_forward * c.feed_forward
+            + self.attention * c.attention
+            + self.projections * c.projections
+            + self.logits * c.logits
+            + self.generated * c.generated
+            + self.hypernetwork * c.hypernetwork
+    }
+
+    fn scaled(&self, by: f64) -> ActivationTerms {
+        ActivationTerms {
+            hidden: self.hidden * by,
+            feed_forward: self.feed_forward * by,
+            attention: self.attention * by,
+            projections: self.projections * by,
+            logits: self.logits * by,
+            generated: self.generated * by,
+            hypernetwork: self.hypernetwork * by,
+        }
+    }
+
+    fn add(&mut self, other: &ActivationTerms) {
+        self.hidden += other.hidden;
+        self.feed_forward += other.feed_forward;
+        self.attention += other.attention;
+        self.projections += other.projections;
+        self.logits += other.logits;
+        self.generated += other.generated;
+        self.hypernetwork += other.hypernetwork;
+    }
+}
+
+/// Bytes per element of each term.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ActivationBytes {
+    /// Bytes per element kept without rematerialisation.
+    pub kept: ActivationTerms,
+    /// With `remat_policy = full`: bytes per element of each block's input (kept for the
+    /// recomputation).
+    pub block_input: f64,
+    /// With `remat_policy = full`: bytes per element of a stack's attention biases.
+    pub bias: f64,
+    /// With `remat_policy = full`: the share of the largest block's kept bytes that the
+    /// recomputation has at its peak.
+    pub recomputed: f64,
+}
+
+/// The fitted bytes per element for f32 or bf16 activations, without or with dropout
+/// (dropout keeps a mask and often a second copy of what it drops from), measured as the
+/// bytes CPU tensors held in first steps of fresh processes (`benches/memory_fit.py`,
+/// whose output for each set is quoted beside it). The elements are the model's tensor
+/// shapes, so the fit carries to other sizes and to CUDA, whose allocator counts the same
+/// tensors (rounded up to its 512-byte blocks).
+pub fn activation_bytes(compute: ComputeDtype, dropout: bool) -> ActivationBytes {
+    match (compute, dropout) {
+        // Fitted: no remat -4%..+2%, remat full -15%..+18% over 13 configurations.
+        (ComputeDtype::Float32, false) => ActivationBytes {
+            kept: ActivationTerms {
+                hidden: 34.8,
+                feed_forward: 15.6,
+                attention: 4.28,
+                projections: 4.55,
+                logits: 20.76,
+                generated: 3.6,
+                hypernetwork: 5.79,
+            },
+            block_input: 12.16,
+            bias: 6.24,
+            recomputed: 0.883,
+        },
+        // Fitted: no remat -4%..+2%, remat full -10%..+9% over 13 configurations.
+        (ComputeDtype::Float32, true) => ActivationBytes {
+            kept: ActivationTerms {
+                hidden: 24.31,
+                feed_forward: 19.31,
+                attention: 11.57,
+                projections: 9.93,
+                logits: 20.73,
+                generated: 0.0,
+                hypernetwork: 8.63,
+            },
+            block_input: 8.49,
+            bias: 4.46,
+            recomputed: 1.096,
+        },
+        // Fitted: no remat -4%..+2%, remat full -15%..+9% over 13 configurations.
+        (ComputeDtype::Bfloat16, false) => ActivationBytes {
+            kept: ActivationTerms {
+                hidden: 11.75,
+                feed_forward: 7.69,
+                attention: 1.79,
+                projections: 4.88,
+                logits: 20.34,
+                generated: 0.0,
+                hypernetwork: 4.31,
+            },
+            block_input: 3.04,
+            bias: 3.26,
+            recomputed: 1.229,
+        },
+        // Fitted: no remat -4%..+2%, remat full -11%..+6% over 13 configurations.
+        (ComputeDtype::Bfloat16, true) => ActivationBytes {
+            kept: ActivationTerms {
+                hidden: 10.92,
+                feed_forward: 9.53,
+                attention: 5.58,
+                projections: 6.54,
+                logits: 20.38,
+                generated: 0.0,
+                hypernetwork: 4.69,
+            },
+            block_input: 4.97,
+            bias: 2.83,
+            recomputed: 1.079,
+        },
+    }
+}
+
+/// One transformer block's terms: `t` queries over `keys` keys.
+fn block_terms(t5: &hint_model::T5Config, t: f64, keys: &[f64]) -> ActivationTerms {
+    let (d, ff, heads) = (t5.d_model as f64, t5.d_ff as f64, t5.num_heads as f64);
+    let inner = t5.inner_dim() as f64;
+    ActivationTerms {
+        hidden: t * d,
+        feed_forward: t * ff,
+        attention: keys.iter().map(|k| heads * t * k).sum(),
+        projections: keys.iter().map(|k| (t + 2.0 * k) * inner).sum(),
+        ..ActivationTerms::default()
+    }
+}
+
+/// A stack of transformer blocks in a step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackTerms {
+    /// `encoder`, `instruction encoder` or `decoder`.
+    pub name: String,
+    /// One block's terms, for one row.
+    pub block: ActivationTerms,
+    /// Blocks.
+    pub blocks: i64,
+    /// Elements of the stack's attention biases (position and masks), for one row.
+    pub biases: f64,
+    /// Whether the stack runs once per distinct instruction rather than per example.
+    pub per_instruction: bool,
+}
+
+/// The terms of a run's training step: per example, and per distinct instruction (the
+/// instruction encoder and the hypernetwork run once per distinct instruction in a batch).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTerms {
+    /// The stacks.
+    pub stacks: Vec<StackTerms>,
+    /// Outside the blocks, per example: the logits, the generated tensors.
+    pub per_example: ActivationTerms,
+    /// Outside the blocks, per distinct instruction: the hypernetwork.
+    pub per_instruction: ActivationTerms,
+}
+
+impl StepTerms {
+    /// Every kept element of a step of `examples` rows with `instructions` distinct
+    /// instructions.
+    pub fn total(&self, examples: f64, instructions: f64) -> ActivationTerms {
+        let mut total = self.per_example.scaled(examples);
+        total.add(&self.per_instruction.scaled(instructions));
+        for stack in &self.stacks {
+            let rows = if stack.per_instruction {
+                instructions
+            } else {
+                examples
+            };
+            total.add(&stack.block.scaled(rows * stack.blocks as f64));
+        }
+        total
+    }
+
+    /// Bytes a step of `examples` rows with `instructions` distinct instructions keeps
+    /// under `policy`.
+    pub fn bytes(
+        &self,
+        policy: RematPolicy,
+        coefficients: &ActivationBytes,
+        examples: f64,
+        instructions: f64,
+    ) -> f64 {
+        let kept = &coefficients.kept;
+        match policy {
+            RematPolicy::None => self.total(examples, instructions).dot(kept),
+            RematPolicy::Full => {
+                let rows = |stack: &StackTerms| {
+                    if stack.per_instruction {
+                        instructions
+                    } else {
+                        examples
+                    }
+                };
+                // Each block's input and each stack's biases are kept. The step's peak
+                // comes at the end of the forward pass, with the logits and their
+                // gradient, or in the backward pass, which recomputes one block at a time
+                // (the largest block's activations are there at once).
+                let kept_inputs: f64 = self
+                    .stacks
+                    .iter()
+                    .map(|s| {
+                        rows(s)
+                            * (s.block.hidden * s.blocks as f64 * coefficients.block_input
+                                + s.biases * coefficients.bias)
+                    })
+                    .sum();
+                let largest = self
+                    .stacks
+                    .iter()
+                    .map(|s| rows(s) * s.block.dot(kept))
+                    .fold(0.0, f64::max);
+                let logits = self.per_example.logits * kept.logits * examples;
+                kept_inputs
+                    + logits.max(largest * coefficients.recomputed)
+                    + self.per_example.dot(kept) * examples
+                    - logits
+                    + self.per_instruction.dot(kept) * instructions
+            }
+        }
+    }
+}
+
+/// The terms of `settings`' training step.
+pub fn step_terms(settings: &RunSettings) -> StepTerms {
+    let (t5, hyper) = (&settings.t5, &settings.hyper);
+    let lengths = settings.run.lengths;
+    let concat = settings.run.instruction_mode == InstructionMode::Concat;
+    let prompt = if hyper.use_prompt && hyper.has_hypernetwork() {
+        hyper.num_prompt_tokens
+    } else {
+        0
+    };
+    let inputs =
+        (lengths.inputs + if concat { lengths.hyper_inputs } else { 0 } + prompt as usize) as f64;
+    let instruction = if hyper.uses_instruction() && !concat {
+        lengths.hyper_inputs as f64
+    } else {
+        0.0
+    };
+    let targets = lengths.targets as f64;
+    let prefix = if hyper.use_prefix && hyper.has_hypernetwork() {
+        hyper.num_prefix_tokens as f64
+    } else {
+        0.0
+    };
+    let memory = inputs
+        + if hyper.use_fusion_in_decoder && hyper.use_instructions {
+            instruction
+        } else {
+            0.0
+        };
+    let heads = t5.num_heads as f64;
+    let mut stacks = vec![StackTerms {
+        name: "encoder".into(),
+        block: block_terms(t5, inputs, &[inputs + prefix]),
+        blocks: t5.num_layers,
+        biases: heads * inputs * (inputs + prefix),
+        per_instruction: false,
+    }];
+    if instruction > 0.0 {
+        stacks.push(StackTerms {
+            name: "instruction encoder".into(),
+            block: block_terms(t5, instruction, &[instruction]),
+            blocks: t5.num_layers,
+            biases: heads * instruction * instruction,
+            per_instruction: true,
+        });
+    }
+    stacks.push(StackTerms {
+        name: "decoder".into(),
+        block: block_terms(t5, targets, &[targets + prefix, memory + prefix]),
+        blocks: t5.decoder_layers(),
+        biases: heads * targets * (targets + prefix) + heads * targets * (memory + prefix),
+        per_instruction: false,
+    });
+    let (generated, hypernetwork) = if hyper.has_hypernetwork() {
+        let layout = Layout::new(t5, hyper);
+        let d = t5.d_model as f64;
+        let generated: f64 = layout
+            .kinds()
+            .iter()
+            .map(|kind| layout.rows_of(*kind).len() as f64 * kind.output_dim(t5, hyper) as f64)
+            .sum();
+        let hidden = layout.rows() as f64 * (2.0 * d + heads * instruction);
+        (generated, hidden + generated)
+    } else {
+        (0.0, 0.0)
+    };
+    StepTerms {
+        stacks,
+        per_example: ActivationTerms {
+            logits: targets * t5.vocab_size as f64,
+            generated,
+            ..ActivationTerms::default()
+        },
+        per_instruction: ActivationTerms {
+            hypernetwork,
+            ..ActivationTerms::default()
+        },
+    }
+}
+
+/// What a run's training step holds, on the rank that holds the most.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryPlan {
+    /// Parameters of the model.
+    pub parameters: i64,
+    /// Of them, trainable (not in a frozen group).
+    pub trainable_parameters: i64,
+    /// Bytes of the parameters (`param_dtype`).
+    pub parameter_bytes: u64,
+    /// Bytes of the gradients (trainable parameters, `param_dtype`).
+    pub gradient_bytes: u64,
+    /// Bytes of Adafactor's state on the most loaded rank (f32; factored where it
+    /// factors).
+    pub optimizer_state_bytes: u64,
+    /// Bytes of Adafactor's working buffer: f32, as large as the largest trainable
+    /// parameter (made at the first update and reused).
+    pub optimizer_scratch_bytes: u64,
+    /// Activation bytes per example without rematerialisation.
+    pub activation_bytes_per_example: u64,
+    /// With `remat_policy = full`.
+    pub remat_activation_bytes_per_example: u64,
+    /// Distinct instructions per example assumed (1: every example brings its own, the
+    /// most the hypernetwork and the instruction encoder can cost).
+    pub instructions_per_example: f64,
+    /// Examples per rank at the configured global batch.
+    pub batch_per_rank: usize,
+    /// Ranks.
+    pub world_size: usize,
+    /// Whether the optimizer state is sharded over the ranks.
+    pub sharded: bool,
+    /// The configured policy.
+    pub remat_policy: RematPolicy,
+    /// The per-example terms the activation bytes come from.
+    pub terms: StepTerms,
+}
+
+impl MemoryPlan {
+    /// Parameters, gradients, optimizer state and its working buffer: what does not
+    /// depend on the batch.
+    pub fn fixed_bytes(&self) -> u64 {
+        self.parameter_bytes
+            + self.gradient_bytes
+            + self.optimizer_state_bytes
+            + self.optimizer_scratch_bytes
+    }
+
+    /// Activation bytes per example under `policy`.
+    pub fn activation_bytes(&self, policy: RematPolicy) -> u64 {
+        match policy {
+            RematPolicy::None => self.activation_bytes_per_example,
+            RematPolicy::Full => self.remat_activation_bytes_per_example,
+        }
+    }
+
+    /// The step's peak at `batch` examples per rank under `policy`.
+    pub fn peak_bytes(&self, batch: usize, policy: RematPolicy) -> u64 {
+        self.fixed_bytes() + batch as u64 * self.activation_bytes(policy)
+    }
+
+    /// The largest batch per rank whose step fits in `memory` bytes (0: not even one
+    /// example, or the model alone does not fit).
+    pub fn largest_batch(&self, memory: u64, policy: RematPolicy) -> usize {
+        let per_example = self.activation_bytes(policy).max(1);
+        (memory.saturating_sub(self.fixed_bytes()) / per_example) as usize
+    }
+}
+
+/// Plans `settings`' training step on each of `world_size` ranks, with
+/// `instructions_per_example` distinct instructions per example (1.0 for the most).
+pub fn plan(
+    settings: &RunSettings,
+    world_size: usize,
+    instructions_per_example: f64,
+) -> Result<MemoryPlan> {
+    let world_size = world_size.max(1);
+    let shapes = parameter_shapes(&settings.t5, &settings.hyper);
+    let groups = ParamGroup::dual(
+        settings.hyper_optimizer.clone(),
+        settings.t5_optimizer.clone(),
+    );
+    let names: Vec<String> = shapes.iter().map(|(n, _)| n.clone()).collect();
+    let group_of = group_of_each(&names, &groups)?;
+    let param_bytes = match settings.train.param_dtype {
+        ComputeDtype::Float32 => 4,
+        ComputeDtype::Bfloat16 => 2,
+    };
+    let mut parameters = 0i64;
+    let mut trainable = 0i64;
+    let mut largest_trainable = 0i64;
+    let mut state: BTreeMap<String, i64> = BTreeMap::new();
+    for ((name, shape), group) in shapes.iter().zip(&group_of) {
+        let numel: i64 = shape.iter().product();
+        parameters += numel;
+        if !groups[*group].frozen {
+            trainable += numel;
+            largest_trainable = largest_trainable.max(numel);
+            state.insert(name.clone(), state_elements(shape, &groups[*group].hparams));
+        }
+    }
+    let sharded = settings.train.shard_optimizer && world_size > 1;
+    let optimizer_state = if sharded {
+        let sizes: Vec<(String, usize)> = shapes
+            .iter()
+            .map(|(n, s)| (n.clone(), s.iter().product::<i64>() as usize))
+            .collect();
+        let owners = owners_by_size(sizes, world_size);
+        let mut per_rank = vec![0i64; world_size];
+        for (name, elements) in &state {
+            per_rank[owners.get(name).copied().unwrap_or(0)] += elements;
+        }
+        per_rank.into_iter().max().unwrap_or(0)
+    } else {
+        state.values().sum()
+    };
+    let terms = step_terms(settings);
+    let coefficients =
+        activation_bytes(settings.train.compute_dtype, settings.t5.dropout_rate > 0.0);
+    Ok(MemoryPlan {
+        parameters,
+        trainable_parameters: trainable,
+        parameter_bytes: (parameters * param_bytes) as u64,
+        gradient_bytes: (trainable * param_bytes) as u64,
+        optimizer_state_bytes: (optimizer_state * 4) as u64,
+        optimizer_scratch_bytes: (largest_trainable * 4) as u64,
+        activation_bytes_per_example: terms.bytes(
+            RematPolicy::None,
+            &coefficients,
+            1.0,
+            instructions_per_example,
+        ) as u64,
+        remat_activation_bytes_per_example: terms.bytes(
+            RematPolicy::Full,
+            &coefficients,
+            1.0,
+            instructions_per_example,
+        ) as u64,
+        instructions_per_example,
+        batch_per_rank: settings.run.batch_size.div_ceil(world_size),
+        world_size,
+        sharded,
+        remat_policy: settings.train.remat_policy,
+        terms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(bindings: &[&str]) -> RunSettings {
+        let mut all = vec![
+            "hint.train.Run.lengths = (3, 2, 2)",
+            "hint.train.Run.batch_size = 4",
+            "hint.model.T5Config.vocab_size = 10",
+            "hint.model.T5Config.d_model = 4",
+            "hint.model.T5Config.d_kv = 2",
+            "hint.model.T5Config.num_heads = 2",
+            "hint.model.T5Config.d_ff = 8",
+            "hint.model.T5Config.num_layers = 1",
+            "hint.model.T5Config.num_decoder_layers = 1",
+            "hint.model.T5Config.relative_attention_num_buckets = 32",
+            "hint.model.T5Config.feed_forward_proj = 'gated-gelu'",
+            "hint.model.T5Config.tie_word_embeddings = False",
+            "hint.model.HyperConfig.use_instructions = False",
+            "hint.model.HyperConfig.use_adapter = False",
+            "hint.model.HyperConfig.use_prefix = False",
+            "hint.model.HyperConfig.use_fusion_in_decoder = False",
+        ];
+        all.extend(bindings);
+        let bindings: Vec<String> = all.iter().map(|b| b.to_string()).collect();
+        RunSettings::load(&[], &bindings, &[], false).unwrap()
+    }
+
+    /// Counted by hand: embeddings 2 × 10·4; encoder block q, k, v, o 4 × 4·4, relative
+    /// bias 32·2, two norms 4 each, gated feed-forward 2 × 8·4 + 4·8, final norm 4 (236);
+    /// decoder block the same plus cross-attention 4 × 4·4 and a third norm (304).
+    #[test]
+    fn a_tiny_configuration_counted_by_hand() {
+        let plan = plan(&tiny(&[]), 1, 1.0).unwrap();
+        assert_eq!(plan.parameters, 80 + 236 + 304);
+        assert_eq!(plan.trainable_parameters, plan.parameters);
+        assert_eq!(plan.parameter_bytes, 620 * 4);
+        assert_eq!(plan.gradient_bytes, 620 * 4);
+        // No dimension reaches min_dim_size_to_factor (128): every second moment is whole.
+        assert_eq!(plan.optimizer_state_bytes, 620 * 4);
+        // Per example: encoder T=3 (hidden 3·4, feed-forward 3·8, scores 2·3·3,
+        // projections (3 + 2·3)·4); decoder T=2 over memory 3 (hidden 2·4, feed-forward
+        // 2·8, scores 2·2·2 + 2·2·3, projections (2 + 2·2)·4 + (2 + 2·3)·4); logits 2·10.
+        let total = plan.terms.total(1.0, 1.0);
+        assert_eq!(
+            total,
+            ActivationTerms {
+                hidden: 12.0 + 8.0,
+                feed_forward: 24.0 + 16.0,
+                attention: 18.0 + 20.0,
+                projections: 36.0 + 56.0,
+                logits: 20.0,
+                generated: 0.0,
+                hypernetwork: 0.0,
+            }
+        );
+        let bytes = activation_bytes(ComputeDtype::Float32, false);
+        assert_eq!(
+            plan.activation_bytes_per_example,
+            total.dot(&bytes.kept) as u64
+        );
+        // The step's peak at the configured batch, and the largest batch in a memory.
+        // The optimizer's working buffer: the largest parameter, the relative bias (64).
+        assert_eq!(plan.optimizer_scratch_bytes, 64 * 4);
+        let fixed = 3 * 620 * 4 + 64 * 4;
+        assert_eq!(plan.fixed_bytes(), fixed);
+        assert_eq!(
+            plan.peak_bytes(4, RematPolicy::None),
+            fixed + 4 * plan.activation_bytes_per_example
+        );
+        let memory = fixed + 10 * plan.activation_bytes_per_example + 1;
+        assert_eq!(plan.largest_batch(memory, RematPolicy::None), 10);
+        assert_eq!(plan.largest_batch(fixed - 1, RematPolicy::None), 0);
+    }
+
+    #[test]
+    fn bf16_parameters_halve_parameters_and_gradients_and_sharding_divides_the_state() {
+        let f32_plan = plan(&tiny(&[]), 2, 1.0).unwrap();
+        let bf16 = plan(
+            &tiny(&["hint.train.TrainConfig.param_dtype = 'bfloat16'"]),
+            2,
+            1.0,
+        )
+        .unwrap();
+        assert_eq!(bf16.parameter_bytes * 2, f32_plan.parameter_bytes);
+        assert_eq!(bf16.gradient_bytes * 2, f32_plan.gradient_bytes);
+        assert_eq!(bf16.optimizer_state_bytes, f32_plan.optimizer_state_bytes);
+        let sharded = plan(
+            &tiny(&["hint.train.TrainConfig.shard_optimizer = True"]),
+            2,
+            1.0,
+        )
+        .unwrap();
+        assert!(sharded.sharded);
+        assert!(sharded.optimizer_state_bytes < f32_plan.optimizer_state_bytes);
+        assert!(sharded.optimizer_state_bytes * 2 >= f32_plan.optimizer_state_bytes);
+        assert_eq!(f32_plan.batch_per_rank, 2);
+    }
+
+    #[test]
+    fn rematerialisation_keeps_less_than_everything() {
+        let plan = plan(&tiny(&["hint.model.T5Config.num_layers = 4"]), 1, 1.0).unwrap();
+        assert!(plan.remat_activation_bytes_per_example < plan.activation_bytes_per_example);
+    }
+}
