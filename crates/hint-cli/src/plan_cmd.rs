@@ -86,12 +86,20 @@ fn policy_name(policy: RematPolicy) -> &'static str {
 fn text(plan: &MemoryPlan, device_memory: Option<u64>, reserve: u64) -> String {
     let mut out = String::new();
     let millions = |n: i64| format!("{:.1}M", n as f64 / 1e6);
+    let passes = plan
+        .batch_per_rank
+        .div_ceil(plan.microbatch_per_rank.max(1));
     out.push_str(&format!(
-        "parameters: {} ({} trainable); {} rank(s), {} examples per rank{}\n",
+        "parameters: {} ({} trainable); {} rank(s), {} examples per rank{}{}\n",
         millions(plan.parameters),
         millions(plan.trainable_parameters),
         plan.world_size,
         plan.batch_per_rank,
+        if passes > 1 {
+            format!(" in {passes} microbatches of {}", plan.microbatch_per_rank)
+        } else {
+            String::new()
+        },
         if plan.sharded {
             ", optimizer state sharded"
         } else {
@@ -115,8 +123,8 @@ fn text(plan: &MemoryPlan, device_memory: Option<u64>, reserve: u64) -> String {
             "  activations      {} per example with remat_policy={}{mark}: {} at {} examples\n",
             gigabytes(plan.activation_bytes(policy)),
             policy_name(policy),
-            gigabytes(plan.peak_bytes(plan.batch_per_rank, policy)),
-            plan.batch_per_rank
+            gigabytes(plan.peak_bytes(plan.microbatch_per_rank, policy)),
+            plan.microbatch_per_rank
         ));
     }
     if let Some(memory) = device_memory {
@@ -141,8 +149,8 @@ fn text(plan: &MemoryPlan, device_memory: Option<u64>, reserve: u64) -> String {
             let none = plan.largest_batch(usable, RematPolicy::None);
             let full = plan.largest_batch(usable, RematPolicy::Full);
             out.push_str(&format!(
-                "largest batch per rank {none} with remat_policy=none, {full} with full \
-                 (global {} and {})\n",
+                "largest (micro)batch per rank {none} with remat_policy=none, {full} with full \
+                 (global {} and {} per pass)\n",
                 none * plan.world_size,
                 full * plan.world_size
             ));

@@ -218,6 +218,12 @@ int hm_count_cpu_tensors() {
   });
 }
 
+// Whether this thread counts its CPU tensors.
+bool hm_counts_cpu_tensors() {
+  return c10::ThreadLocalDebugInfo::get(c10::DebugInfoKind::PROFILER_STATE) ==
+         cpu_tensor_bytes().get();
+}
+
 // Bytes of counted CPU tensors now and at their peak since the last reset.
 void hm_cpu_tensor_bytes(int64_t* current, int64_t* peak) {
   *current = cpu_tensor_bytes()->current.load();

@@ -375,6 +375,9 @@ pub struct MemoryPlan {
     pub instructions_per_example: f64,
     /// Examples per rank at the configured global batch.
     pub batch_per_rank: usize,
+    /// Examples per rank in one forward and backward pass: the rank's share split into
+    /// `TrainConfig.microbatches` (activations are those of one microbatch).
+    pub microbatch_per_rank: usize,
     /// Ranks.
     pub world_size: usize,
     /// Whether the optimizer state is sharded over the ranks.
@@ -403,13 +406,14 @@ impl MemoryPlan {
         }
     }
 
-    /// The step's peak at `batch` examples per rank under `policy`.
+    /// The step's peak at `batch` examples per rank in one pass (a microbatch) under
+    /// `policy`.
     pub fn peak_bytes(&self, batch: usize, policy: RematPolicy) -> u64 {
         self.fixed_bytes() + batch as u64 * self.activation_bytes(policy)
     }
 
-    /// The largest batch per rank whose step fits in `memory` bytes (0: not even one
-    /// example, or the model alone does not fit).
+    /// The largest (micro)batch per rank whose step fits in `memory` bytes (0: not even
+    /// one example, or the model alone does not fit).
     pub fn largest_batch(&self, memory: u64, policy: RematPolicy) -> usize {
         let per_example = self.activation_bytes(policy).max(1);
         (memory.saturating_sub(self.fixed_bytes()) / per_example) as usize
@@ -487,6 +491,11 @@ pub fn plan(
         ) as u64,
         instructions_per_example,
         batch_per_rank: settings.run.batch_size.div_ceil(world_size),
+        microbatch_per_rank: settings
+            .run
+            .batch_size
+            .div_ceil(world_size)
+            .div_ceil(settings.train.microbatches.max(1)),
         world_size,
         sharded,
         remat_policy: settings.train.remat_policy,
@@ -512,6 +521,7 @@ mod tests {
             "hint.model.T5Config.relative_attention_num_buckets = 32",
             "hint.model.T5Config.feed_forward_proj = 'gated-gelu'",
             "hint.model.T5Config.tie_word_embeddings = False",
+            "hint.model.T5Config.dropout_rate = 0.0",
             "hint.model.HyperConfig.use_instructions = False",
             "hint.model.HyperConfig.use_adapter = False",
             "hint.model.HyperConfig.use_prefix = False",
