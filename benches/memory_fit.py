@@ -113,24 +113,25 @@ def dot(t, c):
 
 
 def remat_parts(t, kept, examples, instructions):
-    """The parts of StepTerms::bytes(Full) in plan.rs: (block-input elements, bias
-    elements, the largest block's kept bytes, the logits' bytes, the other bytes outside
-    the blocks). The step's peak comes either at the end of the forward pass, with the
-    logits and their gradient, or in the backward pass, with one block recomputed."""
+    """The parts of MemoryPlan::peak_bytes(Full) in plan.rs: (block-input elements, bias
+    elements, the largest block's kept bytes, the logits chunk's bytes, the other bytes
+    outside the blocks). The logits are rematerialised a chunk of at most 8M elements at
+    a time; the step's peak comes with one chunk or with one recomputed block."""
     def rows(s):
         return instructions if s["per_instruction"] else examples
     inputs = sum(rows(s) * s["block"]["hidden"] * s["blocks"] for s in t["stacks"])
     biases = sum(rows(s) * s["biases"] for s in t["stacks"])
     largest = max(rows(s) * dot(s["block"], kept) for s in t["stacks"])
     logits = t["per_example"]["logits"] * kept["logits"] * examples
+    chunk = min(t["per_example"]["logits"] * examples, 8 << 20) * kept["logits"]
     rest = dot(t["per_example"], kept) * examples - logits \
         + dot(t["per_instruction"], kept) * instructions
-    return inputs, biases, largest, logits, rest
+    return inputs, biases, largest, chunk, rest
 
 
 def remat_bytes(parts, block_input, bias, recomputed):
-    inputs, biases, largest, logits, rest = parts
-    return inputs * block_input + biases * bias + max(logits, largest * recomputed) + rest
+    inputs, biases, largest, chunk, rest = parts
+    return inputs * block_input + biases * bias + max(chunk, largest * recomputed) + rest
 
 
 def nnls(rows, ys, iterations=20000):
@@ -154,9 +155,10 @@ def main():
     cache = os.environ.get("MEMORY_FIT_CACHE")
     runs = json.load(open(cache)) if cache and os.path.exists(cache) else {}
     for n in names:
-        if n not in runs:
-            runs[n] = {remat: [activations(CONFIGS[n], b, remat) for b in BATCHES]
-                       for remat in ("none", "full")}
+        runs.setdefault(n, {})
+        for remat in ("none", "full"):
+            if remat not in runs[n]:
+                runs[n][remat] = [activations(CONFIGS[n], b, remat) for b in BATCHES]
         print(f"{n}: {runs[n]}", file=sys.stderr)
     if cache:
         json.dump(runs, open(cache, "w"))
@@ -177,10 +179,10 @@ def main():
         y, low, high = difference(n, "full")
         lo, hi = (remat_parts(all_terms[n], kept, *r) for r in (low, high))
         # Linear once the peak's side is chosen (with the block counted whole).
-        recomputed_rows = [p[2] if p[2] > p[3] else 0.0 for p in (lo, hi)]
-        logit_bytes = [p[3] if p[3] >= p[2] else 0.0 for p in (lo, hi)]
-        remat_rows.append([hi[0] - lo[0], hi[1] - lo[1], recomputed_rows[1] - recomputed_rows[0]])
-        remat_ys.append(y - (hi[4] - lo[4]) - (logit_bytes[1] - logit_bytes[0]))
+        block = [p[2] if p[2] > p[3] else 0.0 for p in (lo, hi)]
+        chunk = [p[3] if p[3] >= p[2] else 0.0 for p in (lo, hi)]
+        remat_rows.append([hi[0] - lo[0], hi[1] - lo[1], block[1] - block[0]])
+        remat_ys.append(y - (hi[4] - lo[4]) - (chunk[1] - chunk[0]))
     block_input, bias, recomputed = nnls(remat_rows, remat_ys)
     print(json.dumps({"dtype": DTYPE, "dropout": DROPOUT,
                       "kept": {k: round(v, 2) for k, v in kept.items()},

@@ -40,14 +40,12 @@ check() { # name remat args…
 import json, sys
 name, remat, metrics, seconds = sys.argv[1:]
 plan = json.loads('''$plan''')
-per_example = plan["activation_bytes_per_example" if remat == "none" else "remat_activation_bytes_per_example"]
-fixed = plan["parameter_bytes"] + plan["gradient_bytes"] + plan["optimizer_state_bytes"] + plan["optimizer_scratch_bytes"]
 lines = [json.loads(l) for l in open(metrics)]
 memory = next(l["memory"] for l in lines if "memory" in l)
 step = next(l for l in lines if "loss" in l)
 batch = memory["examples"]
-# The plan assumes an instruction per example; the step had this many distinct ones.
-predicted = fixed + batch * per_example
+# The plan assumes an instruction per example (the step had `instructions` distinct ones).
+predicted = plan["peak_bytes_without_remat" if remat == "none" else "peak_bytes_with_remat"]
 measured = memory["peak"]
 print(f"{name} remat={remat}: {plan['parameters'] / 1e6:.0f}M parameters, batch {batch} "
       f"({memory['instructions']} instructions): predicted {predicted / 1e9:.2f} GB, "

@@ -12,8 +12,8 @@
 use std::time::Instant;
 
 use hint_model::{
-    count_cpu_tensors, cross_entropy, memory_usage, reset_peak_memory, retain_freed_memory,
-    LossConfig, RematPolicy, T5Config, T5,
+    count_cpu_tensors, cross_entropy, memory_usage, rematerialised_cross_entropy,
+    reset_peak_memory, retain_freed_memory, LossConfig, RematPolicy, T5Config, T5,
 };
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -63,8 +63,26 @@ fn main() {
     for step in 0..steps {
         reset_peak_memory(Device::Cpu);
         let started = Instant::now();
-        let logits = model.forward(&inputs, Some(&mask), &decoder_inputs, None, true);
-        let loss = cross_entropy(&logits, &targets, &weights, &LossConfig::default());
+        let encoded = model.encode(&inputs, Some(&mask), true);
+        let states = model.decode(&decoder_inputs, &encoded, &mask, None, None, true);
+        // As `hint train` does: with rematerialised blocks, the logits are rematerialised
+        // too, a chunk of positions at a time.
+        let loss = if remat == "full" {
+            rematerialised_cross_entropy(
+                &model.head(),
+                &states,
+                &targets,
+                &weights,
+                &LossConfig::default(),
+            )
+        } else {
+            cross_entropy(
+                &model.logits(&states),
+                &targets,
+                &weights,
+                &LossConfig::default(),
+            )
+        };
         loss.total.backward();
         let seconds = started.elapsed().as_secs_f64();
         for variable in vs.trainable_variables() {

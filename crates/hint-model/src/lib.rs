@@ -39,7 +39,10 @@ pub use shapes::parameter_shapes;
 pub use t5::checkpoint::{load_weights, save_pretrained, weight_files, LoadReport};
 pub use t5::config::{FeedForwardProj, T5Config};
 pub use t5::generation;
-pub use t5::loss::{cross_entropy, hf_mean_cross_entropy, Loss, LossConfig, LossNormalization};
+pub use t5::loss::{
+    cross_entropy, hf_mean_cross_entropy, rematerialised_cross_entropy, Loss, LossConfig,
+    LossNormalization, REMAT_LOSS_CHUNK_LOGITS,
+};
 pub use t5::memory::EncoderMemory;
-pub use t5::model::T5;
+pub use t5::model::{LmHead, T5};
 pub use t5::stack::DecoderCache;

@@ -87,8 +87,8 @@ pub struct ActivationBytes {
     pub block_input: f64,
     /// With `remat_policy = full`: bytes per element of a stack's attention biases.
     pub bias: f64,
-    /// With `remat_policy = full`: the share of the largest block's kept bytes that the
-    /// recomputation has at its peak.
+    /// With `remat_policy = full`: the largest block's recomputation at the step's peak,
+    /// as a multiple of its kept bytes (its gradients come on top).
     pub recomputed: f64,
 }
 
@@ -100,7 +100,7 @@ pub struct ActivationBytes {
 /// tensors (rounded up to its 512-byte blocks).
 pub fn activation_bytes(compute: ComputeDtype, dropout: bool) -> ActivationBytes {
     match (compute, dropout) {
-        // Fitted: no remat -4%..+2%, remat full -15%..+18% over 13 configurations.
+        // Fitted: no remat -4%..+2%, remat full -13%..+19% over 13 configurations.
         (ComputeDtype::Float32, false) => ActivationBytes {
             kept: ActivationTerms {
                 hidden: 34.8,
@@ -111,11 +111,11 @@ pub fn activation_bytes(compute: ComputeDtype, dropout: bool) -> ActivationBytes
                 generated: 3.6,
                 hypernetwork: 5.79,
             },
-            block_input: 12.16,
-            bias: 6.24,
-            recomputed: 0.883,
+            block_input: 4.95,
+            bias: 5.37,
+            recomputed: 1.127,
         },
-        // Fitted: no remat -4%..+2%, remat full -10%..+9% over 13 configurations.
+        // Fitted: no remat -4%..+2%, remat full -10%..+10% over 13 configurations.
         (ComputeDtype::Float32, true) => ActivationBytes {
             kept: ActivationTerms {
                 hidden: 24.31,
@@ -126,11 +126,11 @@ pub fn activation_bytes(compute: ComputeDtype, dropout: bool) -> ActivationBytes
                 generated: 0.0,
                 hypernetwork: 8.63,
             },
-            block_input: 8.49,
-            bias: 4.46,
-            recomputed: 1.096,
+            block_input: 0.0,
+            bias: 2.84,
+            recomputed: 1.317,
         },
-        // Fitted: no remat -4%..+2%, remat full -15%..+9% over 13 configurations.
+        // Fitted: no remat -4%..+2%, remat full -12%..+17% over 13 configurations.
         (ComputeDtype::Bfloat16, false) => ActivationBytes {
             kept: ActivationTerms {
                 hidden: 11.75,
@@ -141,11 +141,11 @@ pub fn activation_bytes(compute: ComputeDtype, dropout: bool) -> ActivationBytes
                 generated: 0.0,
                 hypernetwork: 4.31,
             },
-            block_input: 3.04,
-            bias: 3.26,
-            recomputed: 1.229,
+            block_input: 0.0,
+            bias: 2.62,
+            recomputed: 1.399,
         },
-        // Fitted: no remat -4%..+2%, remat full -11%..+6% over 13 configurations.
+        // Fitted: no remat -4%..+2%, remat full -9%..+14% over 13 configurations.
         (ComputeDtype::Bfloat16, true) => ActivationBytes {
             kept: ActivationTerms {
                 hidden: 10.92,
@@ -156,9 +156,9 @@ pub fn activation_bytes(compute: ComputeDtype, dropout: bool) -> ActivationBytes
                 generated: 0.0,
                 hypernetwork: 4.69,
             },
-            block_input: 4.97,
-            bias: 2.83,
-            recomputed: 1.079,
+            block_input: 0.0,
+            bias: 1.74,
+            recomputed: 1.314,
         },
     }
 }
@@ -221,50 +221,82 @@ impl StepTerms {
     }
 
     /// Bytes a step of `examples` rows with `instructions` distinct instructions keeps
-    /// under `policy`.
-    pub fn bytes(
+    /// without rematerialisation.
+    pub fn bytes(&self, coefficients: &ActivationBytes, examples: f64, instructions: f64) -> f64 {
+        self.total(examples, instructions).dot(&coefficients.kept)
+    }
+
+    /// What a step keeps with `remat_policy = full`, in parts: each block's input and
+    /// each stack's biases and what lies outside the blocks (the logits aside); the
+    /// largest block's activations, which the backward pass recomputes one block at a
+    /// time; and the logits with their gradient, rematerialised a chunk of positions at a
+    /// time. The step's peak comes with the recomputed block or with a chunk of logits:
+    /// see [`RematBytes::peak`].
+    pub fn remat_bytes(
         &self,
-        policy: RematPolicy,
         coefficients: &ActivationBytes,
         examples: f64,
         instructions: f64,
-    ) -> f64 {
+    ) -> RematBytes {
         let kept = &coefficients.kept;
-        match policy {
-            RematPolicy::None => self.total(examples, instructions).dot(kept),
-            RematPolicy::Full => {
-                let rows = |stack: &StackTerms| {
-                    if stack.per_instruction {
-                        instructions
-                    } else {
-                        examples
-                    }
-                };
-                // Each block's input and each stack's biases are kept. The step's peak
-                // comes at the end of the forward pass, with the logits and their
-                // gradient, or in the backward pass, which recomputes one block at a time
-                // (the largest block's activations are there at once).
-                let kept_inputs: f64 = self
-                    .stacks
-                    .iter()
-                    .map(|s| {
-                        rows(s)
-                            * (s.block.hidden * s.blocks as f64 * coefficients.block_input
-                                + s.biases * coefficients.bias)
-                    })
-                    .sum();
-                let largest = self
-                    .stacks
-                    .iter()
-                    .map(|s| rows(s) * s.block.dot(kept))
-                    .fold(0.0, f64::max);
-                let logits = self.per_example.logits * kept.logits * examples;
-                kept_inputs
-                    + logits.max(largest * coefficients.recomputed)
-                    + self.per_example.dot(kept) * examples
-                    - logits
-                    + self.per_instruction.dot(kept) * instructions
+        let rows = |stack: &StackTerms| {
+            if stack.per_instruction {
+                instructions
+            } else {
+                examples
             }
+        };
+        let inputs: f64 = self
+            .stacks
+            .iter()
+            .map(|s| {
+                rows(s)
+                    * (s.block.hidden * s.blocks as f64 * coefficients.block_input
+                        + s.biases * coefficients.bias)
+            })
+            .sum();
+        let largest = self
+            .stacks
+            .iter()
+            .map(|s| rows(s) * s.block.dot(kept))
+            .fold(0.0, f64::max);
+        let logits = self.per_example.logits * kept.logits * examples;
+        RematBytes {
+            kept: inputs + self.per_example.dot(kept) * examples - logits
+                + self.per_instruction.dot(kept) * instructions,
+            recomputed_block: largest * coefficients.recomputed,
+            logits,
+            logit_chunk: hint_model::REMAT_LOSS_CHUNK_LOGITS as f64 * kept.logits,
+        }
+    }
+}
+
+/// The parts of a rematerialised step's activations ([`StepTerms::remat_bytes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RematBytes {
+    /// Kept through the step: block inputs, biases, what is outside the blocks.
+    pub kept: f64,
+    /// The largest block, recomputed.
+    pub recomputed_block: f64,
+    /// Every logit of the step with its gradient, were they whole.
+    pub logits: f64,
+    /// At most this many bytes of logits exist at once (one chunk).
+    pub logit_chunk: f64,
+}
+
+impl RematBytes {
+    /// The peak: what is kept, and the recomputed block or a chunk of logits.
+    pub fn peak(&self) -> f64 {
+        self.kept + self.recomputed_block.max(self.logits.min(self.logit_chunk))
+    }
+
+    /// The same parts for `by` times the examples and instructions.
+    pub fn scaled(&self, by: f64) -> RematBytes {
+        RematBytes {
+            kept: self.kept * by,
+            recomputed_block: self.recomputed_block * by,
+            logits: self.logits * by,
+            logit_chunk: self.logit_chunk,
         }
     }
 }
@@ -368,8 +400,15 @@ pub struct MemoryPlan {
     pub optimizer_scratch_bytes: u64,
     /// Activation bytes per example without rematerialisation.
     pub activation_bytes_per_example: u64,
-    /// With `remat_policy = full`.
+    /// With `remat_policy = full`: the cost of one more example once the step is large
+    /// (what is kept, and the recomputed block's share).
     pub remat_activation_bytes_per_example: u64,
+    /// With `remat_policy = full`: the parts of one example's activations.
+    pub remat: RematBytes,
+    /// The step's peak at the configured microbatch, without rematerialisation.
+    pub peak_bytes_without_remat: u64,
+    /// The same with `remat_policy = full`.
+    pub peak_bytes_with_remat: u64,
     /// Distinct instructions per example assumed (1: every example brings its own, the
     /// most the hypernetwork and the instruction encoder can cost).
     pub instructions_per_example: f64,
@@ -398,7 +437,8 @@ impl MemoryPlan {
             + self.optimizer_scratch_bytes
     }
 
-    /// Activation bytes per example under `policy`.
+    /// Activation bytes per example under `policy` (with `full`, the cost of one more
+    /// example in a large step).
     pub fn activation_bytes(&self, policy: RematPolicy) -> u64 {
         match policy {
             RematPolicy::None => self.activation_bytes_per_example,
@@ -409,14 +449,34 @@ impl MemoryPlan {
     /// The step's peak at `batch` examples per rank in one pass (a microbatch) under
     /// `policy`.
     pub fn peak_bytes(&self, batch: usize, policy: RematPolicy) -> u64 {
-        self.fixed_bytes() + batch as u64 * self.activation_bytes(policy)
+        self.fixed_bytes()
+            + match policy {
+                RematPolicy::None => batch as u64 * self.activation_bytes_per_example,
+                RematPolicy::Full => self.remat.scaled(batch as f64).peak() as u64,
+            }
     }
 
     /// The largest (micro)batch per rank whose step fits in `memory` bytes (0: not even
     /// one example, or the model alone does not fit).
     pub fn largest_batch(&self, memory: u64, policy: RematPolicy) -> usize {
-        let per_example = self.activation_bytes(policy).max(1);
-        (memory.saturating_sub(self.fixed_bytes()) / per_example) as usize
+        if self.peak_bytes(1, policy) > memory {
+            return 0;
+        }
+        // The peak grows with the batch: the largest that fits, by bisection.
+        let (mut fits, mut fails) = (1usize, 2usize);
+        while self.peak_bytes(fails, policy) <= memory {
+            fits = fails;
+            fails *= 2;
+        }
+        while fails - fits > 1 {
+            let middle = fits + (fails - fits) / 2;
+            if self.peak_bytes(middle, policy) <= memory {
+                fits = middle;
+            } else {
+                fails = middle;
+            }
+        }
+        fits
     }
 }
 
@@ -470,25 +530,20 @@ pub fn plan(
     let terms = step_terms(settings);
     let coefficients =
         activation_bytes(settings.train.compute_dtype, settings.t5.dropout_rate > 0.0);
-    Ok(MemoryPlan {
+    let mut plan = MemoryPlan {
         parameters,
         trainable_parameters: trainable,
         parameter_bytes: (parameters * param_bytes) as u64,
         gradient_bytes: (trainable * param_bytes) as u64,
         optimizer_state_bytes: (optimizer_state * 4) as u64,
         optimizer_scratch_bytes: (largest_trainable * 4) as u64,
-        activation_bytes_per_example: terms.bytes(
-            RematPolicy::None,
-            &coefficients,
-            1.0,
-            instructions_per_example,
-        ) as u64,
-        remat_activation_bytes_per_example: terms.bytes(
-            RematPolicy::Full,
-            &coefficients,
-            1.0,
-            instructions_per_example,
-        ) as u64,
+        activation_bytes_per_example: terms.bytes(&coefficients, 1.0, instructions_per_example)
+            as u64,
+        remat_activation_bytes_per_example: {
+            let one = terms.remat_bytes(&coefficients, 1.0, instructions_per_example);
+            (one.kept + one.recomputed_block) as u64
+        },
+        remat: terms.remat_bytes(&coefficients, 1.0, instructions_per_example),
         instructions_per_example,
         batch_per_rank: settings.run.batch_size.div_ceil(world_size),
         microbatch_per_rank: settings
@@ -500,7 +555,12 @@ pub fn plan(
         sharded,
         remat_policy: settings.train.remat_policy,
         terms,
-    })
+        peak_bytes_without_remat: 0,
+        peak_bytes_with_remat: 0,
+    };
+    plan.peak_bytes_without_remat = plan.peak_bytes(plan.microbatch_per_rank, RematPolicy::None);
+    plan.peak_bytes_with_remat = plan.peak_bytes(plan.microbatch_per_rank, RematPolicy::Full);
+    Ok(plan)
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use hint_dist::{BucketConfig, GradientReducer, ProcessGroup, ReduceOp};
 use hint_model::{
-    count_cpu_tensors, cross_entropy, memory_usage, reset_peak_memory, HyperT5, LossConfig,
-    MemoryUsage, RematPolicy,
+    count_cpu_tensors, cross_entropy, memory_usage, rematerialised_cross_entropy,
+    reset_peak_memory, HyperT5, LossConfig, MemoryUsage, RematPolicy,
 };
 use hint_optim::{Adafactor, STEP_KEY};
 use serde::{Deserialize, Serialize};
@@ -57,8 +57,9 @@ pub struct TrainConfig {
     /// default, as t5x's.
     pub param_dtype: ComputeDtype,
     /// Which activations a training step keeps (t5x's `remat_policy`): `none` (all) or
-    /// `full` (each transformer block's inputs only; the backward pass recomputes the
-    /// rest, for about a third more compute). Gradients are the same either way.
+    /// `full` (each transformer block's inputs only, and the logits a chunk of positions
+    /// at a time; the backward pass recomputes the rest, for about a third more compute).
+    /// Gradients are the same either way.
     pub remat_policy: RematPolicy,
     /// The loss (t5x: summed cross-entropy with z-loss 1e-4).
     pub loss: LossConfig,
@@ -688,19 +689,29 @@ impl<'a> Trainer<'a> {
             let last = start + len >= rows;
             let part = batch.narrow(start, len);
             let mask = part.inputs.ne(0).to_kind(Kind::Int64);
-            let logits = self.model.forward_batch(
+            let states = self.model.decoder_states_batch(
                 &part.inputs,
                 &mask,
                 &part.hyper_inputs,
                 &part.decoder_inputs,
                 true,
             );
-            let part_loss = cross_entropy(
-                &logits,
-                &part.targets,
-                &part.loss_weights,
-                &self.config.loss,
-            );
+            let part_loss = match self.config.remat_policy {
+                // The logits too are rematerialised, a chunk of positions at a time.
+                RematPolicy::Full => rematerialised_cross_entropy(
+                    &self.model.t5.head(),
+                    &states,
+                    &part.targets,
+                    &part.loss_weights,
+                    &self.config.loss,
+                ),
+                RematPolicy::None => cross_entropy(
+                    &self.model.t5.logits(&states),
+                    &part.targets,
+                    &part.loss_weights,
+                    &self.config.loss,
+                ),
+            };
             // In a group, the last microbatch's backward pass also sums the gradients over
             // the ranks, bucket by bucket as they become ready; earlier ones accumulate.
             let reducer = match self.group {

@@ -181,16 +181,35 @@ impl HyperT5 {
         adaptation: &TaskAdaptation,
         train: bool,
     ) -> Tensor {
+        self.t5.logits(&self.decoder_states(
+            input_ids,
+            attention_mask,
+            decoder_input_ids,
+            adaptation,
+            train,
+        ))
+    }
+
+    /// [`HyperT5::forward`] up to the decoder's final states `[B, T_dec, d]`, before the
+    /// LM head (for a loss that projects them itself, e.g.
+    /// [`crate::rematerialised_cross_entropy`]).
+    pub fn decoder_states(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        decoder_input_ids: &Tensor,
+        adaptation: &TaskAdaptation,
+        train: bool,
+    ) -> Tensor {
         let memory = self.encode(input_ids, attention_mask, adaptation, train);
-        let hidden = self.t5.decode_adapted(
+        self.t5.decode_adapted(
             decoder_input_ids,
             &memory,
             None,
             None,
             Some(&adaptation.decoder),
             train,
-        );
-        self.t5.logits(&hidden)
+        )
     }
 
     /// The training forward: each row brings its own instruction; the hypernetwork runs
@@ -203,8 +222,26 @@ impl HyperT5 {
         decoder_input_ids: &Tensor,
         train: bool,
     ) -> Tensor {
+        self.t5.logits(&self.decoder_states_batch(
+            input_ids,
+            attention_mask,
+            hyper_ids,
+            decoder_input_ids,
+            train,
+        ))
+    }
+
+    /// [`HyperT5::forward_batch`] up to the decoder's final states, before the LM head.
+    pub fn decoder_states_batch(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        hyper_ids: &Tensor,
+        decoder_input_ids: &Tensor,
+        train: bool,
+    ) -> Tensor {
         let adaptation = self.adapt_deduplicated(hyper_ids, train);
-        self.forward(
+        self.decoder_states(
             input_ids,
             attention_mask,
             decoder_input_ids,

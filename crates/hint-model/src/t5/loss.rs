@@ -125,6 +125,85 @@ pub fn cross_entropy(
     }
 }
 
+/// Logits elements per chunk of [`rematerialised_cross_entropy`]: 8M (32 MiB in f32).
+pub const REMAT_LOSS_CHUNK_LOGITS: i64 = 8 << 20;
+
+/// [`cross_entropy`] of the logits `head` makes of decoder states `hidden [B, T, d]`,
+/// computed a chunk of target positions at a time, each chunk rematerialised: the
+/// `[B, T, V]` logits, their log-softmax and their gradient never exist whole (at the
+/// T5-v1.1 vocabulary they are the largest activations of a step: 20 bytes per logit),
+/// only one chunk of them, once in the forward pass and again in the backward pass. The
+/// loss is the same sum (in another order); so are the gradients.
+pub fn rematerialised_cross_entropy(
+    head: &super::model::LmHead,
+    hidden: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    config: &LossConfig,
+) -> Loss {
+    let size = hidden.size();
+    let chunk = REMAT_LOSS_CHUNK_LOGITS / (size[0] * head.vocab_size()).max(1);
+    cross_entropy_in_chunks(head, hidden, targets, weights, config, chunk)
+}
+
+/// [`rematerialised_cross_entropy`] with `chunk` target positions per chunk.
+fn cross_entropy_in_chunks(
+    head: &super::model::LmHead,
+    hidden: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    config: &LossConfig,
+    chunk: i64,
+) -> Loss {
+    let len = hidden.size()[1];
+    let chunk = chunk.clamp(1, len.max(1));
+    let summed = LossConfig {
+        normalization: LossNormalization::Sum,
+        ..*config
+    };
+    let (mut total, mut z_loss) = (None::<Tensor>, None::<Tensor>);
+    let mut start = 0;
+    while start < len {
+        let n = chunk.min(len - start);
+        let inputs = [
+            hidden.narrow(1, start, n),
+            targets.narrow(1, start, n),
+            weights.narrow(1, start, n),
+        ];
+        let head = head.shallow_clone();
+        let parts = crate::remat::rematerialise(&inputs, move |inputs| {
+            let loss = cross_entropy(&head.logits(&inputs[0]), &inputs[1], &inputs[2], &summed);
+            vec![loss.total, loss.z_loss]
+        });
+        total = Some(match total {
+            Some(t) => t + &parts[0],
+            None => parts[0].shallow_clone(),
+        });
+        z_loss = Some(match z_loss {
+            Some(z) => z + &parts[1],
+            None => parts[1].shallow_clone(),
+        });
+        start += n;
+    }
+    let zero = || Tensor::zeros([], (Kind::Float, hidden.device()));
+    let (mut total, mut z_loss) = (total.unwrap_or_else(zero), z_loss.unwrap_or_else(zero));
+    let weight_sum = weights.to_kind(Kind::Float).sum(Kind::Float);
+    let divisor = match config.normalization {
+        LossNormalization::Sum => None,
+        LossNormalization::NumRealTargetTokens => Some(weight_sum.shallow_clone()),
+        LossNormalization::Constant(c) => Some(Tensor::from(c)),
+    };
+    if let Some(divisor) = divisor {
+        total /= &divisor;
+        z_loss /= &divisor;
+    }
+    Loss {
+        total,
+        z_loss,
+        weight_sum,
+    }
+}
+
 /// Per-token log-likelihoods `[B, T]` of `targets` under `logits`, zero where `mask` is 0.
 pub fn token_log_likelihoods(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Tensor {
     let logits = logits.to_kind(Kind::Float);
@@ -175,6 +254,97 @@ pub fn hf_mean_cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A T5 with a tied or untied head, and one step's decoder states.
+    fn head_and_states(tied: bool) -> (tch::nn::VarStore, super::super::model::T5, Tensor) {
+        tch::manual_seed(3);
+        let config = super::super::config::T5Config {
+            vocab_size: 11,
+            d_model: 8,
+            d_kv: 4,
+            num_heads: 2,
+            d_ff: 16,
+            num_layers: 1,
+            num_decoder_layers: Some(1),
+            tie_word_embeddings: tied,
+            ..super::super::config::T5Config::preset("tiny").unwrap()
+        };
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let model = super::super::model::T5::new(vs.root(), &config);
+        let states = (Tensor::randn([3, 7, 8], (Kind::Float, tch::Device::Cpu)) * 0.5)
+            .set_requires_grad(true);
+        (vs, model, states)
+    }
+
+    #[test]
+    fn the_chunked_rematerialised_loss_equals_the_whole_one() {
+        let targets = Tensor::randint(11, [3, 7], (Kind::Int64, tch::Device::Cpu));
+        let weights = targets.ne(0).to_kind(Kind::Float);
+        for tied in [false, true] {
+            for normalization in [
+                LossNormalization::Sum,
+                LossNormalization::NumRealTargetTokens,
+                LossNormalization::Constant(5.0),
+            ] {
+                let config = LossConfig {
+                    normalization,
+                    label_smoothing: 0.1,
+                    ..LossConfig::default()
+                };
+                let run = |chunk: Option<i64>| {
+                    let (vs, model, states) = head_and_states(tied);
+                    let loss = match chunk {
+                        Some(chunk) => cross_entropy_in_chunks(
+                            &model.head(),
+                            &states,
+                            &targets,
+                            &weights,
+                            &config,
+                            chunk,
+                        ),
+                        None => cross_entropy(&model.logits(&states), &targets, &weights, &config),
+                    };
+                    loss.total.backward();
+                    let mut grads: Vec<(String, Tensor)> = vs
+                        .variables()
+                        .into_iter()
+                        .map(|(n, v)| {
+                            let grad = v.grad();
+                            let grad = if grad.defined() { grad.copy() } else { grad };
+                            (n, grad)
+                        })
+                        .collect();
+                    grads.push(("states".into(), states.grad().copy()));
+                    grads.sort_by(|a, b| a.0.cmp(&b.0));
+                    let value = |t: &Tensor| f64::try_from(t).unwrap();
+                    (
+                        value(&loss.total),
+                        value(&loss.z_loss),
+                        value(&loss.weight_sum),
+                        grads,
+                    )
+                };
+                let whole = run(None);
+                // 3 chunks of 3, 3 and 1 positions.
+                let chunked = run(Some(3));
+                for (a, b, what) in [(whole.0, chunked.0, "total"), (whole.1, chunked.1, "z")] {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * a.abs().max(1e-3),
+                        "{what}: {a} vs {b}"
+                    );
+                }
+                assert_eq!(whole.2, chunked.2);
+                for ((name, a), (_, b)) in whole.3.iter().zip(&chunked.3) {
+                    if !a.defined() {
+                        assert!(!b.defined(), "{name}");
+                        continue;
+                    }
+                    let diff = f64::try_from((a - b).abs().max()).unwrap();
+                    assert!(diff <= 1e-5, "{name} (tied {tied}): {diff}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn sum_and_mean_normalisations_agree_with_libtorch() {

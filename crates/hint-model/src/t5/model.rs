@@ -29,6 +29,47 @@ pub struct T5 {
     compute_kind: Kind,
 }
 
+/// T5's vocabulary projection: `lm_head`, or the tied `shared` embedding after the
+/// d^-1/2 rescaling.
+#[derive(Debug)]
+pub struct LmHead {
+    /// `[vocab, d_model]`.
+    weight: Tensor,
+    /// The tied head's rescaling of the hidden states.
+    scale: Option<f64>,
+    /// The kind the product runs in.
+    kind: Kind,
+}
+
+impl LmHead {
+    /// The same head, sharing the weight.
+    pub fn shallow_clone(&self) -> Self {
+        Self {
+            weight: self.weight.shallow_clone(),
+            scale: self.scale,
+            kind: self.kind,
+        }
+    }
+
+    /// The vocabulary size.
+    pub fn vocab_size(&self) -> i64 {
+        self.weight.size()[0]
+    }
+
+    /// LM logits in f32 from decoder hidden states `[.., d_model]`.
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        let hidden = in_kind(hidden, self.kind);
+        let hidden = match self.scale {
+            Some(scale) => hidden * scale,
+            None => hidden,
+        };
+        in_kind(
+            &hidden.linear::<Tensor>(&in_kind(&self.weight, self.kind), None),
+            Kind::Float,
+        )
+    }
+}
+
 impl T5 {
     /// Creates the variables under `p` (use the VarStore root for HF names) with HF's
     /// random initialisation.
@@ -164,16 +205,23 @@ impl T5 {
     /// autocast: in f32 the vocabulary projection was a fifth of a bf16 training step at the
     /// small shape. The loss and log-softmax then work on the f32 copy.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        let kind = self.compute_kind;
-        let hidden = in_kind(hidden, kind);
-        let logits = match &self.lm_head {
-            Some(head) => head.forward(&hidden),
-            None => {
-                let scaled = hidden * (self.config.d_model as f64).powf(-0.5);
-                scaled.linear::<Tensor>(&in_kind(&self.shared, kind), None)
-            }
-        };
-        in_kind(&logits, Kind::Float)
+        self.head().logits(hidden)
+    }
+
+    /// The LM head on its own (shares the weights): what a rematerialised loss holds.
+    pub fn head(&self) -> LmHead {
+        match &self.lm_head {
+            Some(head) => LmHead {
+                weight: head.weight.shallow_clone(),
+                scale: None,
+                kind: self.compute_kind,
+            },
+            None => LmHead {
+                weight: self.shared.shallow_clone(),
+                scale: Some((self.config.d_model as f64).powf(-0.5)),
+                kind: self.compute_kind,
+            },
+        }
     }
 
     /// The full teacher-forced forward: logits `[B, T_dec, vocab]` in f32.
