@@ -69,6 +69,12 @@ CONFIGS = {
     "plain": PLAIN + lengths(56, 32, 16),
     "plain-wide": PLAIN + shape(256, 1024, 8, 3) + lengths(64, 32, 24),
     "big-adapter": ["--gin.HyperConfig.adapter_size=64", "--gin.HyperConfig.num_prefix_tokens=16"],
+    # At the widths of real models, so that nothing is extrapolated from d_model 128.
+    "d512": shape(512, 1024, 6, 2, kv=64) + ["--gin.T5Config.vocab_size=32128"] + lengths(64, 32, 32),
+    "d512-long": shape(512, 1024, 6, 2, kv=64) + lengths(128, 64, 32),
+    "d512-plain": PLAIN + shape(512, 1024, 6, 2, kv=64) + lengths(128, 32, 32),
+    "d384-ff": shape(384, 1536, 6, 2, kv=64) + lengths(64, 32, 16),
+    "d512-deep": shape(512, 1024, 6, 6, kv=64) + lengths(96, 48, 24),
 }
 
 
@@ -116,7 +122,9 @@ def remat_parts(t, kept, examples, instructions):
     """The parts of MemoryPlan::peak_bytes(Full) in plan.rs: (block-input elements, bias
     elements, the largest block's kept bytes, the logits chunk's bytes, the other bytes
     outside the blocks). The logits are rematerialised a chunk of at most 8M elements at
-    a time; the step's peak comes with one chunk or with one recomputed block."""
+    a time. The peak is counted with one recomputed block and one chunk together: at most
+    what there is (one may be gone when the other comes), so that the plan errs on the
+    side of fitting."""
     def rows(s):
         return instructions if s["per_instruction"] else examples
     inputs = sum(rows(s) * s["block"]["hidden"] * s["blocks"] for s in t["stacks"])
@@ -131,7 +139,7 @@ def remat_parts(t, kept, examples, instructions):
 
 def remat_bytes(parts, block_input, bias, recomputed):
     inputs, biases, largest, chunk, rest = parts
-    return inputs * block_input + biases * bias + max(chunk, largest * recomputed) + rest
+    return inputs * block_input + biases * bias + largest * recomputed + chunk + rest
 
 
 def nnls(rows, ys, iterations=20000):
@@ -178,11 +186,8 @@ def main():
     for n in names:
         y, low, high = difference(n, "full")
         lo, hi = (remat_parts(all_terms[n], kept, *r) for r in (low, high))
-        # Linear once the peak's side is chosen (with the block counted whole).
-        block = [p[2] if p[2] > p[3] else 0.0 for p in (lo, hi)]
-        chunk = [p[3] if p[3] >= p[2] else 0.0 for p in (lo, hi)]
-        remat_rows.append([hi[0] - lo[0], hi[1] - lo[1], block[1] - block[0]])
-        remat_ys.append(y - (hi[4] - lo[4]) - (chunk[1] - chunk[0]))
+        remat_rows.append([hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]])
+        remat_ys.append(y - (hi[3] - lo[3]) - (hi[4] - lo[4]))
     block_input, bias, recomputed = nnls(remat_rows, remat_ys)
     print(json.dumps({"dtype": DTYPE, "dropout": DROPOUT,
                       "kept": {k: round(v, 2) for k, v in kept.items()},

@@ -30,12 +30,17 @@ LARGE=(--gin.T5Config.d_model=1024 --gin.T5Config.d_kv=64 --gin.T5Config.d_ff=28
 check() { # name remat args…
   local name=$1 remat=$2; shift 2
   local dir="$WORK/$name-$remat"
-  local plan
-  plan=$("$HINT" plan --format json "${COMMON[@]}" "$@" --gin.TrainConfig.remat_policy=\""$remat"\" 2>/dev/null)
   local started=$SECONDS
   OMP_NUM_THREADS=2 "$HINT" train --gin.MODEL_DIR=\""$dir"\" "${COMMON[@]}" "$@" \
     --gin.TrainConfig.remat_policy=\""$remat"\" >"$dir.log" 2>&1
   local seconds=$((SECONDS - started))
+  # The plan, told the share of distinct instructions the step had (it assumes one per
+  # example unless told).
+  local share
+  share=$(python3 -c "import json,sys; m=next(json.loads(l)['memory'] for l in open(sys.argv[1]) if '\"memory\"' in l); print(m['instructions'] / m['examples'])" "$dir/metrics.jsonl")
+  local plan
+  plan=$("$HINT" plan --format json --instructions_per_example "$share" "${COMMON[@]}" "$@" \
+    --gin.TrainConfig.remat_policy=\""$remat"\" 2>/dev/null)
   python3 - "$name" "$remat" "$dir/metrics.jsonl" "$seconds" <<PY
 import json, sys
 name, remat, metrics, seconds = sys.argv[1:]
@@ -44,13 +49,13 @@ lines = [json.loads(l) for l in open(metrics)]
 memory = next(l["memory"] for l in lines if "memory" in l)
 step = next(l for l in lines if "loss" in l)
 batch = memory["examples"]
-# The plan assumes an instruction per example (the step had `instructions` distinct ones).
 predicted = plan["peak_bytes_without_remat" if remat == "none" else "peak_bytes_with_remat"]
 measured = memory["peak"]
 print(f"{name} remat={remat}: {plan['parameters'] / 1e6:.0f}M parameters, batch {batch} "
       f"({memory['instructions']} instructions): predicted {predicted / 1e9:.2f} GB, "
       f"measured {measured / 1e9:.2f} GB of tensors ({predicted / measured - 1:+.0%}); "
-      f"peak resident set {step['peak_memory_bytes'] / 1e9:.2f} GB; {seconds} s for the run")
+      f"peak resident set {step['peak_memory_bytes'] / 1e9:.2f} GB; the step took "
+      f"{batch / step['examples_per_second']:.1f} s ({seconds} s for the whole run)")
 PY
 }
 

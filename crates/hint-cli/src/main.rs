@@ -7,6 +7,7 @@ mod infer_cmd;
 mod launch_cmd;
 mod plan_cmd;
 mod progress;
+mod serve_cmd;
 mod tasks_cmd;
 mod train_cmd;
 
@@ -39,6 +40,8 @@ enum Command {
     /// Predict what a run's training step holds in memory (parameters, gradients,
     /// optimizer state, activations) and the largest batch that fits a device.
     Plan(plan_cmd::PlanArgs),
+    /// Serve a trained run over HTTP: adapt to each instruction once, batch instances.
+    Serve(serve_cmd::ServeArgs),
     /// Evaluate a checkpoint on the run's evaluation sets (t5x `eval`).
     Eval(infer_cmd::EvalArgs),
     /// Run inference for one instruction over many inputs, encoding the instruction once.
@@ -120,6 +123,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(args) => train_cmd::train(&args),
         Command::Launch(args) => launch_cmd::launch(&args),
         Command::Plan(args) => plan_cmd::run(&args),
+        Command::Serve(args) => serve_cmd::serve(&args),
         Command::Eval(args) => infer_cmd::eval(&args),
         Command::Infer(args) => infer_cmd::infer(&args),
         Command::Config(ConfigCommand::Show { gin, format }) => config_cmd::show(&gin, format),

@@ -49,7 +49,7 @@ pub struct PlanArgs {
 }
 
 /// `80GB`, `80G`, `24GiB`, `512MB`, or plain bytes.
-fn parse_bytes(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -184,6 +184,7 @@ fn a_saved_task_adaptation_gives_the_same_logits_and_generations() {
     ] {
         let config = GenerationConfig {
             max_new_tokens: 5,
+            min_new_tokens: 0,
             strategy,
         };
         let shared = model.generate(&inputs, &mask, &loaded, &config).unwrap();
@@ -426,6 +427,7 @@ fn cached_decoding_with_prefixes_equals_the_uncached_forward() {
             &adaptation,
             &GenerationConfig {
                 max_new_tokens: steps,
+                min_new_tokens: 0,
                 strategy: DecodeStrategy::Greedy,
             },
         )
@@ -493,6 +495,7 @@ fn a_shared_instruction_segment_equals_the_concatenated_memory() {
     assert!(max_diff(&decode(&memory), &decode(&flat)) < 1e-6);
     let beam = GenerationConfig {
         max_new_tokens: 5,
+        min_new_tokens: 0,
         strategy: DecodeStrategy::Beam {
             num_beams: 3,
             length_penalty: 1.0,
@@ -504,5 +507,39 @@ fn a_shared_instruction_segment_equals_the_concatenated_memory() {
     assert_eq!(shared.tokens, copied.tokens);
     for (a, b) in shared.scores.iter().zip(&copied.scores) {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn stacked_adaptations_of_several_tasks_give_each_row_its_own_task() {
+    let (_vs, model) = build(&HyperConfig {
+        use_lora: true,
+        lora_ranks: [Some(2), None, Some(2), None],
+        ..HyperConfig::default()
+    });
+    let (inputs, mask, _, _) = batch();
+    // Two tasks with instructions of different lengths (the shorter one's padded).
+    let first = model.adapt(&ids(&[&[20, 21, 22, 1]]), false);
+    let second = model.adapt(&ids(&[&[23, 24, 1]]), false);
+    let stacked = TaskAdaptation::stack(&[&first, &second]);
+    assert_eq!(stacked.rows, 2);
+    // Rows 0 and 2 are the first task's, row 1 the second's.
+    let per_row = stacked.select_rows(&Tensor::from_slice(&[0i64, 1, 0]));
+    let config = GenerationConfig {
+        max_new_tokens: 5,
+        ..GenerationConfig::default()
+    };
+    let mixed = model.generate(&inputs, &mask, &per_row, &config).unwrap();
+    for (row, adaptation) in [(0i64, &first), (1, &second), (2, &first)] {
+        let alone = model
+            .generate(
+                &inputs.narrow(0, row, 1),
+                &mask.narrow(0, row, 1),
+                adaptation,
+                &config,
+            )
+            .unwrap();
+        assert_eq!(alone.tokens[0], mixed.tokens[row as usize], "row {row}");
+        assert!((alone.scores[0] - mixed.scores[row as usize]).abs() < 1e-4);
     }
 }

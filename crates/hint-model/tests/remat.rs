@@ -33,17 +33,26 @@ fn ids(rows: &[&[i64]]) -> Tensor {
     Tensor::from_slice(&flat).view([rows.len() as i64, width as i64])
 }
 
+/// The device under test: `HINT_TEST_DEVICE` (e.g. `cuda`, whose generator the
+/// recomputation must restore as well), or the CPU.
+fn device() -> Device {
+    let name = std::env::var("HINT_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    hint_model::open_device(&name).expect("HINT_TEST_DEVICE names a device libtorch sees")
+}
+
 /// The loss and the gradients (by name) of one training step.
 fn step(hyper: &HyperConfig, policy: RematPolicy) -> (f64, Vec<(String, Tensor)>) {
     tch::manual_seed(11);
-    let vs = VarStore::new(Device::Cpu);
+    let device = device();
+    let vs = VarStore::new(device);
     let mut model = HyperT5::new(vs.root(), &tiny_t5(), hyper);
     model.set_remat_policy(policy);
-    let inputs = ids(&[&[5, 6, 7, 1], &[8, 9, 1], &[10, 11, 12, 13, 1]]);
+    let on = |t: Tensor| t.to_device(device);
+    let inputs = on(ids(&[&[5, 6, 7, 1], &[8, 9, 1], &[10, 11, 12, 13, 1]]));
     let mask = inputs.ne(0).to_kind(Kind::Int64);
-    let instructions = ids(&[&[20, 21, 22, 1], &[23, 24, 1], &[20, 21, 22, 1]]);
-    let decoder_inputs = ids(&[&[0, 3, 4], &[0, 5, 6], &[0, 7, 8]]);
-    let targets = ids(&[&[3, 4, 1], &[5, 6, 1], &[7, 8, 1]]);
+    let instructions = on(ids(&[&[20, 21, 22, 1], &[23, 24, 1], &[20, 21, 22, 1]]));
+    let decoder_inputs = on(ids(&[&[0, 3, 4], &[0, 5, 6], &[0, 7, 8]]));
+    let targets = on(ids(&[&[3, 4, 1], &[5, 6, 1], &[7, 8, 1]]));
     let weights = targets.ne(0).to_kind(Kind::Float);
     // The same generator state for both runs' dropout.
     tch::manual_seed(3);
@@ -53,10 +62,10 @@ fn step(hyper: &HyperConfig, policy: RematPolicy) -> (f64, Vec<(String, Tensor)>
     let mut grads: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
-        .map(|(name, v)| (name, v.grad().copy()))
+        .map(|(name, v)| (name, v.grad().to_device(Device::Cpu)))
         .collect();
     grads.sort_by(|a, b| a.0.cmp(&b.0));
-    (f64::try_from(&loss).unwrap(), grads)
+    (f64::try_from(&loss.to_device(Device::Cpu)).unwrap(), grads)
 }
 
 /// libtorch's generator is one per process: the tests take turns.

@@ -121,6 +121,7 @@ fn greedy_tokens_and_scores_match_transformers() {
         let g = &case.golden;
         let config = GenerationConfig {
             max_new_tokens: g["max_new_tokens"].as_i64().unwrap(),
+            min_new_tokens: 0,
             strategy: DecodeStrategy::Greedy,
         };
         let out = generate(
@@ -156,6 +157,7 @@ fn beam_search_tokens_and_scores_match_transformers() {
             };
             let config = GenerationConfig {
                 max_new_tokens: g["max_new_tokens"].as_i64().unwrap(),
+                min_new_tokens: 0,
                 strategy: DecodeStrategy::Beam {
                     num_beams: beam["num_beams"].as_i64().unwrap(),
                     length_penalty: beam["length_penalty"].as_f64().unwrap(),
@@ -384,6 +386,7 @@ fn sampling_is_seeded_and_top_k_one_is_greedy() {
     let sample = |top_k, seed| {
         let config = GenerationConfig {
             max_new_tokens: 8,
+            min_new_tokens: 0,
             strategy: DecodeStrategy::Sample {
                 temperature: 1.5,
                 top_k,
@@ -400,6 +403,7 @@ fn sampling_is_seeded_and_top_k_one_is_greedy() {
     assert_eq!(sample(1, 3).tokens, greedy);
     let bad = GenerationConfig {
         max_new_tokens: 8,
+        min_new_tokens: 0,
         strategy: DecodeStrategy::Sample {
             temperature: 0.0,
             top_k: 0,

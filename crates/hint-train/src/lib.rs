@@ -14,6 +14,7 @@
 //!   sets read once.
 //! - [`run`]: a whole run (train, then evaluate); [`loaded`]: a run loaded back for
 //!   `hint eval` / `hint infer`.
+//! - [`plan`]: what a run's step will hold in memory, before anything is built.
 //! - [`experiment`] and [`report`]: arms × seeds trained alike, one results table.
 //! - [`plot`], [`tensorboard`], [`ModelDir`], [`atomic`]: what a run writes, and how.
 

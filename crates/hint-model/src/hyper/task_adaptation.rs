@@ -52,6 +52,16 @@ fn map_stack(stack: &StackAdaptation, rows: &dyn Fn(&Tensor) -> Tensor) -> Stack
     }
 }
 
+/// A stack's row tensors, in the order [`map_stack`] visits them.
+fn tensors_of(stack: &StackAdaptation) -> Vec<Tensor> {
+    let collected = std::cell::RefCell::new(Vec::new());
+    map_stack(stack, &|t: &Tensor| {
+        collected.borrow_mut().push(t.shallow_clone());
+        t.shallow_clone()
+    });
+    collected.into_inner()
+}
+
 fn attention_tensors(prefix: &str, a: &AttentionAdaptation, out: &mut Vec<(String, Tensor)>) {
     if let Some(p) = &a.prefix {
         out.push((format!("{prefix}.prefix.key"), p.key.shallow_clone()));
@@ -90,6 +100,76 @@ impl TaskAdaptation {
                 .map(|(s, m)| (select(s), select(m))),
             prompt: self.prompt.as_ref().map(select),
             rows: index.size()[0],
+        }
+    }
+
+    /// Several tasks' adaptations (of one model) as one, their rows in order: a batch that
+    /// mixes tasks then gives each example its own row (with [`TaskAdaptation::select_rows`]).
+    /// Encoded instructions of different lengths are padded (masked) to the longest.
+    ///
+    /// # Panics
+    /// When `parts` is empty or the parts have different structures (another model's).
+    pub fn stack(parts: &[&TaskAdaptation]) -> Self {
+        assert!(!parts.is_empty(), "no adaptation to stack");
+        let first = parts[0];
+        // Each stack's row tensors, in the order `map_stack` visits them, concatenated place
+        // by place over the parts, then put back into the first part's structure.
+        let stacked = |stack: &dyn Fn(&TaskAdaptation) -> &StackAdaptation| -> StackAdaptation {
+            let per_part: Vec<Vec<Tensor>> = parts.iter().map(|p| tensors_of(stack(p))).collect();
+            let joined: Vec<Tensor> = (0..per_part[0].len())
+                .map(|i| {
+                    let column: Vec<&Tensor> = per_part.iter().map(|v| &v[i]).collect();
+                    Tensor::cat(&column, 0)
+                })
+                .collect();
+            let next = std::cell::RefCell::new(joined.into_iter());
+            map_stack(stack(first), &|_| {
+                next.borrow_mut()
+                    .next()
+                    .expect("parts of one model have the same structure")
+            })
+        };
+        let encoder = stacked(&|a| &a.encoder);
+        let decoder = stacked(&|a| &a.decoder);
+        let instruction = first.instruction.as_ref().map(|_| {
+            let longest = parts
+                .iter()
+                .filter_map(|p| p.instruction.as_ref())
+                .map(|(s, _)| s.size()[1])
+                .max()
+                .unwrap_or(0);
+            let padded: Vec<(Tensor, Tensor)> = parts
+                .iter()
+                .map(|p| {
+                    let (states, mask) = p.instruction.as_ref().expect("one model's parts");
+                    let missing = longest - states.size()[1];
+                    if missing == 0 {
+                        (states.shallow_clone(), mask.shallow_clone())
+                    } else {
+                        (
+                            states.constant_pad_nd([0, 0, 0, missing]),
+                            mask.constant_pad_nd([0, missing]),
+                        )
+                    }
+                })
+                .collect();
+            let states: Vec<&Tensor> = padded.iter().map(|(s, _)| s).collect();
+            let masks: Vec<&Tensor> = padded.iter().map(|(_, m)| m).collect();
+            (Tensor::cat(&states, 0), Tensor::cat(&masks, 0))
+        });
+        let prompt = first.prompt.as_ref().map(|_| {
+            let prompts: Vec<&Tensor> = parts
+                .iter()
+                .map(|p| p.prompt.as_ref().expect("one model's parts"))
+                .collect();
+            Tensor::cat(&prompts, 0)
+        });
+        Self {
+            encoder,
+            decoder,
+            instruction,
+            prompt,
+            rows: parts.iter().map(|p| p.rows).sum(),
         }
     }
 

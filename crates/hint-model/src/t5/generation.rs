@@ -55,6 +55,10 @@ pub enum DecodeStrategy {
 pub struct GenerationConfig {
     /// At most this many new tokens (EOS included).
     pub max_new_tokens: i64,
+    /// At least this many new tokens: EOS cannot come before (transformers'
+    /// `min_new_tokens`; 0, the default, leaves it free).
+    #[serde(default)]
+    pub min_new_tokens: i64,
     /// The decoding rule.
     pub strategy: DecodeStrategy,
 }
@@ -63,6 +67,7 @@ impl Default for GenerationConfig {
     fn default() -> Self {
         Self {
             max_new_tokens: 64,
+            min_new_tokens: 0,
             strategy: DecodeStrategy::Greedy,
         }
     }
@@ -117,7 +122,11 @@ pub fn generate_adapted(
             config.max_new_tokens
         )));
     }
-    let step = Step { model, adaptation };
+    let step = Step {
+        model,
+        adaptation,
+        min_new_tokens: config.min_new_tokens,
+    };
     tch::no_grad(|| match config.strategy {
         DecodeStrategy::Greedy => Ok(sample_or_greedy(&step, memory, config.max_new_tokens, None)),
         DecodeStrategy::Sample {
@@ -169,6 +178,8 @@ pub fn generate_adapted(
 struct Step<'a> {
     model: &'a T5,
     adaptation: Option<&'a StackAdaptation>,
+    /// EOS is barred while fewer tokens than this are generated.
+    min_new_tokens: i64,
 }
 
 impl Step<'_> {
@@ -179,12 +190,20 @@ impl Step<'_> {
         memory: &EncoderMemory,
         cache: &mut DecoderCache,
     ) -> Tensor {
+        // Tokens generated before this step (the cache holds the start token's position too).
+        let generated = cache.len();
         let hidden =
             self.model
                 .decode_adapted(tokens, memory, None, Some(cache), self.adaptation, false);
-        self.model
+        let log_probs = self
+            .model
             .logits(&hidden.select(1, -1))
-            .log_softmax(-1, Kind::Float)
+            .log_softmax(-1, Kind::Float);
+        if generated < self.min_new_tokens {
+            let eos = self.model.config.eos_token_id;
+            let _ = log_probs.narrow(1, eos, 1).fill_(f64::NEG_INFINITY);
+        }
+        log_probs
     }
 }
 
@@ -338,6 +357,7 @@ fn beam_search(
     let step = Step {
         model,
         adaptation: expanded.as_ref(),
+        min_new_tokens: step.min_new_tokens,
     };
     let keep = 2 * k;
     let eos = model.config.eos_token_id;

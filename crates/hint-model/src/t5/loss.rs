@@ -157,6 +157,10 @@ fn cross_entropy_in_chunks(
 ) -> Loss {
     let len = hidden.size()[1];
     let chunk = chunk.clamp(1, len.max(1));
+    // The head's weight in the compute kind, made once and given to every chunk as an
+    // input: each chunk's gradient for it flows back into one sum, not into the f32
+    // parameter chunk by chunk.
+    let weight = head.weight_in_kind();
     let summed = LossConfig {
         normalization: LossNormalization::Sum,
         ..*config
@@ -169,10 +173,12 @@ fn cross_entropy_in_chunks(
             hidden.narrow(1, start, n),
             targets.narrow(1, start, n),
             weights.narrow(1, start, n),
+            weight.shallow_clone(),
         ];
-        let head = head.shallow_clone();
+        let head = head.with_weight_in_kind();
         let parts = crate::remat::rematerialise(&inputs, move |inputs| {
-            let loss = cross_entropy(&head.logits(&inputs[0]), &inputs[1], &inputs[2], &summed);
+            let logits = head.logits_with(&inputs[0], &inputs[3]);
+            let loss = cross_entropy(&logits, &inputs[1], &inputs[2], &summed);
             vec![loss.total, loss.z_loss]
         });
         total = Some(match total {

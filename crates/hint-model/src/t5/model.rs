@@ -58,15 +58,32 @@ impl LmHead {
 
     /// LM logits in f32 from decoder hidden states `[.., d_model]`.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        self.logits_with(hidden, &self.weight_in_kind())
+    }
+
+    /// The weight in the kind the product runs in (itself in f32).
+    pub fn weight_in_kind(&self) -> Tensor {
+        in_kind(&self.weight, self.kind)
+    }
+
+    /// [`LmHead::logits`] with `weight` ([`LmHead::weight_in_kind`]) given.
+    pub fn logits_with(&self, hidden: &Tensor, weight: &Tensor) -> Tensor {
         let hidden = in_kind(hidden, self.kind);
         let hidden = match self.scale {
             Some(scale) => hidden * scale,
             None => hidden,
         };
-        in_kind(
-            &hidden.linear::<Tensor>(&in_kind(&self.weight, self.kind), None),
-            Kind::Float,
-        )
+        in_kind(&hidden.linear::<Tensor>(weight, None), Kind::Float)
+    }
+
+    /// The head without its weight (which [`LmHead::logits_with`] takes): what a
+    /// rematerialised chunk holds.
+    pub(crate) fn with_weight_in_kind(&self) -> Self {
+        Self {
+            weight: Tensor::new(),
+            scale: self.scale,
+            kind: self.kind,
+        }
     }
 }
 
