@@ -46,8 +46,10 @@ fn free_port() -> Result<u16> {
 }
 
 fn signal(child: &Child, name: &str) {
+    // `-s NAME -- PID`: the unambiguous form (procps-ng misreads negative ids after a
+    // signal option; this id is positive, but the form costs nothing).
     let _ = Command::new("kill")
-        .args([format!("-{name}"), child.id().to_string()])
+        .args(["-s", name, "--", &child.id().to_string()])
         .status();
 }
 

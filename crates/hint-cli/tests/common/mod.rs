@@ -106,12 +106,19 @@ impl std::ops::DerefMut for Reaped {
 
 impl Drop for Reaped {
     fn drop(&mut self) {
-        // The group too: the child may be gone while what it started still runs.
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.0.id())])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let _ = self.0.kill();
+        // The group too, while its leader still runs (what it started goes with it). Once
+        // the leader is reaped its id is free: the kernel may give it to another process,
+        // which may lead a group of its own, so no signal goes to that id any more.
+        if matches!(self.0.try_wait(), Ok(None)) {
+            // `kill -s KILL -- -PGID`, never `kill -KILL -PGID`: procps-ng's kill reads a
+            // negative id after a signal option as more options (`-12093` as `-1`…), and
+            // `kill(-1, SIGKILL)` ends every process the user may signal.
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
+                .stderr(std::process::Stdio::null())
+                .status();
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }
