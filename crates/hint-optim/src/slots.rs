@@ -37,7 +37,7 @@ pub(crate) struct Slots {
 pub const SLOT_NAMES: [&str; 4] = ["v_row", "v_col", "v", "m"];
 
 /// Elements of the state a parameter of `shape` gets under `config`, without allocating
-/// it (the layout [`Slots::zeros`] makes): what a memory planner counts.
+/// it (the layout `Slots::zeros` makes): what a memory planner counts.
 ///
 /// ```
 /// use hint_optim::{state_elements, AdafactorConfig};
