@@ -543,3 +543,97 @@ fn stacked_adaptations_of_several_tasks_give_each_row_its_own_task() {
         assert!((alone.scores[0] - mixed.scores[row as usize]).abs() < 1e-4);
     }
 }
+
+/// The fused instruction's cross-attention keys and values projected once per task (what
+/// a server caches) give the outputs of projecting them in every request: teacher-forced
+/// logits, rank-classification scores, greedy and beam generation, a batch mixing tasks
+/// whose instructions differ in length, and a saved and reloaded adaptation.
+#[test]
+fn a_projected_instruction_gives_the_same_logits_scores_and_generations() {
+    let config = HyperConfig {
+        use_prefix: true,
+        num_prefix_tokens: 2,
+        use_lora: true,
+        lora_ranks: [Some(2), Some(2), Some(2), Some(2)],
+        use_fusion_in_decoder: true,
+        ..HyperConfig::preset("tiny").unwrap()
+    };
+    let (_vs, model) = build(&config);
+    let (inputs, mask, _, decoder_inputs) = batch();
+    let adapt = |rows: &[&[i64]], project: bool| {
+        tch::no_grad(|| {
+            let mut adaptation = model.adapt(&ids(rows), false);
+            if project {
+                model.project_instruction(&mut adaptation);
+                assert!(adaptation.has_projected_instruction());
+            }
+            adaptation
+        })
+    };
+    let (plain, projected) = (
+        adapt(&[&[20, 21, 22, 1]], false),
+        adapt(&[&[20, 21, 22, 1]], true),
+    );
+    assert!(!plain.has_projected_instruction());
+    let memory = tch::no_grad(|| model.encode(&inputs, &mask, &projected, false));
+    assert_eq!((memory.projected_front(), memory.segments().len()), (4, 1));
+
+    let logits = |a: &TaskAdaptation| {
+        tch::no_grad(|| model.forward(&inputs, &mask, &decoder_inputs, a, false))
+    };
+    assert!(max_diff(&logits(&plain), &logits(&projected)) < 1e-5);
+
+    let targets = ids(&[&[3, 4, 1], &[5, 1], &[7, 8, 9, 1]]);
+    let score = |a: &TaskAdaptation| {
+        tch::no_grad(|| model.score(&inputs, &mask, &targets, &targets.ne(0), a).0)
+    };
+    assert!(max_diff(&score(&plain), &score(&projected)) < 1e-4);
+
+    let greedy = GenerationConfig {
+        max_new_tokens: 6,
+        ..GenerationConfig::default()
+    };
+    let beam = GenerationConfig {
+        max_new_tokens: 5,
+        min_new_tokens: 0,
+        strategy: DecodeStrategy::Beam {
+            num_beams: 3,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::Heuristic,
+        },
+    };
+    for config in [&greedy, &beam] {
+        let want = model.generate(&inputs, &mask, &plain, config).unwrap();
+        let got = model.generate(&inputs, &mask, &projected, config).unwrap();
+        assert_eq!(got.tokens, want.tokens);
+        for (a, b) in got.scores.iter().zip(&want.scores) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+
+    // Two tasks, instructions of 4 and 3 tokens: the shorter one's keys are padded.
+    let second_plain = adapt(&[&[23, 24, 1]], false);
+    let second = adapt(&[&[23, 24, 1]], true);
+    let stacked = TaskAdaptation::stack(&[&projected, &second]);
+    let per_row = stacked.select_rows(&Tensor::from_slice(&[0i64, 1, 0]));
+    let mixed = model.generate(&inputs, &mask, &per_row, &greedy).unwrap();
+    for (row, alone) in [(0i64, &plain), (1, &second_plain), (2, &plain)] {
+        let want = model
+            .generate(
+                &inputs.narrow(0, row, 1),
+                &mask.narrow(0, row, 1),
+                alone,
+                &greedy,
+            )
+            .unwrap();
+        assert_eq!(mixed.tokens[row as usize], want.tokens[0], "row {row}");
+        assert!((mixed.scores[row as usize] - want.scores[0]).abs() < 1e-4);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("task.safetensors");
+    projected.save(&path).unwrap();
+    let loaded = TaskAdaptation::load(&path, Device::Cpu).unwrap();
+    assert!(loaded.has_projected_instruction());
+    assert!(max_diff(&logits(&loaded), &logits(&plain)) < 1e-5);
+}

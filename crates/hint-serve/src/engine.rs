@@ -103,7 +103,12 @@ impl Engine {
     /// The adaptation of `task`: cached, read back from the cache folder, or made from
     /// its instruction (the hypernetwork runs once).
     pub fn adaptation(&mut self, task: &TaskRef) -> Result<(Adaptation, Adapted), ServeError> {
+        let looked = Instant::now();
         if let Some((adaptation, tokens)) = self.cache.get(&task.id) {
+            self.metrics
+                .adaptation_seconds
+                .with_label_values(&["true"])
+                .observe(looked.elapsed().as_secs_f64());
             let bytes = adaptation.bytes();
             return Ok((
                 adaptation,
@@ -131,7 +136,15 @@ impl Engine {
             };
             let rows = pad_rows(&[instruction], self.device);
             let model = &self.run.model;
-            let made = guarded(|| tch::no_grad(|| model.adapt(&rows, false).detach()))?;
+            // The fused instruction's cross-attention keys and values are projected here,
+            // once per task, instead of in every request's first decoding step.
+            let made = guarded(|| {
+                tch::no_grad(|| {
+                    let mut made = model.adapt(&rows, false).detach();
+                    model.project_instruction(&mut made);
+                    made
+                })
+            })?;
             self.metrics.adaptations.inc();
             Adaptation::Hyper(made)
         } else {
@@ -143,6 +156,10 @@ impl Engine {
             ids.len()
         };
         self.cache.insert(&task.id, &adaptation, tokens);
+        self.metrics
+            .adaptation_seconds
+            .with_label_values(&["false"])
+            .observe(looked.elapsed().as_secs_f64());
         let bytes = adaptation.bytes();
         Ok((
             adaptation,

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub cache_entries: IntGauge,
     /// Adaptations made (the hypernetwork run once for an instruction).
     pub adaptations: IntCounter,
+    /// Seconds to find a request's adaptation, by `cached` (`true`: in memory;
+    /// `false`: read from the folder or made).
+    pub adaptation_seconds: HistogramVec,
     /// Tokens generated.
     pub generated_tokens: IntCounter,
 }
@@ -61,6 +64,17 @@ impl Metrics {
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )
         .expect("valid metric");
+        let adaptation_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "adaptation_seconds",
+                "Seconds to find a request's adaptation (cached: in memory)",
+            )
+            .buckets(vec![
+                1e-6, 1e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1.0,
+            ]),
+            &["cached"],
+        )
+        .expect("valid metric");
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
         let metrics = Self {
@@ -84,6 +98,7 @@ impl Metrics {
                 "Adaptations made (the hypernetwork run once for an instruction)",
             ),
             generated_tokens: counter("generated_tokens_total", "Tokens generated"),
+            adaptation_seconds,
             registry,
         };
         for collector in [
@@ -98,6 +113,7 @@ impl Metrics {
             Box::new(metrics.cache_entries.clone()),
             Box::new(metrics.adaptations.clone()),
             Box::new(metrics.generated_tokens.clone()),
+            Box::new(metrics.adaptation_seconds.clone()),
         ] {
             metrics
                 .registry

@@ -195,8 +195,13 @@ fn evaluate_task(
     } else {
         &task.instruction
     };
-    // Encode once per task: one adaptation row serves every batch of this task.
-    let adaptation = tch::no_grad(|| model.adapt(&pad_rows(&[instruction], device), false));
+    // Encode once per task: one adaptation row serves every batch of this task, and the
+    // fused instruction's cross-attention keys and values are projected once, not per batch.
+    let adaptation = tch::no_grad(|| {
+        let mut adaptation = model.adapt(&pad_rows(&[instruction], device), false);
+        model.project_instruction(&mut adaptation);
+        adaptation
+    });
     let generation = GenerationConfig {
         max_new_tokens: config.max_new_tokens,
         ..GenerationConfig::default()

@@ -270,7 +270,11 @@ impl Hypernetwork {
                 scale: self.lora_alpha / rank as f64,
             })
         });
-        AttentionAdaptation { prefix, lora }
+        AttentionAdaptation {
+            prefix,
+            lora,
+            projected_memory: None,
+        }
     }
 
     /// Number of scalar parameters (component embedding, hyper-attention, generators,

@@ -6,7 +6,8 @@ use std::path::Path;
 use tch::{Device, Tensor};
 
 use crate::t5::adaptation::{
-    Adapter, AttentionAdaptation, LayerAdaptation, LoraDelta, Prefix, StackAdaptation,
+    Adapter, AttentionAdaptation, LayerAdaptation, LoraDelta, Prefix, ProjectedMemory,
+    StackAdaptation,
 };
 use crate::ModelError;
 
@@ -29,6 +30,10 @@ fn map_attention(a: &AttentionAdaptation, rows: &dyn Fn(&Tensor) -> Tensor) -> A
                 b: rows(&l.b),
                 scale: l.scale,
             })
+        }),
+        projected_memory: a.projected_memory.as_ref().map(|m| ProjectedMemory {
+            key: rows(&m.key),
+            value: rows(&m.value),
         }),
     }
 }
@@ -78,9 +83,52 @@ fn attention_tensors(prefix: &str, a: &AttentionAdaptation, out: &mut Vec<(Strin
             out.push((format!("{name}.scale"), Tensor::from_slice(&[l.scale])));
         }
     }
+    if let Some(m) = &a.projected_memory {
+        out.push((
+            format!("{prefix}.projected_memory.key"),
+            m.key.shallow_clone(),
+        ));
+        out.push((
+            format!("{prefix}.projected_memory.value"),
+            m.value.shallow_clone(),
+        ));
+    }
+}
+
+/// Zero-pads tensors of the same rank to the largest size in every dimension but the
+/// first (rows): only a projected instruction's keys and values differ, in length.
+fn pad_to_largest(tensors: Vec<&Tensor>) -> Vec<Tensor> {
+    let sizes: Vec<Vec<i64>> = tensors.iter().map(|t| t.size()).collect();
+    let largest: Vec<i64> = (0..sizes[0].len())
+        .map(|d| sizes.iter().map(|s| s[d]).max().unwrap_or(0))
+        .collect();
+    tensors
+        .iter()
+        .zip(&sizes)
+        .map(|(t, size)| {
+            if size[1..] == largest[1..] {
+                return t.shallow_clone();
+            }
+            // `constant_pad_nd` takes (before, after) pairs from the last dimension back.
+            let pads: Vec<i64> = (1..size.len())
+                .rev()
+                .flat_map(|d| [0, largest[d] - size[d]])
+                .collect();
+            t.constant_pad_nd(pads.as_slice())
+        })
+        .collect()
 }
 
 impl TaskAdaptation {
+    /// Whether the fused instruction's cross-attention keys and values are projected
+    /// ([`crate::HyperT5::project_instruction`]).
+    pub fn has_projected_instruction(&self) -> bool {
+        self.decoder
+            .layers
+            .first()
+            .is_some_and(|l| l.cross_attention.projected_memory.is_some())
+    }
+
     /// The rows `index` (e.g. the inverse of a deduplication), in order.
     pub fn select_rows(&self, index: &Tensor) -> Self {
         let rows = self.rows;
@@ -105,7 +153,8 @@ impl TaskAdaptation {
 
     /// Several tasks' adaptations (of one model) as one, their rows in order: a batch that
     /// mixes tasks then gives each example its own row (with [`TaskAdaptation::select_rows`]).
-    /// Encoded instructions of different lengths are padded (masked) to the longest.
+    /// Encoded instructions of different lengths, and their projected keys and values, are
+    /// zero-padded to the longest; the instruction mask, padded alike, hides the padding.
     ///
     /// # Panics
     /// When `parts` is empty or the parts have different structures (another model's).
@@ -118,7 +167,8 @@ impl TaskAdaptation {
             let per_part: Vec<Vec<Tensor>> = parts.iter().map(|p| tensors_of(stack(p))).collect();
             let joined: Vec<Tensor> = (0..per_part[0].len())
                 .map(|i| {
-                    let column: Vec<&Tensor> = per_part.iter().map(|v| &v[i]).collect();
+                    let column: Vec<Tensor> =
+                        pad_to_largest(per_part.iter().map(|v| &v[i]).collect());
                     Tensor::cat(&column, 0)
                 })
                 .collect();
@@ -337,6 +387,20 @@ fn place(layer: &mut LayerAdaptation, rest: &[&str], tensor: Tensor) -> Result<(
                         "value" => prefix.value = tensor,
                         "gate" => prefix.gate = Some(tensor),
                         other => return Err(format!("unknown prefix part `{other}`")),
+                    }
+                }
+                ("projected_memory", [part]) => {
+                    let projected =
+                        target
+                            .projected_memory
+                            .get_or_insert_with(|| ProjectedMemory {
+                                key: placeholder(),
+                                value: placeholder(),
+                            });
+                    match *part {
+                        "key" => projected.key = tensor,
+                        "value" => projected.value = tensor,
+                        other => return Err(format!("unknown projected memory part `{other}`")),
                     }
                 }
                 ("lora", [projection, part]) => {

@@ -61,6 +61,19 @@ pub struct Prefix {
     pub gate: Option<Tensor>,
 }
 
+/// Cross-attention keys and values of the front of the encoder memory, projected ahead of
+/// time: HINT's fused instruction is the same for every input of a task, so a server
+/// projects it once per task and block instead of once per request (see
+/// `HyperT5::project_instruction`). The memory then leaves those positions out of its
+/// segments ([`crate::t5::memory::EncoderMemory::with_projected_front`]).
+#[derive(Debug)]
+pub struct ProjectedMemory {
+    /// `[B|1, H, L, d_kv]`.
+    pub key: Tensor,
+    /// `[B|1, H, L, d_kv]`.
+    pub value: Tensor,
+}
+
 /// What modifies one attention block.
 #[derive(Debug, Default)]
 pub struct AttentionAdaptation {
@@ -68,6 +81,8 @@ pub struct AttentionAdaptation {
     pub prefix: Option<Prefix>,
     /// LoRA on `q`, `k`, `v`, `o`.
     pub lora: [Option<LoraDelta>; 4],
+    /// Cross-attention: the memory's front, projected ahead of time.
+    pub projected_memory: Option<ProjectedMemory>,
 }
 
 /// A bottleneck adapter parallel to a feed-forward sublayer:
@@ -154,6 +169,10 @@ impl AttentionAdaptation {
                     scale: l.scale,
                 })
             }),
+            projected_memory: self.projected_memory.as_ref().map(|m| ProjectedMemory {
+                key: f(&m.key),
+                value: f(&m.value),
+            }),
         }
     }
 
@@ -174,6 +193,10 @@ impl AttentionAdaptation {
                 gate: p.gate.as_ref().map(Tensor::shallow_clone),
             }),
             lora: std::array::from_fn(|i| self.lora[i].as_ref().map(|l| l.repeat_rows(repeats))),
+            projected_memory: self.projected_memory.as_ref().map(|m| ProjectedMemory {
+                key: repeat_rows(&m.key, repeats),
+                value: repeat_rows(&m.value, repeats),
+            }),
         }
     }
 }

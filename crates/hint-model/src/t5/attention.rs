@@ -212,6 +212,20 @@ impl Attention {
         out
     }
 
+    /// Cross-attention keys and values `[B, H, L, d_kv]` (contiguous) of encoder states
+    /// `[B, L, d]` under `adaptation`'s LoRA: what [`Attention::forward`] projects from a
+    /// memory segment, made ahead of time (see [`crate::t5::adaptation::ProjectedMemory`]).
+    pub fn project_memory(
+        &self,
+        states: &Tensor,
+        adaptation: Option<&AttentionAdaptation>,
+    ) -> (Tensor, Tensor) {
+        let [key, value] = self
+            .project([1, 2], states, adaptation)
+            .map(|t| self.split_heads(&t).contiguous());
+        (key, value)
+    }
+
     /// Softmax attention of `query [B, H, Tq, d_kv]` over the keys of `parts` in order,
     /// with the additive `bias` (in the query's dtype, one column per key).
     fn attend(&self, query: &Tensor, parts: &[KvPart], bias: &Tensor, train: bool) -> Tensor {
@@ -342,6 +356,16 @@ impl Attention {
             AttentionInput::Cross { memory, cache } => {
                 let [query] = self.project([0], hidden, adaptation);
                 let key_values = || {
+                    let front = (memory.projected_front() > 0).then(|| {
+                        let projected = adaptation
+                            .and_then(|a| a.projected_memory.as_ref())
+                            .expect("a memory with a projected front, read by a cross-attention whose adaptation holds none");
+                        assert_eq!(projected.key.size()[2], memory.projected_front(), "projected front length");
+                        KvPart {
+                            key: in_kind(&projected.key, kind),
+                            value: in_kind(&projected.value, kind),
+                        }
+                    });
                     let segments = memory.segments().iter().map(|segment| {
                         let [key, value] = self.project([1, 2], segment, adaptation);
                         KvPart {
@@ -349,7 +373,13 @@ impl Attention {
                             value: self.split_heads(&value),
                         }
                     });
-                    merge_adjacent(prefix_part().into_iter().chain(segments).collect())
+                    merge_adjacent(
+                        prefix_part()
+                            .into_iter()
+                            .chain(front)
+                            .chain(segments)
+                            .collect(),
+                    )
                 };
                 let parts = match cache {
                     Some(cache) => {

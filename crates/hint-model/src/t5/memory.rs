@@ -27,6 +27,9 @@ use super::layers::cat_broadcast;
 pub struct EncoderMemory {
     segments: Vec<Tensor>,
     mask: Tensor,
+    /// Positions in front of the segments whose keys and values every cross-attention
+    /// finds projected in its adaptation (0: none).
+    projected_front: i64,
 }
 
 impl EncoderMemory {
@@ -35,6 +38,7 @@ impl EncoderMemory {
         Self {
             segments: vec![states.shallow_clone()],
             mask: mask.shallow_clone(),
+            projected_front: 0,
         }
     }
 
@@ -45,9 +49,20 @@ impl EncoderMemory {
     /// When there is no segment, a segment's row count is neither 1 nor the mask's, or
     /// the lengths disagree with the mask: these are programming errors of the caller.
     pub fn from_segments(segments: Vec<Tensor>, mask: Tensor) -> Self {
+        Self::with_projected_front(0, segments, mask)
+    }
+
+    /// [`EncoderMemory::from_segments`] behind `front` positions whose cross-attention keys
+    /// and values were projected ahead of time: every decoder block's cross-attention
+    /// adaptation carries them (`AttentionAdaptation::projected_memory`, made by
+    /// `HyperT5::project_instruction`). `mask` covers the front too.
+    ///
+    /// # Panics
+    /// As [`EncoderMemory::from_segments`], with `front` counted in the length.
+    pub fn with_projected_front(front: i64, segments: Vec<Tensor>, mask: Tensor) -> Self {
         let (batch, len) = (mask.size()[0], mask.size()[1]);
         assert!(!segments.is_empty(), "encoder memory without segments");
-        let total: i64 = segments.iter().map(|s| s.size()[1]).sum();
+        let total: i64 = front + segments.iter().map(|s| s.size()[1]).sum::<i64>();
         assert_eq!(total, len, "encoder memory segments vs mask length");
         for s in &segments {
             let rows = s.size()[0];
@@ -56,7 +71,16 @@ impl EncoderMemory {
                 "encoder memory segment with {rows} rows for a batch of {batch}"
             );
         }
-        Self { segments, mask }
+        Self {
+            segments,
+            mask,
+            projected_front: front,
+        }
+    }
+
+    /// Positions in front whose keys and values are projected ahead of time (0: none).
+    pub fn projected_front(&self) -> i64 {
+        self.projected_front
     }
 
     /// Examples in the batch.
@@ -85,7 +109,11 @@ impl EncoderMemory {
     }
 
     /// The states as one `[B, T, d]` tensor (shared rows broadcast to the batch).
+    ///
+    /// # Panics
+    /// When a front was projected ahead of time (its states are not kept).
     pub fn concatenated(&self) -> Tensor {
+        assert_eq!(self.projected_front, 0, "a projected front has no states");
         cat_broadcast(&self.segments, self.batch(), 1)
     }
 
@@ -106,6 +134,7 @@ impl EncoderMemory {
                 })
                 .collect(),
             mask: repeat(&self.mask),
+            projected_front: self.projected_front,
         }
     }
 }

@@ -190,6 +190,7 @@ fn rematerialised_block(
 ) -> Tensor {
     let mut inputs = vec![x.shallow_clone(), self_bias.shallow_clone()];
     let segments = encoder.map_or(0, |(memory, _)| memory.segments().len());
+    let projected_front = encoder.map_or(0, |(memory, _)| memory.projected_front());
     if let Some((memory, cross_bias)) = encoder {
         inputs.extend(memory.segments().iter().map(Tensor::shallow_clone));
         inputs.push(memory.mask().shallow_clone());
@@ -214,7 +215,10 @@ fn rematerialised_block(
                 .collect();
             let mask = rest.next().expect("the memory's mask").shallow_clone();
             let cross_bias = rest.next().expect("the cross bias").shallow_clone();
-            (EncoderMemory::from_segments(parts, mask), cross_bias)
+            (
+                EncoderMemory::with_projected_front(projected_front, parts, mask),
+                cross_bias,
+            )
         });
         let adaptation = template.as_ref().map(|t| {
             t.map_tensors(&mut |_| rest.next().expect("an adaptation tensor").shallow_clone())
