@@ -154,11 +154,57 @@ pub fn ensure() -> Result<Vec<(String, String)>> {
             None => install(dir)?,
         }),
     };
-    Ok(cargo_env(
+    let mut vars = cargo_env(
         &source,
         recorded.as_ref(),
         std::env::var("LD_LIBRARY_PATH").ok(),
-    ))
+    );
+    if let TorchSource::Managed(dir) = &source {
+        ensure_python_peers(dir)?;
+        vars.push((
+            "HINT_PEFT_PYTHON".into(),
+            venv_python(dir).display().to_string(),
+        ));
+    }
+    Ok(vars)
+}
+
+/// The Python peers some tests check hint against (PEFT's reading of an exported adapter),
+/// pinned; installed into the managed environment once.
+const PYTHON_PEERS: [&str; 2] = ["transformers==5.25.0", "peft==0.21.2"];
+
+/// Installs [`PYTHON_PEERS`] into the managed environment unless its marker says they are
+/// there (so that `setup` stays a fast no-op afterwards).
+fn ensure_python_peers(dir: &Path) -> Result<()> {
+    let marker = dir.join("python-peers.txt");
+    let wanted = PYTHON_PEERS.join("\n");
+    if fs::read_to_string(&marker).is_ok_and(|text| text == wanted) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing {} with pip into {} (the Python peers of some tests)",
+        PYTHON_PEERS.join(" "),
+        dir.display()
+    );
+    let status = Command::new(venv_python(dir))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+        ])
+        .args(PYTHON_PEERS)
+        .status()
+        .context("cannot run the environment's python")?;
+    if !status.success() {
+        bail!(
+            "`pip install {}` failed in {} (see pip's output above)",
+            PYTHON_PEERS.join(" "),
+            dir.display()
+        );
+    }
+    write_atomically(&marker, &wanted)
 }
 
 /// Describes the source for `cargo xtask setup`'s summary.

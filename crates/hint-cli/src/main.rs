@@ -2,6 +2,7 @@
 
 mod config_cmd;
 mod experiment_cmd;
+mod export_cmd;
 mod gin_args;
 mod infer_cmd;
 mod launch_cmd;
@@ -42,6 +43,8 @@ enum Command {
     Plan(plan_cmd::PlanArgs),
     /// Serve a trained run over HTTP: adapt to each instruction once, batch instances.
     Serve(serve_cmd::ServeArgs),
+    /// Export the LoRA generated for an instruction as a Hugging Face PEFT adapter.
+    Export(export_cmd::ExportArgs),
     /// Evaluate a checkpoint on the run's evaluation sets (t5x `eval`).
     Eval(infer_cmd::EvalArgs),
     /// Run inference for one instruction over many inputs, encoding the instruction once.
@@ -124,6 +127,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Launch(args) => launch_cmd::launch(&args),
         Command::Plan(args) => plan_cmd::run(&args),
         Command::Serve(args) => serve_cmd::serve(&args),
+        Command::Export(args) => export_cmd::export(&args),
         Command::Eval(args) => infer_cmd::eval(&args),
         Command::Infer(args) => infer_cmd::infer(&args),
         Command::Config(ConfigCommand::Show { gin, format }) => config_cmd::show(&gin, format),

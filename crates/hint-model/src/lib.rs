@@ -15,6 +15,7 @@ mod error;
 pub mod hyper;
 mod memory;
 mod parameters;
+mod peft;
 mod pretrained;
 mod remat;
 mod runtime;
@@ -27,6 +28,7 @@ pub use hyper::flops;
 pub use hyper::model::{HyperT5, TaskAdaptation};
 pub use memory::{count_cpu_tensors, memory_usage, reset_peak_memory, MemoryUsage};
 pub use parameters::{load_parameters, save_parameters};
+pub use peft::{peft_refusal, save_base_t5, save_peft_adapter};
 pub use pretrained::{
     load_t5_weights, read_hint_config, Pretrained, PretrainedModel, HINT_CONFIG_KEY,
 };
