@@ -17,7 +17,9 @@ use crate::gin_args::GinArgs;
 /// Arguments of `hint serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The model directory of a `hint train` run (HINT, or a concatenation baseline).
+    /// The model directory of a `hint train` run (HINT, or a concatenation baseline), or a
+    /// Hugging Face T5 directory (`config.json`, `model.safetensors`, `tokenizer.json`),
+    /// served as the concatenation baseline.
     #[arg(long = "model_dir")]
     model_dir: PathBuf,
     /// A checkpoint folder (default: the newest in the model directory).

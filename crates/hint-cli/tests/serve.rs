@@ -1,7 +1,8 @@
 //! `hint serve` on an ephemeral port of 127.0.0.1 with a tiny trained model: every
 //! endpoint, every error a client can make (4xx naming the field), the adaptation cache's
-//! byte bound and its folder, the same outputs alone and inside a mixed batch, and
-//! SIGTERM draining the requests in flight. Every server runs under a deadline and is
+//! byte bound and its folder, the same outputs alone and inside a mixed batch, a plain
+//! Hugging Face T5 directory serving the concatenation baseline, and SIGTERM draining the
+//! requests in flight. Every server runs under a deadline and is
 //! killed when its test ends, however it ends.
 
 use std::io::{BufRead, BufReader};
@@ -44,10 +45,14 @@ struct Served {
 
 impl Served {
     fn start(extra: &[&str]) -> Self {
+        Self::start_on(model(), extra)
+    }
+
+    fn start_on(model_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Reaped::spawn(
             hint()
                 .args(["serve", "--model_dir"])
-                .arg(model())
+                .arg(model_dir)
                 .args(["--bind", "127.0.0.1:0"])
                 .args(extra)
                 .stdout(Stdio::piped())
@@ -517,4 +522,117 @@ fn sigterm_drains_the_requests_in_flight_and_exits_cleanly() {
         .get(format!("{}/health", served.url))
         .send()
         .is_err());
+}
+
+/// A plain Hugging Face T5 directory (`hint export --hf` of a concatenation run) serves the
+/// concatenation baseline, answering exactly as the run it came from; what it cannot be
+/// loaded as is refused by name.
+#[test]
+fn a_hugging_face_t5_directory_serves_the_concatenation_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("concat");
+    let status = hint()
+        .arg("train")
+        .args(tiny_args(&run, 3))
+        .args([
+            "--gin.Run.eval_sets=()",
+            "--gin.Run.instruction_mode=\"concat\"",
+            "--gin.HyperConfig.use_instructions=False",
+            "--gin.HyperConfig.use_adapter=False",
+            "--gin.HyperConfig.use_prefix=False",
+            "--gin.HyperConfig.use_lora=False",
+            "--gin.HyperConfig.use_prompt=False",
+            "--gin.HyperConfig.use_fusion_in_decoder=False",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let t5 = tmp.path().join("t5");
+    let out = hint()
+        .args(["export", "--hf", "--model_dir"])
+        .arg(&run)
+        .arg("--output")
+        .arg(&t5)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(t5.join(file).is_file(), "no {file}");
+    }
+    assert!(!t5.join("config.gin").exists());
+
+    let generate =
+        json!({ "instruction": SORT, "inputs": ["3 1 2", "8 2 5 1"], "max_new_tokens": 6 });
+    let score = json!({ "instruction": EVEN, "inputs": ["4 7 10"], "choices": ["4 10", "7"] });
+    let answers = |served: &Served| {
+        let (status, generated) = served.post("/v1/generate", &generate);
+        assert_eq!(status, 200, "{generated}");
+        let (status, scored) = served.post("/v1/score", &score);
+        assert_eq!(status, 200, "{scored}");
+        (generated, scored)
+    };
+    let from_run = answers(&Served::start_on(&run, &[]));
+    // The run's lengths (builtin.gin's), not a plain T5's default.
+    let served = Served::start_on(&t5, &["--gin.Run.lengths=(24, 32, 16)"]);
+    let health: Value = served
+        .client
+        .get(format!("{}/health", served.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health["mode"], "concatenation", "{health}");
+    let from_t5 = answers(&served);
+    drop(served);
+    assert_eq!(from_run.0["outputs"].as_array().map(Vec::len), Some(2));
+    assert_eq!(from_t5.0["outputs"].as_array().map(Vec::len), Some(2));
+    for (a, b) in from_run.0["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(from_t5.0["outputs"].as_array().unwrap())
+    {
+        assert_eq!(a["tokens"], b["tokens"]);
+        assert_eq!(a["text"], b["text"]);
+        assert!((a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs() < 1e-5);
+    }
+    assert_eq!(from_run.1["best"], from_t5.1["best"]);
+    let scores = |v: &Value| -> Vec<f64> {
+        v["scores"][0]
+            .as_array()
+            .unwrap_or_else(|| panic!("no scores in {v}"))
+            .iter()
+            .map(|s| s.as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(scores(&from_run.1).len(), 2);
+    assert_eq!(scores(&from_t5.1).len(), 2);
+    for (a, b) in scores(&from_run.1).iter().zip(scores(&from_t5.1)) {
+        assert!((a - b).abs() < 1e-5, "{a} against {b}");
+    }
+
+    // Refusals, each naming what is wrong, before anything listens.
+    let refused = |dir: &Path, extra: &[&str]| -> String {
+        let out = hint()
+            .args(["serve", "--bind", "127.0.0.1:0", "--model_dir"])
+            .arg(dir)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = refused(&t5, &["--checkpoint", "checkpoint_3"]);
+    assert!(stderr.contains("no checkpoints"), "{stderr}");
+    std::fs::remove_file(t5.join("tokenizer.json")).unwrap();
+    let stderr = refused(&t5, &[]);
+    assert!(stderr.contains("tokenizer.json"), "{stderr}");
+    let stderr = refused(tmp.path(), &[]);
+    assert!(stderr.contains("config.json"), "{stderr}");
 }

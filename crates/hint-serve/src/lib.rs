@@ -3,8 +3,9 @@
 //! disk) under an id that is a hash of the model and the instruction — and every instance
 //! of the task reuses them. Requests are batched for a few milliseconds on the model's
 //! thread; rows of one task share its adaptation, rows of several tasks get each their
-//! own. A model trained to read the instruction concatenated to its input (the baseline)
-//! is served by the same API, so the two compare under one client.
+//! own. A model trained to read the instruction concatenated to its input (the baseline),
+//! or a plain Hugging Face T5 directory, is served by the same API, so the two compare
+//! under one client.
 //!
 //! Endpoints: `POST /v1/adaptations`, `POST /v1/generate`, `POST /v1/score`,
 //! `GET /health`, `GET /metrics` (Prometheus). Every request is checked field by field
@@ -68,7 +69,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads `checkpoint` (or the newest) of the `hint train` run in `model_dir` —
+    /// Loads `checkpoint` (or the newest) of the `hint train` run in `model_dir` (or the
+    /// Hugging Face T5 there, as the concatenation baseline: [`hint_train::load_run`]) —
     /// `overrides` as `hint eval` takes them, e.g. `hint.train.Run.device` — and starts
     /// the model's thread.
     pub fn load(

@@ -1,5 +1,6 @@
 //! A trained run loaded back from its model directory (t5x's `eval` / `infer`): the
-//! configuration the run wrote (`config.gin`), its tokenizer and a checkpoint's parameters.
+//! configuration the run wrote (`config.gin`), its tokenizer and a checkpoint's parameters
+//! — or a plain Hugging Face T5 directory, loaded as the concatenation baseline.
 
 use std::path::{Path, PathBuf};
 
@@ -37,12 +38,33 @@ pub struct LoadedRun {
     pub vs: VarStore,
     /// The model.
     pub model: HyperT5,
-    /// The checkpoint that was loaded.
+    /// The checkpoint that was loaded (for a Hugging Face T5, its directory).
     pub checkpoint: PathBuf,
+    /// The tokenizer's `tokenizer.json`.
+    pub tokenizer: PathBuf,
 }
+
+/// What a plain Hugging Face T5 directory is run as: the concatenation baseline (the
+/// instruction in front of every input, no hypernetwork), with Tk-Instruct's lengths
+/// (`configs/ni_train.gin`), on a GPU if there is one; the caller's bindings come after these and may change them.
+const HUGGING_FACE_T5_BINDINGS: [&str; 9] = [
+    "hint.train.Run.instruction_mode = \"concat\"",
+    "hint.train.Run.device = \"auto\"",
+    "hint.train.Run.lengths = (1024, 1024, 256)",
+    "hint.model.HyperConfig.use_instructions = False",
+    "hint.model.HyperConfig.use_adapter = False",
+    "hint.model.HyperConfig.use_prefix = False",
+    "hint.model.HyperConfig.use_lora = False",
+    "hint.model.HyperConfig.use_prompt = False",
+    "hint.model.HyperConfig.use_fusion_in_decoder = False",
+];
 
 /// Loads `checkpoint` (or the newest checkpoint of `model_dir`) with the run's own
 /// configuration; `overrides` change it (e.g. other evaluation sets).
+///
+/// A `model_dir` without `config.gin` but with a Hugging Face `config.json` is a plain T5
+/// (`config.json`, `model.safetensors`, `tokenizer.json`, as `hint export --hf` writes
+/// them), loaded as the concatenation baseline; it has no checkpoints to choose from.
 pub fn load_run(
     model_dir: &Path,
     checkpoint: Option<&Path>,
@@ -50,9 +72,12 @@ pub fn load_run(
 ) -> Result<LoadedRun> {
     let config_path = model_dir.join("config.gin");
     if !config_path.is_file() {
+        if model_dir.join("config.json").is_file() {
+            return load_hugging_face_t5(model_dir, checkpoint, overrides);
+        }
         return Err(TrainError::Checkpoint {
             path: model_dir.to_path_buf(),
-            message: "no config.gin: not the model directory of a `hint train` run".into(),
+            message: "neither config.gin (the model directory of a `hint train` run) nor config.json (a Hugging Face T5)".into(),
         });
     }
     let mut files = vec![config_path];
@@ -73,10 +98,10 @@ pub fn load_run(
                 .path
         }
     };
-    let data = settings.data.build(
-        settings.run.lengths,
-        Some(&model_dir.join("tokenizer.json")),
-    )?;
+    let tokenizer = model_dir.join("tokenizer.json");
+    let data = settings
+        .data
+        .build(settings.run.lengths, Some(&tokenizer))?;
     let (vs, model) = build_model(&settings)?;
     hint_model::load_parameters(&vs, checkpoint.join(PARAMETERS_FILE))?;
     Ok(LoadedRun {
@@ -85,6 +110,64 @@ pub fn load_run(
         vs,
         model,
         checkpoint,
+        tokenizer,
+    })
+}
+
+/// A plain Hugging Face T5 directory as the concatenation baseline.
+fn load_hugging_face_t5(
+    dir: &Path,
+    checkpoint: Option<&Path>,
+    overrides: &Overrides,
+) -> Result<LoadedRun> {
+    let not_loadable = |message: String| TrainError::Checkpoint {
+        path: dir.to_path_buf(),
+        message,
+    };
+    if let Some(checkpoint) = checkpoint {
+        return Err(not_loadable(format!(
+            "is a Hugging Face T5 directory, which has no checkpoints: leave out the checkpoint ({})",
+            checkpoint.display()
+        )));
+    }
+    let config_json = dir.join("config.json");
+    let text =
+        std::fs::read_to_string(&config_json).map_err(|source| hint_model::ModelError::Io {
+            path: config_json.clone(),
+            source,
+        })?;
+    let is_hint = serde_json::from_str::<serde_json::Value>(&text)
+        .map(|json| json.get("hint").is_some())
+        .unwrap_or(false);
+    if is_hint {
+        return Err(not_loadable(
+            "holds a HINT model written by save_pretrained (config.json has a \"hint\" key): serve the `hint train` run it came from".into(),
+        ));
+    }
+    let tokenizer = dir.join("tokenizer.json");
+    if !tokenizer.is_file() {
+        return Err(not_loadable(
+            "has no tokenizer.json: a Hugging Face T5 directory needs its tokenizer beside config.json".into(),
+        ));
+    }
+    let t5 = hint_model::T5Config::from_json_file(&config_json)?;
+    let mut bindings: Vec<String> = HUGGING_FACE_T5_BINDINGS.map(String::from).to_vec();
+    bindings.extend(overrides.bindings.iter().cloned());
+    let mut settings =
+        RunSettings::load(&overrides.files, &bindings, &overrides.search_paths, false)?;
+    settings.t5 = t5;
+    let data = settings
+        .data
+        .build(settings.run.lengths, Some(&tokenizer))?;
+    let (vs, model) = build_model(&settings)?;
+    hint_model::load_t5_weights(&vs, dir)?;
+    Ok(LoadedRun {
+        settings,
+        data,
+        vs,
+        model,
+        checkpoint: dir.to_path_buf(),
+        tokenizer,
     })
 }
 
