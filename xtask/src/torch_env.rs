@@ -186,18 +186,7 @@ fn ensure_python_peers(dir: &Path) -> Result<()> {
         PYTHON_PEERS.join(" "),
         dir.display()
     );
-    let status = Command::new(venv_python(dir))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-cache-dir",
-        ])
-        .args(PYTHON_PEERS)
-        .status()
-        .context("cannot run the environment's python")?;
-    if !status.success() {
+    if !pip_install(&venv_python(dir), &PYTHON_PEERS)? {
         bail!(
             "`pip install {}` failed in {} (see pip's output above)",
             PYTHON_PEERS.join(" "),
@@ -205,6 +194,23 @@ fn ensure_python_peers(dir: &Path) -> Result<()> {
         );
     }
     write_atomically(&marker, &wanted)
+}
+
+/// `python -m pip install packages`, pip's output shown; whether it succeeded.
+fn pip_install(python: &Path, packages: &[&str]) -> Result<bool> {
+    let status = Command::new(python)
+        // No wheel cache: it would keep a second copy of the ~3 GB of wheels on disk.
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+        ])
+        .args(packages)
+        .status()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    Ok(status.success())
 }
 
 /// Describes the source for `cargo xtask setup`'s summary.
@@ -254,19 +260,7 @@ fn install(dir: &Path) -> Result<Recorded> {
         "xtask: installing torch=={TORCH_VERSION} with pip into {} (about 5 GB, a few minutes)",
         dir.display()
     );
-    let status = Command::new(&python)
-        // No wheel cache: it would keep a second copy of the ~3 GB of wheels on disk.
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-cache-dir",
-        ])
-        .arg(format!("torch=={TORCH_VERSION}"))
-        .status()
-        .with_context(|| format!("cannot run {}", python.display()))?;
-    if !status.success() {
+    if !pip_install(&python, &[&format!("torch=={TORCH_VERSION}")])? {
         bail!("`pip install torch=={TORCH_VERSION}` failed in {} (see pip's output above): check that PyPI is reachable and that pip works (python3 -m ensurepip), or set LIBTORCH to an unpacked libtorch {TORCH_VERSION}", dir.display());
     }
     match probe(&python)? {

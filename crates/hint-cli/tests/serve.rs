@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod common;
-use common::{hint, tiny_args, wait_within, Reaped};
+use common::{export_hf, hint, tiny_args, wait_within, Reaped};
 
 /// One tiny trained model for every test of this file.
 fn model() -> &'static Path {
@@ -550,18 +550,7 @@ fn a_hugging_face_t5_directory_serves_the_concatenation_baseline() {
         .unwrap();
     assert!(status.success());
     let t5 = tmp.path().join("t5");
-    let out = hint()
-        .args(["export", "--hf", "--model_dir"])
-        .arg(&run)
-        .arg("--output")
-        .arg(&t5)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    export_hf(&run, &t5);
     for file in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(t5.join(file).is_file(), "no {file}");
     }

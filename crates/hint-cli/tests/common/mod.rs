@@ -10,6 +10,23 @@ pub fn hint() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hint"))
 }
 
+/// `hint export --hf` of `model_dir` to `output`: it must succeed; its standard output.
+pub fn export_hf(model_dir: &Path, output: &Path) -> String {
+    let out = hint()
+        .args(["export", "--hf", "--model_dir"])
+        .arg(model_dir)
+        .arg("--output")
+        .arg(output)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `(step, loss)` of every training line of a run's `metrics.jsonl`.
 pub fn losses(model_dir: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(model_dir.join("metrics.jsonl"))
