@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{hint, tiny_args};
+use common::{export_hf, hint, tiny_args};
 
 fn train(dir: &Path, extra: &[&str]) {
     let status = hint()
@@ -47,14 +47,28 @@ const LORA: [&str; 6] = [
     "--gin.HyperConfig.lora_alpha=8.0",
 ];
 
-#[test]
-fn generated_lora_exports_as_a_peft_adapter_under_peft_names_and_shapes() {
+const IA3: [&str; 4] = [
+    "--gin.HyperConfig.use_adapter=False",
+    "--gin.HyperConfig.use_prefix=False",
+    "--gin.HyperConfig.use_fusion_in_decoder=False",
+    "--gin.HyperConfig.use_ia3=True",
+];
+
+/// A tiny HINT trained with `configuration` and exported (which must succeed): the
+/// folder, the run, the export.
+fn peft_export(configuration: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("lora");
-    train(&model, &LORA);
+    let model = tmp.path().join("run");
+    train(&model, configuration);
     let output = tmp.path().join("export");
     let (ok, stderr) = export(&model, &output);
     assert!(ok, "{stderr}");
+    (tmp, model, output)
+}
+
+#[test]
+fn generated_lora_exports_as_a_peft_adapter_under_peft_names_and_shapes() {
+    let (tmp, model, output) = peft_export(&LORA);
     let config: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(output.join("adapter/adapter_config.json")).unwrap(),
     )
@@ -108,22 +122,59 @@ fn generated_lora_exports_as_a_peft_adapter_under_peft_names_and_shapes() {
     assert!(!ok && stderr.contains("exists"), "{stderr}");
 }
 
-/// PEFT's own loading of an export gives HINT's logits. Needs a Python with torch,
-/// transformers and PEFT: `cargo xtask test` installs them and sets `HINT_PEFT_PYTHON`.
+/// Generated IA3 exports as PEFT's IA3: `ia3_l` of every `k` and `v` as `[out, 1]`, of
+/// every feed-forward `wo` as `[1, in]`.
+#[test]
+fn generated_ia3_exports_as_a_peft_ia3_adapter() {
+    let (_tmp, _, output) = peft_export(&IA3);
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(output.join("adapter/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["peft_type"], "IA3");
+    assert_eq!(config["task_type"], "SEQ_2_SEQ_LM");
+    assert_eq!(
+        config["target_modules"],
+        serde_json::json!(["k", "v", "wo"])
+    );
+    assert_eq!(config["feedforward_modules"], serde_json::json!(["wo"]));
+    let tensors =
+        tch::Tensor::read_safetensors(output.join("adapter/adapter_model.safetensors")).unwrap();
+    let shape = |name: &str| {
+        tensors
+            .iter()
+            .find(|(n, _)| n == &format!("base_model.model.{name}.ia3_l"))
+            .unwrap_or_else(|| panic!("no {name}"))
+            .1
+            .size()
+    };
+    // d_model 32, 4 heads × d_kv 8, d_ff 64.
+    assert_eq!(shape("encoder.block.0.layer.0.SelfAttention.k"), [32, 1]);
+    assert_eq!(shape("decoder.block.1.layer.1.EncDecAttention.v"), [32, 1]);
+    assert_eq!(shape("encoder.block.1.layer.1.DenseReluDense.wo"), [1, 64]);
+    assert_eq!(shape("decoder.block.0.layer.2.DenseReluDense.wo"), [1, 64]);
+    // Encoder blocks: k, v, wo; decoder blocks: two attentions' k and v, and wo.
+    assert_eq!(tensors.len(), 2 * 3 + 2 * 5);
+}
+
+/// PEFT's own loading of an export (LoRA, then IA3) gives HINT's logits. Needs a Python
+/// with torch, transformers and PEFT: `cargo xtask test` installs them and sets
+/// `HINT_PEFT_PYTHON`.
 #[test]
 #[ignore = "needs HINT_PEFT_PYTHON (a Python with torch, transformers, peft); cargo xtask test sets it"]
 fn peft_from_pretrained_reproduces_the_logits_hint_computed() {
     let python = std::env::var_os("HINT_PEFT_PYTHON").map(PathBuf::from).expect(
         "HINT_PEFT_PYTHON is not set: run `cargo xtask test`, or point it at a Python with torch, transformers and peft",
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("lora");
-    train(&model, &LORA);
-    let output = tmp.path().join("export");
-    let (ok, stderr) = export(&model, &output);
-    assert!(ok, "{stderr}");
+    for configuration in [&LORA[..], &IA3[..]] {
+        peft_check(&python, configuration);
+    }
+}
+
+fn peft_check(python: &Path, configuration: &[&str]) {
+    let (_tmp, _, output) = peft_export(configuration);
     let check = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hint-model/scripts/peft_check.py");
-    let out = Command::new(&python)
+    let out = Command::new(python)
         .arg(&check)
         .arg(&output)
         .output()
@@ -148,20 +199,8 @@ fn the_runs_t5_exports_as_a_hugging_face_directory() {
     let model = tmp.path().join("run");
     train(&model, &[]);
     let output = tmp.path().join("t5");
-    let out = hint()
-        .args(["export", "--hf", "--model_dir"])
-        .arg(&model)
-        .arg("--output")
-        .arg(&output)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // A HINT run's T5 alone is not the HINT model: the export says so.
-    assert!(String::from_utf8_lossy(&out.stdout).contains("without its hypernetwork"));
+    assert!(export_hf(&model, &output).contains("without its hypernetwork"));
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(output.join("config.json")).unwrap())
             .unwrap();

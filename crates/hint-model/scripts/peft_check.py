@@ -26,7 +26,7 @@ with torch.no_grad():
         decoder_input_ids=check["decoder_input_ids"],
     ).logits
 difference = (logits - check["logits"]).abs().max().item()
-# Without the adapter the logits differ: the LoRA is really in use.
+# Without the adapter the logits differ: the LoRA or IA3 is really in use.
 with torch.no_grad(), model.disable_adapter():
     plain = model(
         input_ids=check["input_ids"],

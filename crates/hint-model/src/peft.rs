@@ -1,6 +1,9 @@
-//! The LoRA HINT generates for one instruction, as a Hugging Face PEFT adapter: with the
-//! base T5 in Hugging Face's layout, `PeftModel.from_pretrained` then computes that task's
-//! model without the hypernetwork (`scripts/peft_check.py` checks its logits).
+//! The LoRA or IA3 HINT generates for one instruction, as a Hugging Face PEFT adapter: with
+//! the base T5 in Hugging Face's layout, `PeftModel.from_pretrained` then computes that
+//! task's model without the hypernetwork (`scripts/peft_check.py` checks its logits).
+//!
+//! PEFT's IA3 multiplies the outputs of `k` and `v` by `ia3_l [out, 1]` and the input of a
+//! feed-forward `wo` by `ia3_l [1, in]`; HINT's scales (`1 + generated`) are those vectors.
 //!
 //! PEFT's LoRA adds `lora_B(lora_A(x)) · lora_alpha / r` to a projection; HINT's adds
 //! `x · A · B · alpha / rank` with `A [in, rank]`, `B [rank, out]`: so `lora_A.weight` is
@@ -41,8 +44,14 @@ pub fn peft_refusal(config: &HyperConfig) -> Option<String> {
     if config.use_fusion_in_decoder && config.use_instructions {
         parts.push("fusion in the decoder (`use_fusion_in_decoder`): the decoder attends to the encoded instruction, an input PEFT's model does not take");
     }
-    if !config.use_lora || config.lora_ranks.iter().all(Option::is_none) {
-        parts.push("no generated LoRA (`use_lora` with some `lora_ranks`): nothing to export");
+    match (config.lora_enabled(), config.use_ia3) {
+        (true, true) => parts.push(
+            "LoRA and IA3 together (`use_lora` and `use_ia3`): a PEFT adapter holds one method",
+        ),
+        (false, false) => parts.push(
+            "no generated LoRA or IA3 (`use_lora` with some `lora_ranks`, or `use_ia3`): nothing to export",
+        ),
+        _ => {}
     }
     (!parts.is_empty()).then(|| {
         format!(
@@ -78,6 +87,38 @@ fn stack_tensors(
     }
 }
 
+/// One stack's IA3 vectors under PEFT's names and shapes; `feed_forward_layer` is the
+/// index of the feed-forward sublayer in a block (1 in the encoder, 2 in the decoder).
+fn stack_ia3_tensors(
+    prefix: &str,
+    stack: &StackAdaptation,
+    feed_forward_layer: usize,
+    out: &mut Vec<(String, Tensor)>,
+) {
+    for (i, layer) in stack.layers.iter().enumerate() {
+        let block = format!("base_model.model.{prefix}.block.{i}.layer");
+        let attentions = [
+            (0, "SelfAttention", &layer.self_attention),
+            (1, "EncDecAttention", &layer.cross_attention),
+        ];
+        for (index, name, attention) in attentions {
+            for (projection, scale) in [("k", &attention.ia3_key), ("v", &attention.ia3_value)] {
+                if let Some(scale) = scale {
+                    // [1, 1, out] → PEFT's [out, 1].
+                    let vector = scale.reshape([-1, 1]);
+                    out.push((format!("{block}.{index}.{name}.{projection}.ia3_l"), vector));
+                }
+            }
+        }
+        if let Some(scale) = &layer.ia3_feed_forward {
+            out.push((
+                format!("{block}.{feed_forward_layer}.DenseReluDense.wo.ia3_l"),
+                scale.reshape([1, -1]),
+            ));
+        }
+    }
+}
+
 /// Writes `adaptation` (one task's: one row) of `model` as a PEFT adapter folder
 /// (`adapter_config.json`, `adapter_model.safetensors`) for the base T5 at
 /// `base_model_name_or_path`.
@@ -101,18 +142,53 @@ pub fn save_peft_adapter(
         )));
     }
     let mut tensors = Vec::new();
-    let mut ranks = BTreeMap::new();
-    stack_tensors("encoder", &adaptation.encoder, &mut tensors, &mut ranks);
-    stack_tensors("decoder", &adaptation.decoder, &mut tensors, &mut ranks);
+    let config = if model.config.use_ia3 {
+        stack_ia3_tensors("encoder", &adaptation.encoder, 1, &mut tensors);
+        stack_ia3_tensors("decoder", &adaptation.decoder, 2, &mut tensors);
+        json!({
+            "peft_type": "IA3",
+            "task_type": "SEQ_2_SEQ_LM",
+            "base_model_name_or_path": base_model_name_or_path,
+            "target_modules": ["k", "v", "wo"],
+            "feedforward_modules": ["wo"],
+            "fan_in_fan_out": false,
+            "inference_mode": true,
+            "init_ia3_weights": true,
+            "modules_to_save": null,
+        })
+    } else {
+        lora_config(model, adaptation, base_model_name_or_path, &mut tensors)
+    };
     let tensors: Vec<(String, Tensor)> = tensors
         .into_iter()
         .map(|(n, t)| {
             (
                 n,
-                t.detach().to_device(Device::Cpu).to_kind(tch::Kind::Float),
+                t.detach()
+                    .to_device(Device::Cpu)
+                    .to_kind(tch::Kind::Float)
+                    .contiguous(),
             )
         })
         .collect();
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write_safetensors_atomically(&tensors, &dir.join("adapter_model.safetensors"))?;
+    write_json_atomically(&config, &dir.join("adapter_config.json"))
+}
+
+/// The LoRA tensors of `adaptation` into `tensors`, and PEFT's `LoraConfig` for them.
+fn lora_config(
+    model: &HyperT5,
+    adaptation: &TaskAdaptation,
+    base_model_name_or_path: &str,
+    tensors: &mut Vec<(String, Tensor)>,
+) -> serde_json::Value {
+    let mut ranks = BTreeMap::new();
+    stack_tensors("encoder", &adaptation.encoder, tensors, &mut ranks);
+    stack_tensors("decoder", &adaptation.decoder, tensors, &mut ranks);
     // The most common rank is `r`; the others go to `rank_pattern` by module.
     let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
     for rank in ranks.values() {
@@ -133,7 +209,7 @@ pub fn save_peft_adapter(
         .filter(|(i, _)| model.config.lora_ranks[*i].is_some())
         .map(|(_, p)| *p)
         .collect();
-    let config = json!({
+    json!({
         "peft_type": "LORA",
         "task_type": "SEQ_2_SEQ_LM",
         "base_model_name_or_path": base_model_name_or_path,
@@ -151,13 +227,7 @@ pub fn save_peft_adapter(
         "use_dora": false,
         "modules_to_save": null,
         "layers_to_transform": null,
-    });
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    write_safetensors_atomically(&tensors, &dir.join("adapter_model.safetensors"))?;
-    write_json_atomically(&config, &dir.join("adapter_config.json"))
+    })
 }
 
 /// Writes the T5 part of `model` (no `hyper.` parameters) as a Hugging Face directory.
@@ -186,7 +256,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_lora_without_fusion_exports_and_a_refusal_names_each_part() {
+    fn only_lora_or_ia3_without_fusion_exports_and_a_refusal_names_each_part() {
         let lora = HyperConfig {
             use_adapter: false,
             use_prefix: false,
@@ -196,6 +266,18 @@ mod tests {
             ..HyperConfig::default()
         };
         assert_eq!(peft_refusal(&lora), None);
+        let ia3 = HyperConfig {
+            use_lora: false,
+            use_ia3: true,
+            ..lora.clone()
+        };
+        assert_eq!(peft_refusal(&ia3), None);
+        let both = peft_refusal(&HyperConfig {
+            use_ia3: true,
+            ..lora.clone()
+        })
+        .unwrap();
+        assert!(both.contains("one method"), "{both}");
         let refusal = peft_refusal(&HyperConfig::default()).unwrap();
         for part in [
             "use_adapter",

@@ -61,6 +61,7 @@ fn zero_initialised_hyper_t5_without_fusion_equals_plain_t5() {
         use_fusion_in_decoder: false,
         use_lora: true,
         lora_ranks: [Some(2), Some(2), Some(2), Some(2)],
+        use_ia3: true,
         ..HyperConfig::preset("tiny").unwrap()
     };
     let (_vs, model) = build(&config);
@@ -158,6 +159,7 @@ fn a_saved_task_adaptation_gives_the_same_logits_and_generations() {
     let config = HyperConfig {
         use_lora: true,
         lora_ranks: [Some(2), None, Some(2), None],
+        use_ia3: true,
         use_prompt: true,
         num_prompt_tokens: 3,
         ..HyperConfig::preset("tiny").unwrap()
@@ -214,6 +216,7 @@ fn gradients_reach_every_hypernetwork_parameter_and_both_uses_of_the_encoder() {
     let config = HyperConfig {
         use_lora: true,
         lora_ranks: [Some(2), Some(2), Some(2), Some(2)],
+        use_ia3: true,
         use_prompt: true,
         num_prompt_tokens: 2,
         ..HyperConfig::preset("tiny").unwrap()
@@ -267,7 +270,7 @@ fn every_combination_of_modules_runs_forward_and_backward() {
     let (inputs, mask, instructions, decoder_inputs) = batch();
     let targets = ids(&[&[3, 4, 1], &[5, 6, 1], &[7, 8, 1]]);
     let weights = targets.ne(0).to_kind(Kind::Float);
-    for bits in 0..32u32 {
+    for bits in 0..64u32 {
         let on = |i: u32| bits & (1 << i) != 0;
         let config = HyperConfig {
             use_adapter: on(0),
@@ -277,6 +280,7 @@ fn every_combination_of_modules_runs_forward_and_backward() {
             use_prompt: on(3),
             num_prompt_tokens: 2,
             use_fusion_in_decoder: on(4),
+            use_ia3: on(5),
             ..HyperConfig::preset("tiny").unwrap()
         };
         let (vs, model) = build(&config);
@@ -381,6 +385,29 @@ fn flops_match_a_hand_count() {
     let plain_step = |t: f64| 128.0 + 16.0 * t + 64.0 + 16.0 * 5.0 + 128.0;
     let concat = enc(5.0, 5.0, 0.0) + plain_step(1.0) + plain_step(2.0) + 16.0 * 5.0 * 4.0 + 160.0;
     assert_eq!(report.concat_per_instance, concat);
+
+    // IA3: three more generators (outputs 4, 4 and 8) and three more components per slot
+    // (C = 11, 33 rows), and one multiply per rescaled element.
+    let with_ia3 = inference_flops(
+        &t5,
+        &HyperConfig {
+            use_ia3: true,
+            ..hyper.clone()
+        },
+        &w,
+    );
+    // Rows 24 → 33: queries and output 2·9·4·4 each more, scores and context 2·2·9·4·3;
+    // generators 3·(32 + 2·4·4) twice and 3·(32 + 2·4·8); the fused instruction's keys
+    // and values rescaled, 3·2·4.
+    let per_task_more = 288.0 + 288.0 + 432.0 + 192.0 + 192.0 + 288.0 + 24.0;
+    assert_eq!(with_ia3.hint_per_task - report.hint_per_task, per_task_more);
+    // Keys, values and the feed-forward's 8 inner activations: the encoder's 2 tokens
+    // 2·(8 + 8), 2 decoding steps 2·16, the input's cross-attention keys and values 2·8.
+    assert_eq!(
+        with_ia3.hint_per_instance - report.hint_per_instance,
+        32.0 + 32.0 + 16.0
+    );
+    assert_eq!(with_ia3.concat_per_instance, report.concat_per_instance);
 }
 
 #[test]
@@ -454,20 +481,25 @@ fn cached_decoding_with_prefixes_equals_the_uncached_forward() {
     }
 }
 
+/// A tiny HINT generating adapters, prefixes, LoRA and IA3, with fusion in the decoder.
+fn every_module_with_fusion() -> HyperConfig {
+    HyperConfig {
+        use_prefix: true,
+        num_prefix_tokens: 2,
+        use_lora: true,
+        lora_ranks: [Some(2), Some(2), Some(2), Some(2)],
+        use_ia3: true,
+        use_fusion_in_decoder: true,
+        ..HyperConfig::preset("tiny").unwrap()
+    }
+}
+
 /// The encoded instruction as a shared memory segment (its cross-attention keys and values
 /// projected once per task) gives the decoder the same outputs as the instruction copied in
 /// front of every input: teacher-forced, and in cached beam search.
 #[test]
 fn a_shared_instruction_segment_equals_the_concatenated_memory() {
-    let config = HyperConfig {
-        use_prefix: true,
-        num_prefix_tokens: 2,
-        use_lora: true,
-        lora_ranks: [Some(2), Some(2), Some(2), Some(2)],
-        use_fusion_in_decoder: true,
-        ..HyperConfig::preset("tiny").unwrap()
-    };
-    let (_vs, model) = build(&config);
+    let (_vs, model) = build(&every_module_with_fusion());
     let (inputs, mask, _, decoder_inputs) = batch();
     let instruction = ids(&[&[20, 21, 22, 1]]);
     let adaptation = tch::no_grad(|| model.adapt(&instruction, false));
@@ -515,6 +547,7 @@ fn stacked_adaptations_of_several_tasks_give_each_row_its_own_task() {
     let (_vs, model) = build(&HyperConfig {
         use_lora: true,
         lora_ranks: [Some(2), None, Some(2), None],
+        use_ia3: true,
         ..HyperConfig::default()
     });
     let (inputs, mask, _, _) = batch();
@@ -550,15 +583,7 @@ fn stacked_adaptations_of_several_tasks_give_each_row_its_own_task() {
 /// whose instructions differ in length, and a saved and reloaded adaptation.
 #[test]
 fn a_projected_instruction_gives_the_same_logits_scores_and_generations() {
-    let config = HyperConfig {
-        use_prefix: true,
-        num_prefix_tokens: 2,
-        use_lora: true,
-        lora_ranks: [Some(2), Some(2), Some(2), Some(2)],
-        use_fusion_in_decoder: true,
-        ..HyperConfig::preset("tiny").unwrap()
-    };
-    let (_vs, model) = build(&config);
+    let (_vs, model) = build(&every_module_with_fusion());
     let (inputs, mask, _, decoder_inputs) = batch();
     let adapt = |rows: &[&[i64]], project: bool| {
         tch::no_grad(|| {

@@ -34,6 +34,13 @@ pub struct HyperConfig {
     pub lora_ranks: [Option<i64>; 4],
     /// LoRA scale numerator: the delta is multiplied by `lora_alpha / rank`.
     pub lora_alpha: f64,
+    /// Generate IA3 rescaling vectors (Liu et al. 2022, placed as PEFT places them on T5):
+    /// every attention block's keys and values and every feed-forward's inner activations
+    /// (the input of `wo`) are multiplied elementwise by `1 + generated`, so a generator
+    /// that outputs zeros leaves T5 unchanged (PEFT starts its vectors at ones). The
+    /// reference's `use_ia3` (a low-rank multiplicative kernel, `ia3_ranks`) crashes there
+    /// and is not this.
+    pub use_ia3: bool,
     /// Generate soft prompt tokens prepended to the encoder input.
     pub use_prompt: bool,
     /// Number of prompt tokens.
@@ -66,6 +73,7 @@ impl Default for HyperConfig {
             use_lora: false,
             lora_ranks: [None; 4],
             lora_alpha: 1.0,
+            use_ia3: false,
             use_prompt: false,
             num_prompt_tokens: 8,
             use_fusion_in_decoder: true,
@@ -104,6 +112,7 @@ impl HyperConfig {
             use_adapter: false,
             use_prefix: false,
             use_lora: false,
+            use_ia3: false,
             use_prompt: false,
             use_fusion_in_decoder: false,
             ..Self::default()
@@ -122,7 +131,11 @@ impl HyperConfig {
     /// Whether any module is generated (otherwise the model has no `hyper.` parameters
     /// besides a separate instruction encoder).
     pub fn has_hypernetwork(&self) -> bool {
-        self.use_adapter || self.use_prefix || self.lora_enabled() || self.use_prompt
+        self.use_adapter
+            || self.use_prefix
+            || self.lora_enabled()
+            || self.use_ia3
+            || self.use_prompt
     }
 
     /// Whether LoRA is on with at least one rank.

@@ -1,7 +1,8 @@
 //! Analytic forward FLOPs of HINT and of the concatenation baseline (`hint.md` §16), and
 //! parameter counts. A FLOP is one multiply or one add: a matrix product of `[m, k]` by
 //! `[k, n]` costs `2·m·k·n`. Norms, softmax, activations and biases are left out (they are
-//! linear in the sequence length and small next to the products).
+//! linear in the sequence length and small next to the products); IA3's rescaling, being
+//! all that module costs, is counted (one multiply per element).
 
 use serde::Serialize;
 
@@ -67,6 +68,17 @@ fn lora(c: &T5Config, h: &HyperConfig, i: usize, tokens: i64) -> f64 {
     }
 }
 
+/// IA3's rescaling on `tokens` rows of a layer: keys and values (`attention`), and the
+/// feed-forward's inner activations (`feed_forward`).
+fn ia3(c: &T5Config, h: &HyperConfig, tokens: i64, attention: bool, feed_forward: bool) -> f64 {
+    if !h.use_ia3 {
+        return 0.0;
+    }
+    let width =
+        if attention { 2 * c.inner_dim() } else { 0 } + if feed_forward { c.d_ff } else { 0 };
+    (tokens * width) as f64
+}
+
 /// The encoder over `tokens` tokens; `adapted` adds the generated modules.
 fn encoder(c: &T5Config, h: &HyperConfig, tokens: i64, adapted: bool) -> f64 {
     let inner = c.inner_dim();
@@ -79,7 +91,7 @@ fn encoder(c: &T5Config, h: &HyperConfig, tokens: i64, adapted: bool) -> f64 {
         (0, 0)
     };
     let lora_cost: f64 = if adapted {
-        (0..4).map(|i| lora(c, h, i, tokens)).sum()
+        (0..4).map(|i| lora(c, h, i, tokens)).sum::<f64>() + ia3(c, h, tokens, true, true)
     } else {
         0.0
     };
@@ -118,8 +130,10 @@ fn decoder(
             + 2.0 * matmul(1, inner, memory + prefix) // cross scores and context
             + feed_forward(c, adapter, 1);
         if adapted {
-            per_layer +=
-                (0..4).map(|i| lora(c, h, i, 1)).sum::<f64>() + lora(c, h, 0, 1) + lora(c, h, 3, 1);
+            per_layer += (0..4).map(|i| lora(c, h, i, 1)).sum::<f64>()
+                + lora(c, h, 0, 1)
+                + lora(c, h, 3, 1)
+                + ia3(c, h, 1, true, true);
         }
     }
     c.decoder_layers() as f64 * per_layer
@@ -132,7 +146,7 @@ fn decoder(
 fn cross_key_values(c: &T5Config, h: &HyperConfig, tokens: i64, adapted: bool) -> f64 {
     let mut per_layer = 2.0 * matmul(tokens, c.d_model, c.inner_dim());
     if adapted {
-        per_layer += lora(c, h, 1, tokens) + lora(c, h, 2, tokens);
+        per_layer += lora(c, h, 1, tokens) + lora(c, h, 2, tokens) + ia3(c, h, tokens, true, false);
     }
     c.decoder_layers() as f64 * per_layer
 }

@@ -209,6 +209,11 @@ impl Hypernetwork {
                 self_attention: self.attention_adaptation(generated, layout.encoder_slot(i)),
                 cross_attention: AttentionAdaptation::default(),
                 adapter: self.adapter(generated, layout.encoder_slot(i)),
+                ia3_feed_forward: Self::ia3(
+                    generated,
+                    Generated::Ia3FeedForward,
+                    layout.encoder_slot(i),
+                ),
             })
             .collect();
         let decoder = (0..layout.decoder_layers)
@@ -216,6 +221,11 @@ impl Hypernetwork {
                 self_attention: self.attention_adaptation(generated, layout.decoder_self_slot(j)),
                 cross_attention: self.attention_adaptation(generated, layout.decoder_cross_slot(j)),
                 adapter: self.adapter(generated, layout.decoder_self_slot(j)),
+                ia3_feed_forward: Self::ia3(
+                    generated,
+                    Generated::Ia3FeedForward,
+                    layout.decoder_self_slot(j),
+                ),
             })
             .collect();
         (
@@ -226,6 +236,12 @@ impl Hypernetwork {
 
     fn slot(generated: &GeneratedTensors, kind: Generated, slot: i64) -> Option<Tensor> {
         generated.get(&kind).map(|t| t.select(1, slot))
+    }
+
+    /// An IA3 scale `[B, 1, width]`: one plus the slot's generated vector, so that zeros
+    /// are the identity.
+    fn ia3(generated: &GeneratedTensors, kind: Generated, slot: i64) -> Option<Tensor> {
+        Self::slot(generated, kind, slot).map(|t| t + 1.0)
     }
 
     fn adapter(&self, generated: &GeneratedTensors, slot: i64) -> Option<Adapter> {
@@ -274,6 +290,8 @@ impl Hypernetwork {
             prefix,
             lora,
             projected_memory: None,
+            ia3_key: Self::ia3(generated, Generated::Ia3Key, slot),
+            ia3_value: Self::ia3(generated, Generated::Ia3Value, slot),
         }
     }
 

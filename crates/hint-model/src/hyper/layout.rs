@@ -24,6 +24,13 @@ pub enum Generated {
     LoraA(usize),
     /// LoRA B of projection `q|k|v|o` `[r, out]`.
     LoraB(usize),
+    /// IA3 scale of the keys `[H·d_kv]` (the block's: self- or cross-attention).
+    Ia3Key,
+    /// IA3 scale of the values `[H·d_kv]`.
+    Ia3Value,
+    /// IA3 scale of the feed-forward's inner activations `[d_ff]` (the slot's layer's
+    /// feed-forward; unused in decoder cross-attention slots, as adapters are).
+    Ia3FeedForward,
     /// Prompt tokens `[T, d]` (not per slot).
     Prompt,
 }
@@ -43,6 +50,9 @@ impl Generated {
             Self::PrefixValue => "prefix_value".into(),
             Self::LoraA(i) => format!("lora_{}a", PROJECTIONS[i]),
             Self::LoraB(i) => format!("lora_{}b", PROJECTIONS[i]),
+            Self::Ia3Key => "ia3_key".into(),
+            Self::Ia3Value => "ia3_value".into(),
+            Self::Ia3FeedForward => "ia3_feed_forward".into(),
             Self::Prompt => "prompt".into(),
         }
     }
@@ -53,7 +63,8 @@ impl Generated {
         match self {
             Self::AdapterDown | Self::AdapterUp | Self::AdapterBiasUp | Self::Prompt => d,
             Self::AdapterBiasDown => hyper.adapter_size,
-            Self::PrefixKey | Self::PrefixValue => inner,
+            Self::PrefixKey | Self::PrefixValue | Self::Ia3Key | Self::Ia3Value => inner,
+            Self::Ia3FeedForward => t5.d_ff,
             // A is [in, r]: the input of o is the concatenated heads.
             Self::LoraA(i) => {
                 if i == 3 {
@@ -74,7 +85,16 @@ impl Generated {
 
     /// Whether an untrained generator should produce zeros in zero-init mode.
     pub fn zero_initialised(self) -> bool {
-        matches!(self, Self::AdapterUp | Self::AdapterBiasUp | Self::LoraB(_))
+        // IA3 scales are 1 + generated: zeros are the identity.
+        matches!(
+            self,
+            Self::AdapterUp
+                | Self::AdapterBiasUp
+                | Self::LoraB(_)
+                | Self::Ia3Key
+                | Self::Ia3Value
+                | Self::Ia3FeedForward
+        )
     }
 }
 
@@ -107,7 +127,8 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout for a model: adapters (`2a + 2`), prefixes (`2P`), then LoRA ranks.
+    /// The layout for a model: adapters (`2a + 2`), prefixes (`2P`), LoRA ranks, then IA3
+    /// (3: keys, values, feed-forward).
     pub fn new(t5: &T5Config, hyper: &HyperConfig) -> Self {
         let mut ranges = Vec::new();
         let mut next = 0;
@@ -136,6 +157,11 @@ impl Layout {
                     push(Generated::LoraB(i), *rank);
                 }
             }
+        }
+        if hyper.use_ia3 {
+            push(Generated::Ia3Key, 1);
+            push(Generated::Ia3Value, 1);
+            push(Generated::Ia3FeedForward, 1);
         }
         let encoder_layers = t5.num_layers;
         let decoder_layers = t5.decoder_layers();

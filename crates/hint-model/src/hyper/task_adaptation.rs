@@ -35,6 +35,8 @@ fn map_attention(a: &AttentionAdaptation, rows: &dyn Fn(&Tensor) -> Tensor) -> A
             key: rows(&m.key),
             value: rows(&m.value),
         }),
+        ia3_key: a.ia3_key.as_ref().map(rows),
+        ia3_value: a.ia3_value.as_ref().map(rows),
     }
 }
 
@@ -52,6 +54,7 @@ fn map_stack(stack: &StackAdaptation, rows: &dyn Fn(&Tensor) -> Tensor) -> Stack
                     up: rows(&a.up),
                     up_bias: rows(&a.up_bias),
                 }),
+                ia3_feed_forward: layer.ia3_feed_forward.as_ref().map(rows),
             })
             .collect(),
     }
@@ -82,6 +85,12 @@ fn attention_tensors(prefix: &str, a: &AttentionAdaptation, out: &mut Vec<(Strin
             out.push((format!("{name}.b"), l.b.shallow_clone()));
             out.push((format!("{name}.scale"), Tensor::from_slice(&[l.scale])));
         }
+    }
+    if let Some(key) = &a.ia3_key {
+        out.push((format!("{prefix}.ia3.key"), key.shallow_clone()));
+    }
+    if let Some(value) = &a.ia3_value {
+        out.push((format!("{prefix}.ia3.value"), value.shallow_clone()));
     }
     if let Some(m) = &a.projected_memory {
         out.push((
@@ -263,6 +272,9 @@ impl TaskAdaptation {
                     out.push((format!("{base}.adapter.up"), a.up.shallow_clone()));
                     out.push((format!("{base}.adapter.up_bias"), a.up_bias.shallow_clone()));
                 }
+                if let Some(scale) = &layer.ia3_feed_forward {
+                    out.push((format!("{base}.ia3.feed_forward"), scale.shallow_clone()));
+                }
             }
         }
         if let Some((states, mask)) = &self.instruction {
@@ -369,6 +381,7 @@ fn place(layer: &mut LayerAdaptation, rest: &[&str], tensor: Tensor) -> Result<(
                 other => return Err(format!("unknown adapter part `{other}`")),
             }
         }
+        ["ia3", "feed_forward"] => layer.ia3_feed_forward = Some(tensor),
         [attention, kind, rest @ ..] => {
             let target = match *attention {
                 "self_attention" => &mut layer.self_attention,
@@ -389,6 +402,8 @@ fn place(layer: &mut LayerAdaptation, rest: &[&str], tensor: Tensor) -> Result<(
                         other => return Err(format!("unknown prefix part `{other}`")),
                     }
                 }
+                ("ia3", ["key"]) => target.ia3_key = Some(tensor),
+                ("ia3", ["value"]) => target.ia3_value = Some(tensor),
                 ("projected_memory", [part]) => {
                     let projected =
                         target

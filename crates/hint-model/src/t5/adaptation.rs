@@ -1,5 +1,5 @@
 //! Per-example (or per-task) modifications of a T5 forward pass: attention prefixes,
-//! LoRA deltas and parallel adapters, as HINT's hypernetwork generates them.
+//! LoRA deltas, IA3 rescaling and parallel adapters, as HINT's hypernetwork generates them.
 //!
 //! Every tensor has a leading batch dimension that is either the batch size (one
 //! adaptation per example) or 1 (one task shared by the whole batch, broadcast).
@@ -83,6 +83,10 @@ pub struct AttentionAdaptation {
     pub lora: [Option<LoraDelta>; 4],
     /// Cross-attention: the memory's front, projected ahead of time.
     pub projected_memory: Option<ProjectedMemory>,
+    /// IA3: the keys are multiplied by this `[B|1, 1, H·d_kv]` (after LoRA).
+    pub ia3_key: Option<Tensor>,
+    /// IA3: the values are multiplied by this `[B|1, 1, H·d_kv]`.
+    pub ia3_value: Option<Tensor>,
 }
 
 /// A bottleneck adapter parallel to a feed-forward sublayer:
@@ -119,6 +123,9 @@ pub struct LayerAdaptation {
     pub cross_attention: AttentionAdaptation,
     /// The adapter of the feed-forward sublayer.
     pub adapter: Option<Adapter>,
+    /// IA3: the feed-forward's inner activations (the input of `wo`) are multiplied by
+    /// this `[B|1, 1, d_ff]`.
+    pub ia3_feed_forward: Option<Tensor>,
 }
 
 /// What modifies one stack: a [`LayerAdaptation`] per block.
@@ -150,6 +157,7 @@ impl LayerAdaptation {
                 up: f(&a.up),
                 up_bias: f(&a.up_bias),
             }),
+            ia3_feed_forward: self.ia3_feed_forward.as_ref().map(&mut *f),
         }
     }
 }
@@ -173,6 +181,8 @@ impl AttentionAdaptation {
                 key: f(&m.key),
                 value: f(&m.value),
             }),
+            ia3_key: self.ia3_key.as_ref().map(&mut *f),
+            ia3_value: self.ia3_value.as_ref().map(&mut *f),
         }
     }
 
@@ -197,6 +207,8 @@ impl AttentionAdaptation {
                 key: repeat_rows(&m.key, repeats),
                 value: repeat_rows(&m.value, repeats),
             }),
+            ia3_key: self.ia3_key.as_ref().map(|t| repeat_rows(t, repeats)),
+            ia3_value: self.ia3_value.as_ref().map(|t| repeat_rows(t, repeats)),
         }
     }
 }
@@ -218,6 +230,10 @@ impl StackAdaptation {
                         up: repeat_rows(&a.up, repeats),
                         up_bias: repeat_rows(&a.up_bias, repeats),
                     }),
+                    ia3_feed_forward: layer
+                        .ia3_feed_forward
+                        .as_ref()
+                        .map(|t| repeat_rows(t, repeats)),
                 })
                 .collect(),
         }

@@ -195,7 +195,7 @@ impl Attention {
     }
 
     /// Projections `which` (0–3: q, k, v, o) of the same input as one fused product, each
-    /// plus its LoRA delta, if any.
+    /// plus its LoRA delta, if any; keys and values then times their IA3 scale, if any.
     fn project<const N: usize>(
         &self,
         which: [usize; N],
@@ -207,6 +207,14 @@ impl Attention {
         for (projected, i) in out.iter_mut().zip(which) {
             if let Some(lora) = adaptation.and_then(|a| a.lora[i].as_ref()) {
                 *projected = &*projected + lora.apply(x);
+            }
+            let ia3 = adaptation.and_then(|a| match i {
+                1 => a.ia3_key.as_ref(),
+                2 => a.ia3_value.as_ref(),
+                _ => None,
+            });
+            if let Some(scale) = ia3 {
+                *projected = &*projected * in_kind(scale, projected.kind());
             }
         }
         out

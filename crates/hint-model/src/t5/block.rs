@@ -2,7 +2,7 @@
 
 use tch::{nn, Tensor};
 
-use super::adaptation::{Adapter, AttentionAdaptation, LayerAdaptation};
+use super::adaptation::{AttentionAdaptation, LayerAdaptation};
 use super::attention::{Attention, AttentionInput, KvCache};
 use super::config::T5Config;
 use super::feed_forward::FeedForward;
@@ -79,13 +79,14 @@ impl FeedForwardLayer {
         }
     }
 
-    fn forward(&self, x: &Tensor, adapter: Option<&Adapter>, train: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, adaptation: Option<&LayerAdaptation>, train: bool) -> Tensor {
         let normed = self.layer_norm.forward(x);
+        let ia3 = adaptation.and_then(|a| a.ia3_feed_forward.as_ref());
         let out = x + self
             .dense
-            .forward(&normed, train)
+            .forward(&normed, ia3, train)
             .dropout(self.dropout, train);
-        match adapter {
+        match adaptation.and_then(|a| a.adapter.as_ref()) {
             // HINT's adapter runs parallel to the feed-forward, on the same normalised input.
             Some(adapter) => out + adapter.apply(&normed),
             None => out,
@@ -175,7 +176,6 @@ impl Block {
                 train,
             );
         }
-        self.feed_forward
-            .forward(&h, adaptation.and_then(|a| a.adapter.as_ref()), train)
+        self.feed_forward.forward(&h, adaptation, train)
     }
 }

@@ -3,7 +3,7 @@
 use tch::{nn, Tensor};
 
 use super::config::{FeedForwardProj, T5Config};
-use super::layers::{fused_linear, Linear};
+use super::layers::{fused_linear, in_kind, Linear};
 
 /// The inner projections of a feed-forward sublayer.
 #[derive(Debug)]
@@ -55,11 +55,16 @@ impl FeedForward {
         }
     }
 
-    /// Applies the feed-forward to already-normalised `x`.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    /// Applies the feed-forward to already-normalised `x`; `ia3 [B|1, 1, d_ff]` rescales
+    /// the inner activations (the input of `wo`, as PEFT's IA3 does).
+    pub fn forward(&self, x: &Tensor, ia3: Option<&Tensor>, train: bool) -> Tensor {
+        let rescaled = |inner: Tensor| match ia3 {
+            Some(scale) => &inner * in_kind(scale, inner.kind()),
+            None => inner,
+        };
         match self {
             Self::Relu { wi, wo, dropout } => {
-                wo.forward(&wi.forward(x).relu().dropout(*dropout, train))
+                wo.forward(&rescaled(wi.forward(x).relu().dropout(*dropout, train)))
             }
             Self::Gated {
                 wi_0,
@@ -74,7 +79,7 @@ impl FeedForward {
                     // HF maps "gated-gelu" to gelu_new, the tanh approximation.
                     _ => gate.gelu("tanh"),
                 };
-                wo.forward(&(gate * linear).dropout(*dropout, train))
+                wo.forward(&rescaled((gate * linear).dropout(*dropout, train)))
             }
         }
     }
