@@ -344,7 +344,14 @@ fn every_config_parses_and_builds() {
             if !settings.run.initial_checkpoint.is_empty() {
                 fixtures.hf_t5(&settings.t5);
             }
-            build_model(&settings).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (vs, _) = build_model(&settings).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if name == "optim/separate_henc.gin" {
+                // The separate instruction encoder was read from the checkpoint's encoder.
+                let q = "block.0.layer.0.SelfAttention.q.weight";
+                let variables = vs.variables();
+                assert!(variables[&format!("hyper.hyper_encoder.{q}")]
+                    .equal(&variables[&format!("encoder.{q}")]));
+            }
         } else {
             build_run(&fixtures, &composition(&name));
         }
@@ -359,6 +366,7 @@ fn every_config_parses_and_builds() {
         "t0_eval.gin",
         "hint/instruction_embed.gin",
         "optim/adafactor_dual.gin",
+        "optim/separate_henc.gin",
         "models/t5_small.gin",
         "models/hint_xxl.gin",
         "experiments/list_functions.gin",

@@ -93,6 +93,32 @@ fn an_invalid_setting_names_the_binding_and_where_it_was_bound() {
 }
 
 #[test]
+fn an_unusable_assignment_map_names_the_binding_and_the_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gin = tmp.path().join("restore.gin");
+    std::fs::write(
+        &gin,
+        "hint.train.Run.assignment_map = ((r\"hyper\\..*\", None),)\n",
+    )
+    .unwrap();
+    expect_failure(
+        &[format!("--gin_file={}", gin.display())],
+        &[
+            "hint.train.Run.assignment_map",
+            "restore.gin:1:",
+            "initial_checkpoint is empty",
+        ],
+    );
+    expect_failure(
+        &[
+            "--gin.Run.initial_checkpoint=\"/nowhere\"".into(),
+            "--gin.Run.assignment_map=((\"(\", None),)".into(),
+        ],
+        &["hint.train.Run.assignment_map", "rule 0 (`(`)"],
+    );
+}
+
+#[test]
 fn a_data_error_names_the_set_and_the_task() {
     expect_failure(
         &["--gin.Run.eval_sets=[(\"x\", \"no_such_task\", \"test\")]".into()],

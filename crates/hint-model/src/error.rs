@@ -46,6 +46,16 @@ pub enum ModelError {
         /// The missing names.
         names: Vec<String>,
     },
+    /// A rule of an assignment map that cannot be used.
+    #[error("assignment map rule {index} (`{pattern}`): {message}")]
+    AssignmentRule {
+        /// Its position in the map, from 0.
+        index: usize,
+        /// Its pattern.
+        pattern: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A checkpoint tensor whose shape differs from the model's variable.
     #[error("{file}: `{name}` has shape {found:?} but the model expects {expected:?}")]
     ShapeMismatch {

@@ -11,6 +11,7 @@
 //! let out = generate(&model, &inputs, &inputs.ones_like(), &GenerationConfig::default()).unwrap();
 //! ```
 
+mod assignment;
 mod error;
 pub mod hyper;
 mod memory;
@@ -22,6 +23,7 @@ mod runtime;
 mod shapes;
 pub mod t5;
 
+pub use assignment::{load_weights_mapped, AssignmentMap, AssignmentReport};
 pub use error::ModelError;
 pub use hyper::config::HyperConfig;
 pub use hyper::flops;

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use hint_model::{
-    load_parameters, save_parameters, HyperConfig, HyperT5, ModelError, Pretrained, T5Config,
-    TaskAdaptation, T5,
+    load_parameters, load_weights_mapped, save_parameters, AssignmentMap, HyperConfig, HyperT5,
+    ModelError, Pretrained, T5Config, TaskAdaptation, T5,
 };
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -318,5 +318,124 @@ fn a_malformed_hint_configuration_names_the_file_and_line() {
             && message.contains("line")
             && message.contains("use_adaptor"),
         "{message}"
+    );
+}
+
+/// The reference's `separate_henc.gin` in hint's names: the separate instruction encoder
+/// reads the T5 encoder's tensors, the rest of the hypernetwork stays fresh, the T5 reads
+/// its own names; the report says which came from where.
+#[test]
+fn an_assignment_map_copies_the_t5_encoder_into_a_separate_instruction_encoder() {
+    let t5 = fresh_t5(&tiny(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    t5.save_pretrained(dir.path()).unwrap();
+    let config = HyperConfig {
+        share_hnet_encoder: false,
+        ..HyperConfig::preset("tiny").unwrap()
+    };
+    let hint = fresh_hyper(&config, 2);
+    let fresh_embedding = hint.vs.variables()["hyper.component_embedding"].copy();
+    let map = AssignmentMap::new(&[
+        (
+            r"hyper\.hyper_encoder\.(.*)".into(),
+            Some(r"encoder.\1".into()),
+        ),
+        (r"hyper\..*".into(), None),
+    ])
+    .unwrap();
+    let report = load_weights_mapped(&hint.vs, dir.path(), &map, false).unwrap();
+    let ours = hint.vs.variables();
+    let theirs = t5.vs.variables();
+    let q = "block.0.layer.0.SelfAttention.q.weight";
+    assert!(ours[&format!("hyper.hyper_encoder.{q}")].equal(&theirs[&format!("encoder.{q}")]));
+    assert!(ours[&format!("encoder.{q}")].equal(&theirs[&format!("encoder.{q}")]));
+    assert!(ours["hyper.component_embedding"].equal(&fresh_embedding));
+    assert_eq!(
+        report.loaded[&format!("hyper.hyper_encoder.{q}")],
+        format!("encoder.{q}")
+    );
+    assert!(report
+        .skipped
+        .contains(&"hyper.component_embedding".to_string()));
+    assert!(report.kept_fresh.is_empty());
+    // Every T5 variable and every instruction-encoder variable was read.
+    let instruction_encoder = ours
+        .keys()
+        .filter(|n| n.starts_with("hyper.hyper_encoder."))
+        .count();
+    assert!(instruction_encoder > 0);
+    assert_eq!(report.loaded.len(), theirs.len() + instruction_encoder);
+}
+
+/// What an assignment map cannot do is an error that names the rule, the tensor or the
+/// variable; `fallback_to_scratch` keeps what the checkpoint lacks fresh and says so.
+#[test]
+fn assignment_map_errors_name_the_rule_the_tensor_and_the_variable() {
+    let t5 = fresh_t5(&tiny(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    t5.save_pretrained(dir.path()).unwrap();
+    let hint = fresh_hyper(&HyperConfig::preset("tiny").unwrap(), 2);
+    let before = hint.vs.variables()["shared.weight"].copy();
+    // A rule for a variable this model does not have (no separate instruction encoder):
+    // refused before anything is read.
+    let map = AssignmentMap::new(&[
+        (
+            r"hyper\.hyper_encoder\.(.*)".into(),
+            Some(r"encoder.\1".into()),
+        ),
+        (r"hyper\..*".into(), None),
+    ])
+    .unwrap();
+    let error = load_weights_mapped(&hint.vs, dir.path(), &map, false).unwrap_err();
+    assert!(
+        matches!(&error, ModelError::AssignmentRule { index: 0, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("matches no variable"), "{error}");
+    assert!(hint.vs.variables()["shared.weight"].equal(&before));
+    // A tensor the checkpoint lacks: an error naming it and its reader…
+    let map = AssignmentMap::new(&[
+        (r"hyper\..*".into(), None),
+        (
+            r"(encoder\.final_layer_norm)\.weight".into(),
+            Some(r"\1.scale".into()),
+        ),
+    ])
+    .unwrap();
+    let error = load_weights_mapped(&hint.vs, dir.path(), &map, false).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("encoder.final_layer_norm.scale (for encoder.final_layer_norm.weight)"),
+        "{error}"
+    );
+    // …or, falling back to scratch, kept fresh and reported.
+    let fresh = fresh_hyper(&HyperConfig::preset("tiny").unwrap(), 3);
+    let norm_before = fresh.vs.variables()["encoder.final_layer_norm.weight"].copy();
+    let report = load_weights_mapped(&fresh.vs, dir.path(), &map, true).unwrap();
+    assert_eq!(
+        report.kept_fresh["encoder.final_layer_norm.weight"],
+        "encoder.final_layer_norm.scale"
+    );
+    assert!(fresh.vs.variables()["encoder.final_layer_norm.weight"].equal(&norm_before));
+    assert!(report
+        .unused
+        .contains(&"encoder.final_layer_norm.weight".to_string()));
+    // A tensor of another shape: named with the variable it was meant for.
+    let map = AssignmentMap::new(&[
+        (r"hyper\..*".into(), None),
+        (
+            r"encoder\.final_layer_norm\.weight".into(),
+            Some("shared.weight".into()),
+        ),
+    ])
+    .unwrap();
+    let error = load_weights_mapped(&hint.vs, dir.path(), &map, false).unwrap_err();
+    assert!(matches!(error, ModelError::ShapeMismatch { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("shared.weight` (for `encoder.final_layer_norm.weight`)"),
+        "{error}"
     );
 }

@@ -43,6 +43,15 @@ pub struct RunConfig {
     /// A Hugging Face T5 directory to start from (a fresh hypernetwork on top); empty for
     /// random initialisation.
     pub initial_checkpoint: String,
+    /// How the variables read `initial_checkpoint` (t5x's `RestoreCheckpointConfig.
+    /// assignment_map`): ordered `(pattern, replacement)` rules over the model's variable
+    /// names, the first full match deciding; `None` keeps the fresh initialisation, a
+    /// replacement (`\1` or `$1` for groups) names the tensor to read. Empty: the T5
+    /// reads its own names and `hyper.*` starts fresh.
+    pub assignment_map: Vec<(String, Option<String>)>,
+    /// With an assignment map: a variable whose tensor the checkpoint lacks keeps its
+    /// initialisation (reported) instead of failing the run.
+    pub fallback_to_scratch: bool,
     /// Read every task from its cache (seqio's `use_cached`), written by `hint cache-tasks`;
     /// a cache written for another task definition or vocabulary is refused.
     pub use_cached: bool,
@@ -69,6 +78,8 @@ impl Default for RunConfig {
             eval_examples_per_task: 0,
             device: "cpu".into(),
             initial_checkpoint: String::new(),
+            assignment_map: Vec::new(),
+            fallback_to_scratch: false,
             use_cached: false,
             cache_dirs: Vec::new(),
             dist_timeout_seconds: 1800,
@@ -192,6 +203,19 @@ impl RunSettings {
         run.lengths
             .validate()
             .map_err(|e| invalid_binding(config, "hint.train.Run", "lengths", e.to_string()))?;
+        if !run.assignment_map.is_empty() {
+            if run.initial_checkpoint.is_empty() {
+                return Err(invalid_binding(
+                    config,
+                    "hint.train.Run",
+                    "assignment_map",
+                    "set, but initial_checkpoint is empty: the map says how variables read a checkpoint",
+                ));
+            }
+            hint_model::AssignmentMap::new(&run.assignment_map).map_err(|e| {
+                invalid_binding(config, "hint.train.Run", "assignment_map", e.to_string())
+            })?;
+        }
         let settings = Self {
             train: config.get("hint.train.TrainConfig", "")?,
             eval: config.get("hint.train.EvalConfig", "")?,
