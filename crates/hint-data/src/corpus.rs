@@ -26,6 +26,9 @@ pub struct CorpusOptions {
     pub validation_files: Vec<PathBuf>,
     /// Tokens per segment.
     pub segment_length: usize,
+    /// Parts per segment: 3 (hypernetwork, encoder, target), or the reference's 4- and
+    /// 6-part ablations ([`PretrainSplit`]).
+    pub parts: usize,
 }
 
 impl Default for CorpusOptions {
@@ -35,6 +38,7 @@ impl Default for CorpusOptions {
             train_files: Vec::new(),
             validation_files: Vec::new(),
             segment_length: 511,
+            parts: 3,
         }
     }
 }
@@ -68,7 +72,16 @@ pub fn register_text_corpus(
         train_files,
         validation_files,
         segment_length,
+        parts,
     } = options;
+    let split = PretrainSplit {
+        field: "text".into(),
+        segment_length: *segment_length,
+        parts: *parts,
+    };
+    split
+        .validate()
+        .map_err(|e| DataError::Config(format!("hint.data.Corpus.parts: {e}")))?;
     let first = train_files
         .first()
         .ok_or_else(|| DataError::Config(format!("text corpus `{name}`: no training files")))?;
@@ -83,10 +96,7 @@ pub fn register_text_corpus(
         source = source.split("validation", validation_files.to_vec());
     }
     let task = Task::builder(name, source)
-        .preprocessor(PretrainSplit {
-            field: "text".into(),
-            segment_length: *segment_length,
-        })
+        .preprocessor(split)
         .hint_features(&vocabulary, lengths, true)
         .build()?;
     registry.add_task(task)?;

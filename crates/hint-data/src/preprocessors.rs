@@ -361,12 +361,25 @@ impl Preprocessor for RankClassification {
 /// `targets` (`task_names` = 0). Split points are drawn independently over the real tokens
 /// only (`s1 ~ U[1, n-1)`, `s2 ~ U[s1, n)`), the port's fix of the reference's correlated
 /// draws over padded segments. EOS is appended to each part per the output features' rules.
+///
+/// The reference's ablations cut more parts, joined by the separator id 1 (EOS):
+/// `parts = 4` (`c4_registry_4part.py`) gives the hypernetwork A·1·D, the encoder B and the
+/// target C; `parts = 6` (`c4_registry_6part.py`) the hypernetwork A·1·C·1·F, the encoder
+/// B·1·D and the target E. Split point `j` of `k − 1` is drawn from `[s_{j−1}, n − k + 1 + j)`
+/// (`s_0 = 1`), as the reference draws them, over the real tokens.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct PretrainSplit {
     /// The text (or token) field to split (C4: `text`).
     pub field: String,
     /// Tokens per segment before EOS (511 fits lengths of 512).
     pub segment_length: usize,
+    /// Parts per segment: 3 (the paper's), 4 or 6 (the reference's ablations).
+    #[serde(default = "three")]
+    pub parts: usize,
+}
+
+fn three() -> usize {
+    3
 }
 
 impl Default for PretrainSplit {
@@ -374,13 +387,58 @@ impl Default for PretrainSplit {
         Self {
             field: "text".into(),
             segment_length: 511,
+            parts: 3,
+        }
+    }
+}
+
+impl PretrainSplit {
+    /// The part counts there is a layout for.
+    pub const PARTS: [usize; 3] = [3, 4, 6];
+
+    /// Refuses a part count without a layout.
+    pub fn validate(&self) -> Result<(), DataError> {
+        if Self::PARTS.contains(&self.parts) {
+            Ok(())
+        } else {
+            Err(DataError::field(
+                "parts",
+                format!("{}: the pretraining split has 3, 4 or 6 parts", self.parts),
+            ))
+        }
+    }
+
+    /// `(hyper_inputs, inputs, targets)` of one segment cut at `points` (ascending), the
+    /// parts joined by the separator id 1 as the reference joins them.
+    fn layout(&self, segment: &[u32], points: &[usize]) -> [Vec<u32>; 3] {
+        let mut bounds = vec![0];
+        bounds.extend_from_slice(points);
+        bounds.push(segment.len());
+        let part = |i: usize| &segment[bounds[i]..bounds[i + 1]];
+        let joined = |indices: &[usize]| {
+            let mut out = Vec::new();
+            for (n, &i) in indices.iter().enumerate() {
+                if n > 0 {
+                    out.push(Vocabulary::EOS_ID);
+                }
+                out.extend_from_slice(part(i));
+            }
+            out
+        };
+        match self.parts {
+            4 => [joined(&[0, 3]), joined(&[1]), joined(&[2])],
+            6 => [joined(&[0, 2, 5]), joined(&[1, 3]), joined(&[4])],
+            _ => [joined(&[0]), joined(&[1]), joined(&[2])],
         }
     }
 }
 
 impl Preprocessor for PretrainSplit {
     fn name(&self) -> String {
-        format!("pretrain_split({}, {})", self.field, self.segment_length)
+        format!(
+            "pretrain_split({}, {}, {} parts)",
+            self.field, self.segment_length, self.parts
+        )
     }
 
     fn apply(&self, example: Example, ctx: &Context<'_>) -> Result<Vec<Example>, DataError> {
@@ -414,28 +472,27 @@ impl Preprocessor for PretrainSplit {
             }
             FeatureValue::Tokens(part)
         };
+        self.validate()?;
+        let k = self.parts as u64;
         let mut rng = ctx.rng();
         let mut out = Vec::new();
         for segment in tokens.chunks(self.segment_length.max(2)) {
             let n = segment.len() as u64;
-            if n < 2 {
+            if n < k - 1 {
                 continue;
             }
-            let s1 = rng.range(1, n - 1).max(1) as usize;
-            let s2 = rng.range(s1 as u64, n) as usize;
+            let mut points = Vec::with_capacity(self.parts - 1);
+            let mut low = 1;
+            for j in 1..k {
+                let point = rng.range(low, n + 1 + j - k).max(low);
+                points.push(point as usize);
+                low = point;
+            }
+            let [hyper_part, input_part, target_part] = self.layout(segment, &points);
             let mut row = Example::new();
-            row.insert(
-                "hyper_inputs".into(),
-                with_eos(segment[..s1].to_vec(), hyper.add_eos),
-            );
-            row.insert(
-                "inputs".into(),
-                with_eos(segment[s1..s2].to_vec(), inputs.add_eos),
-            );
-            row.insert(
-                "targets".into(),
-                with_eos(segment[s2..].to_vec(), targets.add_eos),
-            );
+            row.insert("hyper_inputs".into(), with_eos(hyper_part, hyper.add_eos));
+            row.insert("inputs".into(), with_eos(input_part, inputs.add_eos));
+            row.insert("targets".into(), with_eos(target_part, targets.add_eos));
             row.insert("task_names".into(), FeatureValue::Int(0));
             out.push(row);
         }
@@ -631,6 +688,9 @@ pub enum PreprocessorSpec {
         field: String,
         /// Tokens per segment.
         segment_length: usize,
+        /// Parts per segment (3, 4 or 6).
+        #[serde(default = "three")]
+        parts: usize,
     },
     /// [`Tokenize`].
     Tokenize {
@@ -666,10 +726,16 @@ impl PreprocessorSpec {
             Self::PretrainSplit {
                 field,
                 segment_length,
-            } => Arc::new(PretrainSplit {
-                field: field.clone(),
-                segment_length: *segment_length,
-            }),
+                parts,
+            } => {
+                let split = PretrainSplit {
+                    field: field.clone(),
+                    segment_length: *segment_length,
+                    parts: *parts,
+                };
+                split.validate()?;
+                Arc::new(split)
+            }
             Self::Tokenize { copy_pretokenized } => Arc::new(Tokenize {
                 copy_pretokenized: *copy_pretokenized,
                 ..Tokenize::default()

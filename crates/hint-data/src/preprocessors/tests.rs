@@ -156,6 +156,7 @@ fn pretrain_split_cuts_segments_into_three_parts() {
     let split = PretrainSplit {
         field: "text".into(),
         segment_length: 5,
+        parts: 3,
     };
     let tokens: Vec<u32> = (3..15).collect();
     let mut total = 0;
@@ -189,6 +190,72 @@ fn pretrain_split_cuts_segments_into_three_parts() {
         .apply(example(&[("text", "1 2 3 4 5 6".into())]), &ctx(&f, 0))
         .unwrap();
     assert_eq!(text.len(), 1);
+}
+
+/// The reference's 4- and 6-part ablations: the parts go where `c4_registry_4part.py` and
+/// `_6part.py` put them, joined by the separator 1, and together they are the segment.
+#[test]
+fn pretrain_split_cuts_four_and_six_parts_as_the_reference_ablations() {
+    let f = features(true);
+    let tokens: Vec<u32> = (3..23).collect();
+    // Without the final EOS, split at the separators.
+    let pieces = |row: &Example, part: &str| -> Vec<Vec<u32>> {
+        let ids = row[part].as_tokens().unwrap();
+        assert_eq!(ids.last(), Some(&1), "{part} ends with EOS");
+        ids[..ids.len() - 1]
+            .split(|&t| t == 1)
+            .map(<[u32]>::to_vec)
+            .collect()
+    };
+    for (parts, hyper, input, target) in [
+        (4, vec![0, 3], vec![1], vec![2]),
+        (6, vec![0, 2, 5], vec![1, 3], vec![4]),
+    ] {
+        let split = PretrainSplit {
+            field: "text".into(),
+            segment_length: 20,
+            parts,
+        };
+        let mut sizes = std::collections::BTreeSet::new();
+        for index in 0..20 {
+            let out = split
+                .apply(
+                    example(&[("text", FeatureValue::Tokens(tokens.clone()))]),
+                    &ctx(&f, index),
+                )
+                .unwrap();
+            assert_eq!(out.len(), 1);
+            let row = &out[0];
+            let mut placed = vec![Vec::new(); parts];
+            for (feature, slots) in [
+                ("hyper_inputs", &hyper),
+                ("inputs", &input),
+                ("targets", &target),
+            ] {
+                let found = pieces(row, feature);
+                assert_eq!(found.len(), slots.len(), "{parts} parts: {feature}");
+                for (slot, piece) in slots.iter().zip(found) {
+                    placed[*slot] = piece;
+                }
+            }
+            assert!(!placed[0].is_empty(), "the first part has a token");
+            sizes.insert(placed[0].len());
+            assert_eq!(placed.concat(), tokens, "{parts} parts");
+        }
+        assert!(sizes.len() > 1, "split points vary with the example");
+    }
+    let five = PretrainSplit {
+        field: "text".into(),
+        segment_length: 20,
+        parts: 5,
+    };
+    let error = five
+        .apply(
+            example(&[("text", FeatureValue::Tokens(tokens))]),
+            &ctx(&f, 0),
+        )
+        .unwrap_err();
+    assert_eq!(error.field_name(), Some("parts"));
 }
 
 #[test]
