@@ -373,3 +373,39 @@ fn a_full_disk_fails_cleanly_and_the_run_resumes_once_there_is_room() {
             == std::fs::read(straight.join(&name).join("model.safetensors")).unwrap()
     );
 }
+
+/// `TrainConfig.contrastive_metric` adds the reference's cosine metric of the pooled
+/// instruction features to every step's line, and changes nothing the run computes.
+#[test]
+fn the_contrastive_metric_is_reported_and_changes_no_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    train_quietly(&plain, 4);
+    let with_metric = tmp.path().join("metric");
+    let status = hint()
+        .arg("train")
+        .args(tiny_args(&with_metric, 4))
+        .arg("--gin.TrainConfig.contrastive_metric=True")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(losses(&plain), losses(&with_metric));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(with_metric.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("loss").is_some())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for line in &lines {
+        let loss = line["cosine_loss"].as_f64().unwrap();
+        let share = line["positive_cosine_samples"].as_f64().unwrap();
+        assert!((0.0..=4.0).contains(&loss), "{line}");
+        // At least the diagonal pairs, 1/B of them, are of the same task.
+        assert!((1.0 / 8.0 - 1e-9..=1.0).contains(&share), "{line}");
+    }
+    let plain_line = std::fs::read_to_string(plain.join("metrics.jsonl")).unwrap();
+    assert!(!plain_line.contains("cosine_loss"));
+}

@@ -28,6 +28,22 @@ pub fn feature_tensor(feature: &BatchFeature, kind: Kind, device: Device) -> Ten
         .to_device(device)
 }
 
+/// Each row's task as the index of its name among the batch's distinct names.
+fn task_ids(tasks: &[String], device: Device) -> Tensor {
+    let mut seen: Vec<&String> = Vec::new();
+    let ids: Vec<i64> = tasks
+        .iter()
+        .map(|task| match seen.iter().position(|s| *s == task) {
+            Some(i) => i as i64,
+            None => {
+                seen.push(task);
+                (seen.len() - 1) as i64
+            }
+        })
+        .collect();
+    Tensor::from_slice(&ids).to_device(device)
+}
+
 impl TrainBatch {
     /// HINT's features as tensors on `device` (loss weights as f32).
     pub fn from_features(batch: &HintBatch, device: Device) -> Self {
@@ -38,6 +54,7 @@ impl TrainBatch {
             decoder_inputs: ids(&batch.decoder_input_tokens),
             targets: ids(&batch.decoder_target_tokens),
             loss_weights: feature_tensor(&batch.decoder_loss_weights, Kind::Float, device),
+            task_ids: task_ids(&batch.tasks, device),
         }
     }
 }

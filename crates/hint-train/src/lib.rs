@@ -21,6 +21,7 @@
 pub mod atomic;
 pub mod batches;
 mod checkpoint;
+pub mod contrastive;
 mod error;
 pub mod eval;
 pub mod eval_sets;

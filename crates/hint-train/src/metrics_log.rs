@@ -42,6 +42,13 @@ pub struct StepMetrics {
     /// CUDA: the most bytes libtorch's caching allocator reserved during the step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_reserved_bytes: Option<u64>,
+    /// With `TrainConfig.contrastive_metric`: the reference's cosine loss of the pooled
+    /// instruction features ([`crate::contrastive`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cosine_loss: Option<f64>,
+    /// With `TrainConfig.contrastive_metric`: the share of row pairs of the same task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive_cosine_samples: Option<f64>,
 }
 
 /// What held the memory of the first step a process trained: written once per process
@@ -178,6 +185,10 @@ fn scalars_of(line: &MetricsLine) -> (u64, Vec<(String, f32)>) {
                     "train/peak_memory_gb".to_string(),
                     (m.peak_memory_bytes as f64 / 1e9) as f32,
                 ));
+            }
+            if let (Some(loss), Some(share)) = (m.cosine_loss, m.positive_cosine_samples) {
+                scalars.push(("train/cosine_loss".to_string(), loss as f32));
+                scalars.push(("train/positive_cosine_samples".to_string(), share as f32));
             }
             if let Some(reserved) = m.peak_reserved_bytes {
                 scalars.push((

@@ -21,6 +21,7 @@ use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
 use crate::checkpoint::{CheckpointInfo, CheckpointManager, TrainState};
+use crate::contrastive::{contrastive, pooled_features, Contrastive};
 use crate::error::{Result, TrainError};
 use crate::eval::EvalMonitor;
 use crate::metrics_log::{
@@ -71,6 +72,10 @@ pub struct TrainConfig {
     /// its owner, which alone holds its Adafactor state, updates it and broadcasts the new
     /// values. Results equal the unsharded run; optimizer memory per rank is about 1/N.
     pub shard_optimizer: bool,
+    /// Report the reference's contrastive metric on the pooled instruction features every
+    /// step (`cosine_loss`, `positive_cosine_samples` in metrics.jsonl and TensorBoard;
+    /// [`crate::contrastive`]). A metric only: it changes nothing the step computes.
+    pub contrastive_metric: bool,
 }
 
 impl Default for TrainConfig {
@@ -88,6 +93,7 @@ impl Default for TrainConfig {
             loss: LossConfig::default(),
             replica_check_every: 50,
             shard_optimizer: false,
+            contrastive_metric: false,
         }
     }
 }
@@ -125,6 +131,8 @@ pub struct TrainBatch {
     pub targets: Tensor,
     /// `decoder_loss_weights`.
     pub loss_weights: Tensor,
+    /// `[B]`: rows with the same value come from the same task.
+    pub task_ids: Tensor,
 }
 
 impl TrainBatch {
@@ -140,6 +148,7 @@ impl TrainBatch {
             decoder_inputs: n(&self.decoder_inputs),
             targets: n(&self.targets),
             loss_weights: n(&self.loss_weights),
+            task_ids: n(&self.task_ids),
         }
     }
 
@@ -680,6 +689,7 @@ impl<'a> Trainer<'a> {
             .0
             .size()[0];
         self.step_rows = (rows as usize, instructions as usize);
+        let contrastive = self.contrastive_metric(&batch)?;
         let parts = (self.config.microbatches.max(1) as i64).min(rows.max(1));
         let per_part = (rows + parts - 1) / parts;
         let (mut loss, mut z_loss, mut weight) = (0.0, 0.0, 0.0);
@@ -801,7 +811,38 @@ impl<'a> Trainer<'a> {
             peak_memory_bytes: memory.headline_peak(),
             peak_tensor_bytes: memory.peak_tensors,
             peak_reserved_bytes: memory.peak_reserved,
+            cosine_loss: contrastive.map(|c| c.cosine_loss),
+            positive_cosine_samples: contrastive.map(|c| c.positive_share),
         })
+    }
+
+    /// The contrastive metric of this rank's rows (averaged over the ranks), when the run
+    /// asks for it and the model reads instructions. The instructions are encoded again
+    /// without dropout and without gradients, so the metric draws nothing from the random
+    /// generator and the step computes exactly what it computes without it.
+    fn contrastive_metric(&self, batch: &TrainBatch) -> Result<Option<Contrastive>> {
+        if !self.config.contrastive_metric || !self.model.config.uses_instruction() {
+            return Ok(None);
+        }
+        let mut metric = tch::no_grad(|| {
+            let (states, mask) = self.model.encode_instruction(&batch.hyper_inputs, false);
+            contrastive(&pooled_features(&states, &mask), &batch.task_ids)
+        });
+        if let Some(group) = self.group {
+            let mut sums = [Tensor::from_slice(&[
+                metric.cosine_loss,
+                metric.positive_share,
+            ])];
+            group.all_reduce(&mut sums, ReduceOp::Sum)?;
+            let world = group.world_size() as f64;
+            if let [loss, share] = Vec::<f64>::try_from(&sums[0]).unwrap_or_default()[..] {
+                metric = Contrastive {
+                    cosine_loss: loss / world,
+                    positive_share: share / world,
+                };
+            }
+        }
+        Ok(Some(metric))
     }
 }
 

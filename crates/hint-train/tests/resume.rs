@@ -58,6 +58,10 @@ impl BatchSource for ToySource {
             loss_weights: targets.ne(0).to_kind(Kind::Float),
             decoder_inputs,
             targets,
+            // Two tasks: reverse the list, or not.
+            task_ids: Tensor::from_slice(
+                &reverse.iter().map(|r| i64::from(*r)).collect::<Vec<_>>(),
+            ),
         })
     }
 
@@ -220,6 +224,8 @@ fn plot_draws_the_loss_and_eval_curves_of_a_run() {
                 peak_memory_bytes: 1 << 30,
                 peak_tensor_bytes: None,
                 peak_reserved_bytes: None,
+                cosine_loss: None,
+                positive_cosine_samples: None,
             }))
             .unwrap();
         if step % 5 == 0 {
