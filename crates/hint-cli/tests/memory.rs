@@ -6,22 +6,10 @@ use std::path::Path;
 use std::process::Stdio;
 
 mod common;
-use common::{hint, losses, tiny_args};
+use common::{hint, losses, succeed, tiny_args};
 
 fn train(dir: &Path, steps: u64, extra: &[&str]) {
-    let output = hint()
-        .arg("train")
-        .args(tiny_args(dir, steps))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeed(hint().arg("train").args(tiny_args(dir, steps)).args(extra));
 }
 
 fn metrics(dir: &Path) -> Vec<serde_json::Value> {
@@ -182,18 +170,13 @@ fn the_plan_predicts_a_measured_first_step_within_fifteen_percent() {
         // The plan is told the share of distinct instructions the measured step had (it
         // assumes one per example unless told), as benches/memory_validate.sh tells it.
         let share = memory["instructions"].as_f64().unwrap() / memory["examples"].as_f64().unwrap();
-        let output = hint()
-            .args(["plan", "--format", "json", "--instructions_per_example"])
-            .arg(share.to_string())
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        let output = succeed(
+            hint()
+                .args(["plan", "--format", "json", "--instructions_per_example"])
+                .arg(share.to_string())
+                .args(&args),
         );
-        let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let plan: serde_json::Value = serde_json::from_str(&output).unwrap();
         let predicted = plan[if remat == "none" {
             "peak_bytes_without_remat"
         } else {

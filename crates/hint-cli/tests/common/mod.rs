@@ -10,21 +10,27 @@ pub fn hint() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hint"))
 }
 
-/// `hint export --hf` of `model_dir` to `output`: it must succeed; its standard output.
-pub fn export_hf(model_dir: &Path, output: &Path) -> String {
-    let out = hint()
-        .args(["export", "--hf", "--model_dir"])
-        .arg(model_dir)
-        .arg("--output")
-        .arg(output)
-        .output()
-        .unwrap();
+/// Runs `command`, which must succeed (its standard error is the failure message);
+/// its standard output.
+pub fn succeed(command: &mut Command) -> String {
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `hint export --hf` of `model_dir` to `output`: it must succeed; its standard output.
+pub fn export_hf(model_dir: &Path, output: &Path) -> String {
+    succeed(
+        hint()
+            .args(["export", "--hf", "--model_dir"])
+            .arg(model_dir)
+            .arg("--output")
+            .arg(output),
+    )
 }
 
 /// `(step, loss)` of every training line of a run's `metrics.jsonl`.
