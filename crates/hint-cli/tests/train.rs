@@ -409,3 +409,60 @@ fn the_contrastive_metric_is_reported_and_changes_no_loss() {
     let plain_line = std::fs::read_to_string(plain.join("metrics.jsonl")).unwrap();
     assert!(!plain_line.contains("cosine_loss"));
 }
+
+/// `TrainConfig.optimizer = "adamw"` trains both groups with AdamW (each group's learning
+/// rate from its schedule in the log), and a run stopped and resumed from its checkpoint
+/// continues exactly as one that never stopped.
+#[test]
+fn adamw_trains_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let adamw = [
+        "--gin.TrainConfig.optimizer=\"adamw\"",
+        "--gin.hyper/hint.optim.AdamW.learning_rate=0.003",
+        "--gin.t5/hint.optim.AdamW.learning_rate=0.001",
+    ];
+    let train = |dir: &Path, steps: u64| {
+        let status = hint()
+            .arg("train")
+            .args(tiny_args(dir, steps))
+            .args(adamw)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "training {} failed", dir.display());
+    };
+    let straight = tmp.path().join("straight");
+    train(&straight, 6);
+    let resumed = tmp.path().join("resumed");
+    train(&resumed, 3);
+    train(&resumed, 6);
+    let (a, b) = (losses(&straight), losses(&resumed));
+    assert_eq!(a.len(), 6);
+    assert_eq!(a, b);
+    // The same run under Adafactor: the same first loss (same initialisation and batch),
+    // then other losses (another update rule).
+    let adafactor = tmp.path().join("adafactor");
+    train_quietly(&adafactor, 2);
+    let c = losses(&adafactor);
+    assert_eq!(a[0], c[0]);
+    assert_ne!(a[1], c[1]);
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(straight.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(first["learning_rate"]["hyper"], 0.003, "{first}");
+    assert_eq!(first["learning_rate"]["t5"], 0.001, "{first}");
+    // The optimizer state holds AdamW's moments.
+    let state = straight.join("checkpoint_00000006/optimizer.safetensors");
+    let tensors = tch::Tensor::read_safetensors(&state).unwrap();
+    assert!(tensors.iter().any(|(n, _)| n.ends_with(".m")), "no m slot");
+    assert!(
+        tensors.iter().all(|(n, _)| !n.contains("v_row")),
+        "Adafactor factors in an AdamW state"
+    );
+}

@@ -1,11 +1,13 @@
-//! Parameter groups: regex rules that give each parameter its Adafactor settings or
-//! freeze it (t5x `MultiOptimizer` with `ModelParamTraversal` filters).
+//! Parameter groups: regex rules that give each parameter its Adafactor (or AdamW)
+//! settings or freeze it (t5x `MultiOptimizer` with `ModelParamTraversal` filters).
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use crate::adamw::AdamWConfig;
 use crate::config::AdafactorConfig;
 use crate::error::{OptimError, Result};
+use crate::slots::state_elements;
 
 /// One rule of a multi-group optimizer.
 ///
@@ -28,6 +30,10 @@ pub struct ParamGroup {
     /// Settings of a trainable group (ignored when frozen).
     #[serde(default)]
     pub hparams: AdafactorConfig,
+    /// When set, the group is updated by AdamW with these settings instead of Adafactor
+    /// (`hparams` is then unused).
+    #[serde(default)]
+    pub adamw: Option<AdamWConfig>,
 }
 
 impl ParamGroup {
@@ -43,6 +49,40 @@ impl ParamGroup {
             invert: false,
             frozen: false,
             hparams,
+            adamw: None,
+        }
+    }
+
+    /// A trainable group updated by AdamW.
+    pub fn adamw(name: impl Into<String>, filter: impl Into<String>, config: AdamWConfig) -> Self {
+        Self {
+            adamw: Some(config),
+            ..Self::new(name, filter, AdafactorConfig::default())
+        }
+    }
+
+    /// The group's learning rate at global `step`.
+    pub fn learning_rate_at(&self, step: u64) -> Result<f64> {
+        match &self.adamw {
+            Some(adamw) => adamw.learning_rate_at(step),
+            None => self.hparams.learning_rate_at(step),
+        }
+    }
+
+    /// The global step at which the group's state starts.
+    pub fn step_offset(&self) -> u64 {
+        self.adamw
+            .as_ref()
+            .map_or(self.hparams.step_offset, |a| a.step_offset)
+    }
+
+    /// Elements of optimizer state a parameter of `shape` gets in this group (0 frozen),
+    /// without allocating it: what a memory planner counts.
+    pub fn state_elements(&self, shape: &[i64]) -> i64 {
+        match (&self.adamw, self.frozen) {
+            (_, true) => 0,
+            (Some(_), false) => 2 * shape.iter().product::<i64>(),
+            (None, false) => state_elements(shape, &self.hparams),
         }
     }
 
@@ -70,6 +110,16 @@ impl ParamGroup {
             Self::new("t5", ".*hyper.*", t5).inverted(),
         ]
     }
+
+    /// The same two groups, each updated by AdamW (the reference's
+    /// `partial_train_adam.gin`, with its instruction-encoder group folded into `t5` when
+    /// the encoder is shared).
+    pub fn dual_adamw(hyper: AdamWConfig, t5: AdamWConfig) -> Vec<Self> {
+        vec![
+            Self::adamw("hyper", ".*hyper.*", hyper),
+            Self::adamw("t5", ".*hyper.*", t5).inverted(),
+        ]
+    }
 }
 
 /// The group each of `names` falls in (an index into `groups`), as [`crate::Adafactor`]
@@ -91,7 +141,10 @@ pub(crate) fn assign(names: &[String], groups: &[ParamGroup]) -> Result<Vec<usiz
             return Err(OptimError::DuplicateGroup(group.name.clone()));
         }
         if !group.frozen {
-            group.hparams.validate(&group.name)?;
+            match &group.adamw {
+                Some(adamw) => adamw.validate(&group.name)?,
+                None => group.hparams.validate(&group.name)?,
+            }
         }
     }
     let filters = groups

@@ -1,5 +1,6 @@
-//! hint-optim: t5x's Adafactor over tch tensors, parameter groups ("dual"),
-//! partial optimizer-state initialisation, and t5x learning-rate schedules.
+//! hint-optim: t5x's Adafactor over tch tensors, parameter groups ("dual") of which any
+//! may run AdamW instead ([`AdamWConfig`], `torch.optim.AdamW`'s update), partial
+//! optimizer-state initialisation, and t5x learning-rate schedules.
 //!
 //! The reference for every equation is `shared/reference/adafactor.md` (t5x
 //! `adafactor.py` and `optimizers.MultiOptimizer`). Entry point: [`Adafactor`], built
@@ -15,6 +16,7 @@
 //! heuristic (t5x's logical factor rules are not modelled).
 
 mod adafactor;
+mod adamw;
 mod config;
 mod error;
 mod factoring;
@@ -24,6 +26,7 @@ mod schedule;
 mod slots;
 mod state;
 
+pub use adamw::AdamWConfig;
 pub use config::AdafactorConfig;
 pub use error::{OptimError, Result};
 pub use factoring::{factored_dims, FactoredDims};

@@ -1,5 +1,6 @@
 //! The multi-group Adafactor optimizer: one global step, one merged state keyed by
-//! parameter name (t5x `MultiOptimizer` over `Adafactor`s).
+//! parameter name (t5x `MultiOptimizer` over `Adafactor`s; a group may run AdamW
+//! instead, [`crate::adamw`]).
 
 use std::collections::HashMap;
 
@@ -7,6 +8,7 @@ use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
 use crate::adafactor::{decay, update_parameter, StepScalars};
+use crate::adamw;
 use crate::config::AdafactorConfig;
 use crate::error::{OptimError, Result};
 use crate::groups::{assign, ParamGroup};
@@ -73,10 +75,9 @@ impl Adafactor {
         groups: Vec<ParamGroup>,
         owns: &dyn Fn(&str) -> bool,
     ) -> Result<Self> {
-        if let Some(group) = groups
-            .iter()
-            .find(|g| !g.frozen && g.hparams.global_norm_clip_threshold.is_some())
-        {
+        if let Some(group) = groups.iter().find(|g| {
+            !g.frozen && g.adamw.is_none() && g.hparams.global_norm_clip_threshold.is_some()
+        }) {
             return Err(OptimError::InvalidConfig {
                 group: group.name.clone(),
                 reason: "global_norm_clip_threshold: global-norm clipping needs every gradient of the group, which a sharded optimizer does not hold".into(),
@@ -114,6 +115,8 @@ impl Adafactor {
                 None
             } else if !owns(&name) {
                 None
+            } else if spec.adamw.is_some() {
+                Some(adamw::zero_slots(&tensor.size(), tensor.device())?)
             } else {
                 Some(Slots::zeros(
                     &tensor.size(),
@@ -320,23 +323,30 @@ impl Adafactor {
                 per_group.push(None);
                 continue;
             }
-            let hp = &group.hparams;
-            let since_offset = self.step.checked_sub(hp.step_offset).ok_or_else(|| {
+            let since_offset = self.step.checked_sub(group.step_offset()).ok_or_else(|| {
                 OptimError::StepBeforeOffset {
                     group: group.name.clone(),
                     step: self.step,
-                    step_offset: hp.step_offset,
+                    step_offset: group.step_offset(),
                 }
             })?;
-            let learning_rate = hp.learning_rate_at(self.step)?;
+            let learning_rate = group.learning_rate_at(self.step)?;
+            if group.adamw.is_some() {
+                per_group.push(Some(GroupStep::AdamW {
+                    learning_rate,
+                    step: since_offset + 1,
+                }));
+                continue;
+            }
+            let hp = &group.hparams;
             let (rho, mix) = decay(since_offset, hp.decay_rate);
-            per_group.push(Some(StepScalars {
+            per_group.push(Some(GroupStep::Adafactor(StepScalars {
                 learning_rate,
                 rho,
                 mix,
                 weight_decay: hp.weight_decay_at(learning_rate),
                 grad_scale: None,
-            }));
+            })));
         }
 
         tch::no_grad(|| -> Result<()> {
@@ -354,17 +364,38 @@ impl Adafactor {
                 })
                 .collect::<Result<Vec<_>>>()?;
             for (g, scalars) in per_group.iter_mut().enumerate() {
-                let Some(scalars) = scalars else { continue };
+                let Some(GroupStep::Adafactor(scalars)) = scalars else {
+                    continue;
+                };
                 if let Some(threshold) = self.groups[g].hparams.global_norm_clip_threshold {
                     scalars.grad_scale = Some(self.global_norm_scale(g, &grads, threshold)?);
                 }
             }
             self.ensure_scratch()?;
             for (param, grad) in self.params.iter_mut().zip(&grads) {
-                let (Some(slots), Some(grad), Some(scalars)) =
+                let (Some(slots), Some(grad), Some(group_step)) =
                     (&mut param.slots, grad, &per_group[param.group])
                 else {
                     continue;
+                };
+                let group = &self.groups[param.group];
+                let scalars = match group_step {
+                    GroupStep::AdamW {
+                        learning_rate,
+                        step,
+                    } => {
+                        let config = group.adamw.as_ref().expect("an AdamW group");
+                        adamw::update_parameter(
+                            &mut param.tensor,
+                            grad,
+                            slots,
+                            config,
+                            *learning_rate,
+                            *step,
+                        )?;
+                        continue;
+                    }
+                    GroupStep::Adafactor(scalars) => scalars,
                 };
                 let device = param.tensor.device();
                 let (_, scratch) = self
@@ -390,7 +421,13 @@ impl Adafactor {
     /// Allocates the scratch buffers on first use (and again if parameters moved device).
     fn ensure_scratch(&mut self) -> Result<()> {
         let mut needed: Vec<(tch::Device, i64)> = Vec::new();
-        for param in self.params.iter().filter(|p| p.slots.is_some()) {
+        // Only Adafactor's update uses the buffer.
+        let groups = &self.groups;
+        for param in self
+            .params
+            .iter()
+            .filter(|p| p.slots.is_some() && groups[p.group].adamw.is_none())
+        {
             let device = param.tensor.device();
             let numel = param.tensor.numel() as i64;
             match needed.iter_mut().find(|(d, _)| *d == device) {
@@ -438,6 +475,14 @@ impl Adafactor {
         let _ = scale.f_mul_scalar_(threshold)?;
         Ok(scale)
     }
+}
+
+/// What one step does to a group.
+enum GroupStep {
+    /// Adafactor, with the group's scalars at this step.
+    Adafactor(StepScalars),
+    /// AdamW at this learning rate and this (1-based) step of the group.
+    AdamW { learning_rate: f64, step: u64 },
 }
 
 /// A `VarStore`'s variables in name order (its map has none of its own).

@@ -53,6 +53,6 @@ pub use model_dir::{ModelDir, ModelDirError};
 pub use run::{train_and_evaluate, train_and_evaluate_in, RunSummary};
 pub use settings::{load_config, RunConfig, RunSettings};
 pub use trainer::{
-    shard_owners, BatchSource, ComputeDtype, NoHooks, TrainBatch, TrainConfig, TrainHooks,
-    TrainOutcome, Trainer,
+    shard_owners, BatchSource, ComputeDtype, NoHooks, OptimizerKind, TrainBatch, TrainConfig,
+    TrainHooks, TrainOutcome, Trainer,
 };

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use hint_data::InstructionMode;
 use hint_model::hyper::layout::Layout;
 use hint_model::{parameter_shapes, RematPolicy};
-use hint_optim::{group_of_each, state_elements, ParamGroup};
+use hint_optim::group_of_each;
 use serde::Serialize;
 
 use crate::error::Result;
@@ -487,10 +487,7 @@ pub fn plan(
 ) -> Result<MemoryPlan> {
     let world_size = world_size.max(1);
     let shapes = parameter_shapes(&settings.t5, &settings.hyper);
-    let groups = ParamGroup::dual(
-        settings.hyper_optimizer.clone(),
-        settings.t5_optimizer.clone(),
-    );
+    let groups = settings.param_groups();
     let names: Vec<String> = shapes.iter().map(|(n, _)| n.clone()).collect();
     let group_of = group_of_each(&names, &groups)?;
     let param_bytes = match settings.train.param_dtype {
@@ -507,7 +504,7 @@ pub fn plan(
         if !groups[*group].frozen {
             trainable += numel;
             largest_trainable = largest_trainable.max(numel);
-            state.insert(name.clone(), state_elements(shape, &groups[*group].hparams));
+            state.insert(name.clone(), groups[*group].state_elements(shape));
         }
     }
     let sharded = settings.train.shard_optimizer && world_size > 1;

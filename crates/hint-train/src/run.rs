@@ -10,7 +10,7 @@ use std::time::Instant;
 use hint_data::RunData;
 use hint_dist::ProcessGroup;
 use hint_model::HyperT5;
-use hint_optim::{Adafactor, ParamGroup};
+use hint_optim::Adafactor;
 
 use crate::atomic::{write_atomically, write_atomically_with};
 use crate::batches::TaskBatches;
@@ -108,10 +108,7 @@ pub fn train_and_evaluate_in(
         model_dir = %model_dir.path().display(),
         "model built"
     );
-    let groups = ParamGroup::dual(
-        settings.hyper_optimizer.clone(),
-        settings.t5_optimizer.clone(),
-    );
+    let groups = settings.param_groups();
     let mut optimizer = if settings.train.shard_optimizer && group.world_size() > 1 {
         let owners = shard_owners(&vs, group.world_size());
         let rank = group.rank();

@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use hint_config::{Config, ConfigBuilder, Registry};
 use hint_data::{DataConfig, FeatureLengths, InstructionMode};
 use hint_model::{HyperConfig, T5Config};
-use hint_optim::AdafactorConfig;
+use hint_optim::{AdafactorConfig, AdamWConfig, ParamGroup};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use crate::error::{Result, TrainError};
 use crate::eval::EvalConfig;
-use crate::trainer::TrainConfig;
+use crate::trainer::{OptimizerKind, TrainConfig};
 
 /// `hint.train.Run`: where a run writes, what it trains on and evaluates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,6 +129,7 @@ pub fn registry() -> Result<Registry> {
         .register_struct::<T5Config>("hint.model.T5Config")?
         .register_struct::<HyperConfig>("hint.model.HyperConfig")?
         .register_struct::<AdafactorConfig>("hint.optim.Adafactor")?
+        .register_struct::<AdamWConfig>("hint.optim.AdamW")?
         .register_struct::<ExperimentConfig>("hint.experiment.Experiment")?;
     hint_data::register(&mut registry)?;
     Ok(registry)
@@ -171,6 +172,10 @@ pub struct RunSettings {
     pub hyper_optimizer: AdafactorConfig,
     /// `t5/hint.optim.Adafactor`.
     pub t5_optimizer: AdafactorConfig,
+    /// `hyper/hint.optim.AdamW` (read when `TrainConfig.optimizer = "adamw"`).
+    pub hyper_adamw: AdamWConfig,
+    /// `t5/hint.optim.AdamW` (read when `TrainConfig.optimizer = "adamw"`).
+    pub t5_adamw: AdamWConfig,
     /// The `hint.data.*` configurables.
     pub data: DataConfig,
     /// The device `Run.device` names, checked against what libtorch sees.
@@ -216,13 +221,33 @@ impl RunSettings {
                 invalid_binding(config, "hint.train.Run", "assignment_map", e.to_string())
             })?;
         }
+        let train: TrainConfig = config.get("hint.train.TrainConfig", "")?;
+        // Only the chosen optimizer's configurable is read, so bindings of the other one
+        // are reported as unread rather than silently ignored.
+        let adamw = train.optimizer == OptimizerKind::AdamW;
+        let adafactor = |scope: &str| -> Result<AdafactorConfig> {
+            Ok(if adamw {
+                AdafactorConfig::default()
+            } else {
+                config.get("hint.optim.Adafactor", scope)?
+            })
+        };
+        let adamw_config = |scope: &str| -> Result<AdamWConfig> {
+            Ok(if adamw {
+                config.get("hint.optim.AdamW", scope)?
+            } else {
+                AdamWConfig::default()
+            })
+        };
         let settings = Self {
-            train: config.get("hint.train.TrainConfig", "")?,
+            train,
             eval: config.get("hint.train.EvalConfig", "")?,
             t5: config.get("hint.model.T5Config", "")?,
             hyper: config.get("hint.model.HyperConfig", "")?,
-            hyper_optimizer: config.get("hint.optim.Adafactor", "hyper")?,
-            t5_optimizer: config.get("hint.optim.Adafactor", "t5")?,
+            hyper_optimizer: adafactor("hyper")?,
+            t5_optimizer: adafactor("t5")?,
+            hyper_adamw: adamw_config("hyper")?,
+            t5_adamw: adamw_config("t5")?,
             data: DataConfig::from_config(config)?,
             device,
             config_text: config.config_str(),
@@ -237,6 +262,21 @@ impl RunSettings {
             }
         }
         Ok(settings)
+    }
+}
+
+impl RunSettings {
+    /// The optimizer's two groups (`hyper`: every parameter whose name contains `hyper`;
+    /// `t5`: the others), with the chosen update rule's settings.
+    pub fn param_groups(&self) -> Vec<ParamGroup> {
+        match self.train.optimizer {
+            OptimizerKind::Adafactor => {
+                ParamGroup::dual(self.hyper_optimizer.clone(), self.t5_optimizer.clone())
+            }
+            OptimizerKind::AdamW => {
+                ParamGroup::dual_adamw(self.hyper_adamw.clone(), self.t5_adamw.clone())
+            }
+        }
     }
 }
 

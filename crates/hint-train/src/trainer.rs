@@ -76,6 +76,21 @@ pub struct TrainConfig {
     /// step (`cosine_loss`, `positive_cosine_samples` in metrics.jsonl and TensorBoard;
     /// [`crate::contrastive`]). A metric only: it changes nothing the step computes.
     pub contrastive_metric: bool,
+    /// The update rule of both parameter groups: `adafactor` (t5x's, configured by
+    /// `hint.optim.Adafactor` in the scopes `hyper` and `t5`) or `adamw` (configured by
+    /// `hint.optim.AdamW` in the same scopes; the reference's `partial_train_adam.gin`).
+    pub optimizer: OptimizerKind,
+}
+
+/// The update rule of a run's parameter groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// t5x's Adafactor.
+    #[default]
+    Adafactor,
+    /// `torch.optim.AdamW`'s update.
+    AdamW,
 }
 
 impl Default for TrainConfig {
@@ -94,6 +109,7 @@ impl Default for TrainConfig {
             replica_check_every: 50,
             shard_optimizer: false,
             contrastive_metric: false,
+            optimizer: OptimizerKind::Adafactor,
         }
     }
 }
@@ -790,7 +806,7 @@ impl<'a> Trainer<'a> {
         let mut learning_rate = BTreeMap::new();
         for group in self.optimizer.groups() {
             if !group.frozen {
-                learning_rate.insert(group.name.clone(), group.hparams.learning_rate_at(step)?);
+                learning_rate.insert(group.name.clone(), group.learning_rate_at(step)?);
             }
         }
         self.optimizer.step()?;
