@@ -38,7 +38,10 @@ SHAPE=(--gin.hint.data.Vocabulary.tokenizer_file=\""$TOKENIZER"\"
 
 serve() { # name → prints the run's lines
   local name=$1
-  "$HINT" serve --model_dir "$WORK/$name" --bind 127.0.0.1:0 --batch_window_ms 20 --max_batch_rows 64 \
+  # SERVE_ARGS: more flags for every server, e.g. bf16 weights and activations:
+  #   SERVE_ARGS='--gin.TrainConfig.param_dtype="bfloat16" --gin.TrainConfig.compute_dtype="bfloat16"'
+  # shellcheck disable=SC2086
+  "$HINT" serve --model_dir "$WORK/$name" --bind 127.0.0.1:0 --batch_window_ms 20 --max_batch_rows 64 ${SERVE_ARGS:-} \
     >"$WORK/$name.out" 2>"$WORK/$name.err" &
   local pid=$!
   local url=""
