@@ -262,6 +262,7 @@ fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
             .p3
             .train_tasks
             .iter()
+            .chain(&settings.data.p3.extra_train_tasks)
             .chain(&settings.data.p3.eval_tasks)
             .cloned()
             .collect();
@@ -272,6 +273,17 @@ fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
         .build(settings.run.lengths, None)
         .unwrap_or_else(|e| panic!("{files:?}: data: {e}"));
     hint::train::model::check_vocabulary(&data, &settings.t5).unwrap();
+    // T0, T0+ and T0++: 38, 48 and 54 datasets (one prompt each in the fixtures).
+    let datasets = match files.last().map(String::as_str) {
+        Some("t0_train.gin") => Some(38),
+        Some("t0p_train.gin") => Some(48),
+        Some("t0pp_train.gin") => Some(54),
+        _ => None,
+    };
+    if let Some(datasets) = datasets {
+        let members = data.registry.resolve("p3_train", "train", &[]).unwrap();
+        assert_eq!(members.len(), datasets, "{files:?}");
+    }
     let is_eval_file = files.last().is_some_and(|f| f.ends_with("_eval.gin"));
     if !is_eval_file {
         let mut source = TaskBatches::new(&data.registry, &settings, 0)
@@ -364,6 +376,8 @@ fn every_config_parses_and_builds() {
         "ni_eval.gin",
         "t0_train.gin",
         "t0_eval.gin",
+        "t0p_train.gin",
+        "t0pp_train.gin",
         "hint/instruction_embed.gin",
         "optim/adafactor_dual.gin",
         "optim/separate_henc.gin",

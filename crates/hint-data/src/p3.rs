@@ -89,6 +89,9 @@ pub struct P3Options {
     pub prompts_file: PathBuf,
     /// Tasks of `p3_train` (names or `*` patterns, see [`expand_task_patterns`]).
     pub train_tasks: Vec<String>,
+    /// More tasks of `p3_train`, after `train_tasks`: what T0+ and T0++
+    /// (`configs/t0p_train.gin`, `t0pp_train.gin`) add to T0's list without repeating it.
+    pub extra_train_tasks: Vec<String>,
     /// Tasks of `p3_eval`.
     pub eval_tasks: Vec<String>,
     /// The example-proportional cap of `p3_train` (T0: 500,000).
@@ -101,6 +104,7 @@ impl Default for P3Options {
             path: PathBuf::new(),
             prompts_file: PathBuf::new(),
             train_tasks: Vec::new(),
+            extra_train_tasks: Vec::new(),
             eval_tasks: Vec::new(),
             max_examples: 500_000.0,
         }
@@ -213,7 +217,13 @@ pub fn register_p3(
 ) -> Result<(), DataError> {
     let root = options.path.as_path();
     let prompts = options.prompts()?;
-    let train_tasks = expand_task_patterns(root, &options.train_tasks)?;
+    let train_patterns: Vec<String> = options
+        .train_tasks
+        .iter()
+        .chain(&options.extra_train_tasks)
+        .cloned()
+        .collect();
+    let train_tasks = expand_task_patterns(root, &train_patterns)?;
     let eval_tasks = expand_task_patterns(root, &options.eval_tasks)?;
     let mut registered = std::collections::BTreeSet::new();
     for name in train_tasks.iter().chain(&eval_tasks) {
