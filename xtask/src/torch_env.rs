@@ -368,18 +368,8 @@ pub fn ensure_nccl_headers() -> Result<()> {
         NCCL_BUILD_PACKAGES.join(" "),
         dir.display()
     );
-    let status = Command::new(venv_python(&dir))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-cache-dir",
-        ])
-        .args(NCCL_BUILD_PACKAGES)
-        .status()
-        .context("cannot run the environment's python")?;
-    if !status.success() || !cuda.join("crt/host_config.h").is_file() {
+    let installed = pip_install(&venv_python(&dir), &NCCL_BUILD_PACKAGES)?;
+    if !installed || !cuda.join("crt/host_config.h").is_file() {
         bail!(
             "`pip install {}` did not provide {}",
             NCCL_BUILD_PACKAGES.join(" "),

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hint_data::InstructionMode;
+use hint_fs::WorkingDir;
 use hint_train::eval::pad_rows;
 use hint_train::{load_run, LoadedRun, Overrides};
 use tch::{Device, Kind, Tensor};
@@ -103,8 +104,9 @@ fn write_t5(run: &LoadedRun, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes a folder under a temporary name beside `output`, renamed to it when whole and
-/// removed if anything fails, so an export is all there or not there.
+/// Writes a folder under a temporary name beside `output` (hint-fs's [`WorkingDir`]),
+/// renamed to it when whole and removed if anything fails, so an export is all there or
+/// not there.
 fn write_whole(output: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let parent = output
         .parent()
@@ -114,13 +116,13 @@ fn write_whole(output: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result
     let name = output
         .file_name()
         .map_or_else(|| "export".into(), |n| n.to_string_lossy().to_string());
-    let tmp = parent.join(format!(".tmp-{name}-{}", std::process::id()));
-    let written = write(&tmp).and_then(|()| Ok(std::fs::rename(&tmp, output)?));
-    if let Err(err) = written {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(err).with_context(|| format!("writing {}", output.display()));
-    }
-    Ok(())
+    let written = (|| -> Result<()> {
+        let work = WorkingDir::create(parent, &name)?;
+        write(work.path())?;
+        work.persist(output)?;
+        Ok(())
+    })();
+    written.with_context(|| format!("writing {}", output.display()))
 }
 
 /// `hint export --peft`.

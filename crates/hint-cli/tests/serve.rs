@@ -89,6 +89,15 @@ impl Served {
         (status, response.json().unwrap_or(Value::Null))
     }
 
+    fn health(&self) -> Value {
+        self.client
+            .get(format!("{}/health", self.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
     fn metrics(&self) -> String {
         self.client
             .get(format!("{}/metrics", self.url))
@@ -211,13 +220,7 @@ fn every_endpoint_answers_and_ids_are_content_hashes() {
     assert_eq!(status, 200, "{per_input}");
     assert_eq!(per_input["scores"][1].as_array().unwrap().len(), 1);
 
-    let health: Value = served
-        .client
-        .get(format!("{}/health", served.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let health = served.health();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["mode"], "hint");
     let metrics = served.metrics();
@@ -569,13 +572,7 @@ fn a_hugging_face_t5_directory_serves_the_concatenation_baseline() {
     let from_run = answers(&Served::start_on(&run, &[]));
     // The run's lengths (builtin.gin's), not a plain T5's default.
     let served = Served::start_on(&t5, &["--gin.Run.lengths=(24, 32, 16)"]);
-    let health: Value = served
-        .client
-        .get(format!("{}/health", served.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let health = served.health();
     assert_eq!(health["mode"], "concatenation", "{health}");
     let from_t5 = answers(&served);
     drop(served);

@@ -34,6 +34,18 @@ pub(crate) fn decay(steps_since_offset: u64, decay_rate: f64) -> (f64, f64) {
     (f64::from(rho), f64::from(1.0 - rho))
 }
 
+/// The f32 tensor an update works on: a copy of a low-precision parameter (to be copied
+/// back, the `bool`), the parameter itself when it is f32 (updated in place).
+pub(crate) fn working_copy(param: &Tensor) -> Result<(Tensor, bool)> {
+    let low_precision = param.kind() != Kind::Float;
+    let w = if low_precision {
+        param.f_to_kind(Kind::Float)?
+    } else {
+        param.shallow_clone()
+    };
+    Ok((w, low_precision))
+}
+
 /// Updates `param` in place from `grad` and its slots. Call under `tch::no_grad`.
 pub(crate) fn update_parameter(
     param: &mut Tensor,
@@ -44,13 +56,7 @@ pub(crate) fn update_parameter(
     scratch: &Tensor,
 ) -> Result<()> {
     let device = param.device();
-    // Low-precision parameters get an f32 working copy; f32 ones are updated in place.
-    let low_precision = param.kind() != Kind::Float;
-    let mut w = if low_precision {
-        param.f_to_kind(Kind::Float)?
-    } else {
-        param.shallow_clone()
-    };
+    let (mut w, low_precision) = working_copy(param)?;
     let mut g_owned = None;
     if grad.kind() != Kind::Float || grad.device() != device {
         g_owned = Some(grad.f_to_device(device)?.f_to_kind(Kind::Float)?);

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use crate::adafactor::working_copy;
 use crate::error::{OptimError, Result};
 use crate::schedule::Schedule;
 use crate::slots::{SecondMoment, Slots};
@@ -119,12 +120,7 @@ pub(crate) fn update_parameter(
 ) -> Result<()> {
     let device = param.device();
     // Low-precision parameters get an f32 working copy, rounded back at the end.
-    let low_precision = param.kind() != Kind::Float;
-    let mut w = if low_precision {
-        param.f_to_kind(Kind::Float)?
-    } else {
-        param.shallow_clone()
-    };
+    let (mut w, low_precision) = working_copy(param)?;
     let g = grad.f_to_device(device)?.f_to_kind(Kind::Float)?;
     let (Some(m), SecondMoment::Full { v }) = (&mut slots.m, &mut slots.second) else {
         unreachable!("an AdamW group's slots are made by adamw::zero_slots");
