@@ -38,9 +38,29 @@ pub fn load(gin: &GinArgs) -> Result<Config, ConfigError> {
 
 /// Runs `hint config show`.
 pub fn show(gin: &GinArgs, format: ShowFormat) -> Result<ExitCode> {
+    // The original HINT's gin files are shown as what hint makes of them.
+    if let Some(translation) = hint_train::settings::translate_original(
+        &gin.gin_files,
+        &gin.gin_bindings,
+        &gin.gin_search_paths,
+    )
+    .context("translating the original's gin configuration")?
+    {
+        for warning in &translation.warnings {
+            tracing::warn!("{warning}");
+        }
+        let config = ConfigBuilder::new()
+            .source("<translated>", translation.gin())
+            .build()?;
+        return print(&config, format, Some(translation.gin()));
+    }
     let config = load(gin)?;
+    print(&config, format, None)
+}
+
+fn print(config: &Config, format: ShowFormat, translated: Option<String>) -> Result<ExitCode> {
     let text = match format {
-        ShowFormat::Gin => config.config_str(),
+        ShowFormat::Gin => translated.unwrap_or_else(|| config.config_str()),
         ShowFormat::Json => {
             let bindings: Vec<_> = config
                 .resolved_bindings()?

@@ -129,3 +129,58 @@ fn config_show_prints_resolved_bindings_as_gin_and_json() {
     assert!(stderr.contains("bad.gin:3:1"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn config_show_prints_the_translation_of_the_originals_gin() {
+    let dir = std::env::temp_dir().join(format!("hint-config-original-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("hyper.gin"),
+        "from __gin__ import dynamic_registration\n\
+         from hyper_task_descriptions.modeling import hyper_network\n\
+         from t5x import partitioning\n\
+         hyper_network.HyperT5Config:\n  emb_dim = 16\n  use_linear = False\n\
+         partitioning.PjitPartitioner.num_partitions = 2\n",
+    )
+    .unwrap();
+    let output = hint()
+        .args(["config", "show", "--gin_file=hyper.gin"])
+        .arg(format!("--gin_search_paths={}", dir.display()))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("hint.model.T5Config.d_model = 16  # hyper_task_descriptions.modeling.hyper_network.HyperT5Config.emb_dim (")
+            && stdout.contains("hyper.gin:5:3)"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("partitioning.PjitPartitioner.num_partitions is not applied"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        dir.join("hypter.gin"),
+        "hyper_network.HyperT5Config.per_layer_hnet = True\n",
+    )
+    .unwrap();
+    let output = hint()
+        .args([
+            "config",
+            "show",
+            "--gin_file=hyper.gin",
+            "--gin_file=hypter.gin",
+        ])
+        .arg(format!("--gin_search_paths={}", dir.display()))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("hypter.gin:1:1") && stderr.contains("per_layer_hnet"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

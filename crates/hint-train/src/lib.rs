@@ -30,6 +30,7 @@ pub mod loaded;
 mod metrics_log;
 pub mod model;
 mod model_dir;
+pub mod original_gin;
 pub mod plan;
 pub mod plot;
 pub mod report;

@@ -5,7 +5,8 @@
 //! `hint.train.Run`, `hint.train.TrainConfig`, `hint.train.EvalConfig`,
 //! `hint.model.T5Config`, `hint.model.HyperConfig`, `hint.optim.Adafactor` in the scopes
 //! `hyper` and `t5` (the dual groups), the `hint.data.*` configurables, and
-//! `hint.experiment.Experiment`.
+//! `hint.experiment.Experiment`. The original HINT's own gin files are accepted too:
+//! [`load_config`] translates them ([`crate::original_gin`]).
 
 use std::path::PathBuf;
 
@@ -135,24 +136,108 @@ pub fn registry() -> Result<Registry> {
     Ok(registry)
 }
 
-/// Parses gin files and bindings (t5x order) against [`registry`].
+/// Parses gin files and bindings (t5x order) against [`registry`]. A configuration
+/// that binds the original HINT's or t5x's configurables (its own gin files) is first
+/// translated into hint's ([`crate::original_gin`]); what does not apply is logged as a
+/// warning.
 pub fn load_config(
     files: &[PathBuf],
     bindings: &[String],
     search_paths: &[PathBuf],
     skip_unknown: bool,
 ) -> Result<Config> {
-    let mut builder = ConfigBuilder::new()
+    let translated = translate_original(files, bindings, search_paths);
+    if let Ok(Some(translation)) = &translated {
+        for warning in &translation.warnings {
+            tracing::warn!("{warning}");
+        }
+        return Ok(ConfigBuilder::new()
+            .registry(registry()?)
+            .skip_unknown(skip_unknown)
+            .source(TRANSLATED, translation.gin())
+            .build()?);
+    }
+    let checked = sources(ConfigBuilder::new(), files, bindings, search_paths)
         .registry(registry()?)
-        .search_paths(search_paths.iter().cloned())
-        .skip_unknown(skip_unknown);
+        .skip_unknown(skip_unknown)
+        .build();
+    match (checked, translated) {
+        // The original's files that fail before translation (a `%gin.REQUIRED` macro left
+        // unbound): their own error says more than "unknown configurable".
+        (Err(hint_config::ConfigError::UnknownConfigurable { selector, .. }), Err(original))
+            if crate::original_gin::knows(&selector) =>
+        {
+            Err(original)
+        }
+        (checked, Err(TrainError::Config(_)) | Ok(_)) => Ok(checked?),
+        (_, Err(untranslatable)) => Err(untranslatable),
+    }
+}
+
+/// The name translated configurations carry in error locations.
+const TRANSLATED: &str = "<translated from the original's gin>";
+
+/// When the files and bindings are (or include) the original HINT's gin configuration,
+/// its translation into hint's configurables; `None` for a hint configuration.
+///
+/// # Errors
+/// A file that does not parse, a missing `%gin.REQUIRED` macro, or a binding with no
+/// counterpart in hint (named, with where it was bound).
+pub fn translate_original(
+    files: &[PathBuf],
+    bindings: &[String],
+    search_paths: &[PathBuf],
+) -> Result<Option<crate::original_gin::Translation>> {
+    let registry = registry()?;
+    let raw = sources(ConfigBuilder::new(), files, bindings, search_paths).build()?;
+    if !crate::original_gin::is_original(&raw, &registry) {
+        return Ok(None);
+    }
+    // gin resolves a partial selector (`hyper_network.HyperT5Config` in a file without
+    // imports) to the registered one (`hyper_task_descriptions.modeling.hyper_network.
+    // HyperT5Config`), so that a later file's binding overrides an earlier one's. Parsed
+    // again with the original's selectors registered, the same happens here.
+    let mut merged = registry.clone();
+    let mut foreign: Vec<String> = raw
+        .bindings()
+        .into_iter()
+        .map(|entry| entry.selector)
+        .filter(|selector| {
+            !selector.starts_with("gin.") && registry.lookup(selector, None).is_err()
+        })
+        .collect();
+    foreign.sort_by_key(|selector| std::cmp::Reverse(selector.len()));
+    for selector in foreign {
+        if merged.lookup(&selector, None).is_err() {
+            merged.insert(hint_config::Configurable {
+                selector,
+                params: None,
+                defaults: Default::default(),
+                constructor: None,
+            });
+        }
+    }
+    let canonical = sources(ConfigBuilder::new(), files, bindings, search_paths)
+        .registry(merged)
+        .skip_unknown(true)
+        .build()?;
+    crate::original_gin::translate(&canonical, &registry).map(Some)
+}
+
+fn sources(
+    mut builder: ConfigBuilder,
+    files: &[PathBuf],
+    bindings: &[String],
+    search_paths: &[PathBuf],
+) -> ConfigBuilder {
+    builder = builder.search_paths(search_paths.iter().cloned());
     for file in files {
         builder = builder.file(file.display().to_string());
     }
     for binding in bindings {
         builder = builder.binding(binding.clone());
     }
-    Ok(builder.build()?)
+    builder
 }
 
 /// Everything a run is built from, read once from the configuration and checked.
