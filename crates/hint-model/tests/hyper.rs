@@ -219,9 +219,15 @@ fn gradients_reach_every_hypernetwork_parameter_and_both_uses_of_the_encoder() {
         use_ia3: true,
         use_prompt: true,
         num_prompt_tokens: 2,
+        hnet_layernorm: true,
+        use_linear: true,
         ..HyperConfig::preset("tiny").unwrap()
     };
     let (vs, model) = build(&config);
+    assert!(vs
+        .variables()
+        .contains_key("hyper.instruction_embed.weight"));
+    assert!(vs.variables().contains_key("hyper.prefix_key_norm.weight"));
     let (inputs, mask, instructions, decoder_inputs) = batch();
     let targets = ids(&[&[3, 4, 1], &[5, 6, 1], &[7, 8, 1]]);
     let weights = targets.ne(0).to_kind(Kind::Float);
@@ -281,6 +287,9 @@ fn every_combination_of_modules_runs_forward_and_backward() {
             num_prompt_tokens: 2,
             use_fusion_in_decoder: on(4),
             use_ia3: on(5),
+            // Both sides of the two switches across the combinations.
+            hnet_layernorm: bits % 3 == 0,
+            use_linear: bits % 4 < 2,
             ..HyperConfig::preset("tiny").unwrap()
         };
         let (vs, model) = build(&config);
@@ -294,7 +303,11 @@ fn every_combination_of_modules_runs_forward_and_backward() {
             .keys()
             .filter(|n| n.starts_with("hyper."))
             .count();
-        assert_eq!(hyper_vars > 0, config.has_hypernetwork(), "{config:?}");
+        assert_eq!(
+            hyper_vars > 0,
+            config.has_hypernetwork() || config.has_instruction_linear(),
+            "{config:?}"
+        );
         let counted = model.hypernetwork_parameter_count();
         assert_eq!(
             counted,
@@ -661,4 +674,75 @@ fn a_projected_instruction_gives_the_same_logits_scores_and_generations() {
     let loaded = TaskAdaptation::load(&path, Device::Cpu).unwrap();
     assert!(loaded.has_projected_instruction());
     assert!(max_diff(&logits(&loaded), &logits(&plain)) < 1e-5);
+}
+
+/// `use_linear`: the decoder reads `W·h / √d` of the encoded instruction `h` (no dropout at
+/// inference), padding rows staying zero.
+#[test]
+fn the_instruction_linear_maps_the_fused_instruction() {
+    let config = HyperConfig {
+        use_linear: true,
+        ..HyperConfig::preset("tiny").unwrap()
+    };
+    let (vs, model) = build(&config);
+    let (_, _, instructions, _) = batch();
+    let adaptation = tch::no_grad(|| model.adapt(&instructions, false));
+    let (fused, _) = adaptation.instruction.as_ref().unwrap();
+    let (states, mask) = tch::no_grad(|| model.encode_instruction(&instructions, false));
+    let weight = &vs.variables()["hyper.instruction_embed.weight"];
+    let expected = states.matmul(&weight.tr()) / 4.0; // √16
+    assert!(max_diff(fused, &expected) < 1e-6);
+    let padding = mask.eq(0).unsqueeze(-1).to_kind(Kind::Float);
+    assert_eq!(
+        f64::try_from((fused * padding).abs().sum(Kind::Float)).unwrap(),
+        0.0
+    );
+    // Once per task: a [L_I, d] × [d, d] product.
+    let workload = Workload {
+        instruction_len: 10,
+        input_len: 5,
+        output_len: 3,
+        instances_per_task: 4,
+    };
+    let with = inference_flops(&tiny_t5(), &config, &workload).hint_per_task;
+    let without =
+        inference_flops(&tiny_t5(), &HyperConfig::preset("tiny").unwrap(), &workload).hint_per_task;
+    assert_eq!(with - without, 2.0 * 10.0 * 16.0 * 16.0);
+    // Without the switch the decoder reads the encoded instruction itself.
+    let (_, plain) = build(&HyperConfig::preset("tiny").unwrap());
+    let adaptation = tch::no_grad(|| plain.adapt(&instructions, false));
+    let (states, _) = tch::no_grad(|| plain.encode_instruction(&instructions, false));
+    assert!(max_diff(&adaptation.instruction.unwrap().0, &states) < 1e-7);
+}
+
+/// `hnet_layernorm`: the generators read normalised component vectors, so scaling the
+/// component embeddings changes nothing they generate (T5's norm has no mean and no bias);
+/// without it, it does.
+#[test]
+fn the_generator_norm_makes_generation_independent_of_the_components_scale() {
+    let generated_prefix = |hnet_layernorm: bool, scale: f64| {
+        let config = HyperConfig {
+            use_instructions: false,
+            use_fusion_in_decoder: false,
+            hnet_layernorm,
+            ..HyperConfig::preset("tiny").unwrap()
+        };
+        let (vs, model) = build(&config);
+        tch::no_grad(|| {
+            let mut embedding = vs.variables()["hyper.component_embedding"].shallow_clone();
+            let scaled = &embedding * scale;
+            embedding.copy_(&scaled);
+        });
+        let (_, _, instructions, _) = batch();
+        let adaptation = tch::no_grad(|| model.adapt(&instructions, false));
+        adaptation.encoder.layers[0]
+            .self_attention
+            .prefix
+            .as_ref()
+            .unwrap()
+            .key
+            .copy()
+    };
+    assert!(max_diff(&generated_prefix(true, 1.0), &generated_prefix(true, 3.0)) < 1e-5);
+    assert!(max_diff(&generated_prefix(false, 1.0), &generated_prefix(false, 3.0)) > 1e-3);
 }

@@ -8,7 +8,7 @@
 //! not know but [`TABLE`] does), and [`translate`] rewrites every binding into hint's
 //! configurables through that one table, which the README prints as well. Nothing is
 //! dropped silently: a binding with no counterpart is an error naming it and where it was
-//! bound, unless it is bound to the value hint's design equals (`use_linear = False`); a
+//! bound, unless it is bound to the value hint's design equals (`per_layer_hnet = False`); a
 //! binding that cannot change a run here (partitioning on one device, loggers) is
 //! reported as a warning. Bindings of hint's own configurables pass through unchanged, so
 //! `--gin.hint.data.SuperNI.path=…` can be added to the original's files.
@@ -110,10 +110,10 @@ pub const TABLE: &[Row] = &[
     row("HyperT5Config.use_tanh_prefix", Same("hint.model.HyperConfig.use_tanh_prefix")),
     row("HyperT5Config.hyperencoder_model", Unsupported("hint's separate instruction encoder (share_hnet_encoder = False) has the T5's own shape and starts from the checkpoint's encoder through hint.train.Run.assignment_map (configs/optim/separate_henc.gin); no other model is loaded")),
     row("HyperT5Config.layer_embedding_method", OnlyDefault("'component'", "hint's hypernetwork embeds each component (the default); the `layer`, `concat`, `none` and `decoder` (HyperTune) designs are not built")),
-    row("HyperT5Config.use_linear", OnlyDefault("False", "a linear map of the fused instruction (for mismatched encoders) is not built")),
+    row("HyperT5Config.use_linear", Same("hint.model.HyperConfig.use_linear")),
     row("HyperT5Config.per_layer_hnet", OnlyDefault("False", "a hypernetwork per layer (Hypter) is not built")),
     row("HyperT5Config.hypernet_activations", OnlyDefault("('gelu',)", "hint's generators use GELU (tanh approximation, as flax's nn.gelu)")),
-    row("HyperT5Config.hnet_layernorm", OnlyDefault("False", "a layer norm inside the generators is not built")),
+    row("HyperT5Config.hnet_layernorm", Same("hint.model.HyperConfig.hnet_layernorm")),
     row("HyperTransformer.config", Followed),
     // ---- the model (hyper_transformer.HyperEncoderDecoder[Contrastive]Model)
     row("HyperEncoderDecoderContrastiveModel.module", Converted("hint.train.TrainConfig.contrastive_metric = True (the original logs the cosine metric and, as there, does not train on it)", contrastive_model)),

@@ -60,6 +60,14 @@ pub struct HyperConfig {
     pub zero_init_generated: bool,
     /// tanh instead of GELU in the prefix generators (an ablation of the reference).
     pub use_tanh_prefix: bool,
+    /// A layer norm (T5's, one scale per generator: `hyper.<generated>_norm`) on the
+    /// component vectors before each generator (the reference's `hnet_layernorm`; its
+    /// HyperTune design always has it).
+    pub hnet_layernorm: bool,
+    /// Under fusion, a linear map of the encoded instruction before the decoder reads it,
+    /// `dropout(W·h) / √d` (`hyper.instruction_embed`; the reference's `use_linear`, meant
+    /// for an instruction encoder whose states do not match the decoder's).
+    pub use_linear: bool,
 }
 
 impl Default for HyperConfig {
@@ -82,6 +90,8 @@ impl Default for HyperConfig {
             generator_dropout: 0.0,
             zero_init_generated: false,
             use_tanh_prefix: false,
+            hnet_layernorm: false,
+            use_linear: false,
         }
     }
 }
@@ -136,6 +146,12 @@ impl HyperConfig {
             || self.lora_enabled()
             || self.use_ia3
             || self.use_prompt
+    }
+
+    /// Whether the fused instruction goes through `hyper.instruction_embed` (`use_linear`
+    /// under fusion of an encoded instruction).
+    pub fn has_instruction_linear(&self) -> bool {
+        self.use_linear && self.use_fusion_in_decoder && self.use_instructions
     }
 
     /// Whether LoRA is on with at least one rank.

@@ -159,10 +159,16 @@ pub fn encoder_parameters(c: &T5Config) -> i64 {
 }
 
 /// Parameters of the hypernetwork for a configuration (component embedding,
-/// hyper-attention, generators, prefix gate), without a separate instruction encoder.
+/// hyper-attention, generators and their norms, prefix gate, the fused instruction's
+/// linear map), without a separate instruction encoder.
 pub fn hypernetwork_parameters(c: &T5Config, h: &HyperConfig) -> i64 {
+    let instruction_linear = if h.has_instruction_linear() {
+        c.d_model * c.d_model
+    } else {
+        0
+    };
     if !h.has_hypernetwork() {
-        return 0;
+        return instruction_linear;
     }
     let layout = Layout::new(c, h);
     let d = c.d_model;
@@ -171,17 +177,18 @@ pub fn hypernetwork_parameters(c: &T5Config, h: &HyperConfig) -> i64 {
     } else {
         0
     };
+    let norm = if h.hnet_layernorm { d } else { 0 };
     let generators: i64 = layout
         .kinds()
         .iter()
-        .map(|kind| d * d + d * kind.output_dim(c, h))
+        .map(|kind| d * d + d * kind.output_dim(c, h) + norm)
         .sum();
     let gate = if h.use_prefix && h.zero_init_generated {
         layout.slots
     } else {
         0
     };
-    layout.rows() * d + attention + generators + gate
+    layout.rows() * d + attention + generators + gate + instruction_linear
 }
 
 /// HINT's and the concatenation baseline's forward FLOPs for a workload.
@@ -225,6 +232,9 @@ pub fn inference_flops(c: &T5Config, h: &HyperConfig, w: &Workload) -> FlopsRepo
     } else {
         0
     };
+    if h.has_instruction_linear() {
+        per_task += matmul(fused, d, d);
+    }
     let adapted = h.has_hypernetwork();
     // The fused instruction is one memory segment shared by the task's instances: its
     // cross-attention keys/values are projected once per task.

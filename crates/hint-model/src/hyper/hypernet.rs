@@ -10,7 +10,7 @@ use crate::t5::adaptation::{
     Adapter, AttentionAdaptation, LayerAdaptation, LoraDelta, Prefix, StackAdaptation,
 };
 use crate::t5::config::T5Config;
-use crate::t5::layers::{in_kind, mask_value, Linear};
+use crate::t5::layers::{in_kind, mask_value, LayerNorm, Linear};
 
 use super::config::HyperConfig;
 use super::layout::{Generated, Layout};
@@ -18,7 +18,7 @@ use super::layout::{Generated, Layout};
 /// A variable of shape `[out, in]` drawn from t5x's `variance_scaling(1.0, 'fan_in',
 /// 'truncated_normal')`: a normal truncated at two standard deviations, rescaled so that
 /// the variance is `1/fan_in`.
-fn truncated_normal_linear(p: nn::Path<'_>, fan_in: i64, fan_out: i64) -> Linear {
+pub(crate) fn truncated_normal_linear(p: nn::Path<'_>, fan_in: i64, fan_out: i64) -> Linear {
     let weight = p.var("weight", &[fan_out, fan_in], nn::Init::Const(0.0));
     tch::no_grad(|| {
         let mut draw = Tensor::randn([fan_out, fan_in], (Kind::Float, weight.device()));
@@ -37,9 +37,11 @@ fn truncated_normal_linear(p: nn::Path<'_>, fan_in: i64, fan_out: i64) -> Linear
     Linear { weight }
 }
 
-/// One generator MLP: `wo(dropout(act(wi(z))))`, no biases, then divided by √d.
+/// One generator MLP: `wo(dropout(act(wi(z))))`, no biases, then divided by √d; with
+/// `hnet_layernorm`, `z` is normalised first.
 #[derive(Debug)]
 struct Generator {
+    norm: Option<LayerNorm>,
     wi: Linear,
     wo: Linear,
     tanh: bool,
@@ -47,7 +49,10 @@ struct Generator {
 
 impl Generator {
     fn forward(&self, z: &Tensor, dropout: f64, train: bool, scale: f64) -> Tensor {
-        let hidden = self.wi.forward(z);
+        let hidden = match &self.norm {
+            Some(norm) => self.wi.forward(&norm.forward(z)),
+            None => self.wi.forward(z),
+        };
         let hidden = if self.tanh {
             hidden.tanh()
         } else {
@@ -120,7 +125,15 @@ impl Hypernetwork {
             };
             let tanh = hyper.use_tanh_prefix
                 && matches!(kind, Generated::PrefixKey | Generated::PrefixValue);
-            generators.insert(kind, Generator { wi, wo, tanh });
+            let norm = hyper.hnet_layernorm.then(|| {
+                LayerNorm::new(
+                    &p / format!("{}_norm", kind.name()),
+                    d,
+                    t5.layer_norm_epsilon,
+                    1.0,
+                )
+            });
+            generators.insert(kind, Generator { norm, wi, wo, tanh });
             row_index.insert(
                 kind,
                 Tensor::from_slice(&layout.rows_of(kind)).to_device(p.device()),
@@ -308,7 +321,10 @@ impl Hypernetwork {
         count += self
             .generators
             .values()
-            .map(|g| (g.wi.weight.numel() + g.wo.weight.numel()) as i64)
+            .map(|g| {
+                let norm = g.norm.as_ref().map_or(0, |n| n.weight.numel());
+                (g.wi.weight.numel() + g.wo.weight.numel() + norm) as i64
+            })
             .sum::<i64>();
         count + self.prefix_gate.as_ref().map_or(0, |g| g.numel() as i64)
     }

@@ -7,6 +7,7 @@ use tch::{nn, Kind, Tensor};
 use crate::t5::adaptation::StackAdaptation;
 use crate::t5::config::T5Config;
 use crate::t5::generation::{generate_adapted, Generated, GenerationConfig};
+use crate::t5::layers::Linear;
 use crate::t5::memory::EncoderMemory;
 use crate::t5::model::T5;
 use crate::t5::stack::Stack;
@@ -43,6 +44,8 @@ pub struct HyperT5 {
     /// The switches.
     pub config: HyperConfig,
     separate_encoder: Option<Stack>,
+    /// `use_linear`: maps the fused instruction (`hyper.instruction_embed`).
+    instruction_linear: Option<Linear>,
 }
 
 impl HyperT5 {
@@ -55,11 +58,19 @@ impl HyperT5 {
             .then(|| Hypernetwork::new(hyper.clone(), t5, config));
         let separate_encoder = (config.uses_instruction() && !config.share_hnet_encoder)
             .then(|| Stack::new(&hyper / "hyper_encoder", t5, false));
+        let instruction_linear = config.has_instruction_linear().then(|| {
+            super::hypernet::truncated_normal_linear(
+                &hyper / "instruction_embed",
+                t5.d_model,
+                t5.d_model,
+            )
+        });
         Self {
             t5: model,
             hypernetwork,
             config: config.clone(),
             separate_encoder,
+            instruction_linear,
         }
     }
 
@@ -120,7 +131,18 @@ impl HyperT5 {
             }
             None => (StackAdaptation::default(), StackAdaptation::default(), None),
         };
-        let instruction = instruction.filter(|_| self.config.use_fusion_in_decoder);
+        let instruction = instruction
+            .filter(|_| self.config.use_fusion_in_decoder)
+            .map(|(states, mask)| match &self.instruction_linear {
+                // As the reference: dropout(W·h) / √d. Padding rows stay zero (no bias).
+                Some(linear) => {
+                    let mapped = linear
+                        .forward(&states)
+                        .dropout(self.t5.config.dropout_rate, train);
+                    (mapped * (self.t5.config.d_model as f64).powf(-0.5), mask)
+                }
+                None => (states, mask),
+            });
         TaskAdaptation {
             encoder,
             decoder,
@@ -330,9 +352,14 @@ impl HyperT5 {
             let c = &self.t5.config;
             super::flops::encoder_parameters(c)
         });
+        let linear = self
+            .instruction_linear
+            .as_ref()
+            .map_or(0, |l| l.weight.numel() as i64);
         self.hypernetwork
             .as_ref()
             .map_or(0, Hypernetwork::parameter_count)
             + separate
+            + linear
     }
 }
