@@ -361,6 +361,23 @@ fn every_config_parses_and_builds() {
                 fixtures.hf_t5(&settings.t5);
             }
             let (vs, _) = build_model(&settings).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if name == "optim/adafactor_henc.gin" {
+                // The separate instruction encoder is the `henc` group, all of it.
+                let names: Vec<String> = vs.variables().keys().cloned().collect();
+                let groups = settings.param_groups();
+                let of = hint::optim::group_of_each(&names, &groups).unwrap();
+                for (name, group) in names.iter().zip(of) {
+                    let expected = if name.starts_with("hyper.hyper_encoder.") {
+                        "henc"
+                    } else if name.contains("hyper") {
+                        "hyper"
+                    } else {
+                        "t5"
+                    };
+                    assert_eq!(groups[group].name, expected, "{name}");
+                }
+                assert!(names.iter().any(|n| n.starts_with("hyper.hyper_encoder.")));
+            }
             if name == "optim/separate_henc.gin" {
                 // The separate instruction encoder was read from the checkpoint's encoder.
                 let q = "block.0.layer.0.SelfAttention.q.weight";
@@ -385,6 +402,7 @@ fn every_config_parses_and_builds() {
         "hint/instruction_embed.gin",
         "optim/adafactor_dual.gin",
         "optim/separate_henc.gin",
+        "optim/adafactor_henc.gin",
         "models/t5_small.gin",
         "models/hint_xxl.gin",
         "experiments/list_functions.gin",

@@ -285,13 +285,6 @@ const NOT_BUILT: &[(&str, &str)] = &[
         "layer_embedding_method: 'decoder'",
     ),
     ("hypter.gin", "layer_embedding_method: 'none'"),
-    // Three groups (hyper, roberta = the instruction encoder, t5).
-    ("partial_train_adafactor.gin", "group `roberta`"),
-    // The instruction encoder in neither group (frozen on its own).
-    (
-        "partial_train_adafactor_no_roberta.gin",
-        "match_any.regexes",
-    ),
     ("partial_train_adam.gin", "optax groups"),
     // A map over t5x's variable names; configs/optim/separate_henc.gin is hint's.
     ("separate_henc.gin", "assignment_map: rule"),
@@ -449,4 +442,63 @@ fn the_originals_ni_train_trains_here_superni_shared() {
     let operative = std::fs::read_to_string(model_dir.join("operative_config.gin")).unwrap();
     assert!(operative.contains("d_model = 8"), "{operative}");
     std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+const THREE_GROUPS: &str = r#"
+from __gin__ import dynamic_registration
+from t5x import adafactor
+from t5x import optimizers
+from hyper_task_descriptions import utils as hyper_utils
+from flax import traverse_util
+from hyper_task_descriptions.modeling import hyper_network
+
+hyper_network.HyperT5Config.share_hnet_encoder = False
+OPTIMIZER = @optimizers.MultiOptimizer()
+optimizers.MultiOptimizer:
+  traversals_and_optimizers = ((@hyper/traverse_util.ModelParamTraversal(),
+                                @hyper/adafactor.Adafactor()),
+                                (@roberta/traverse_util.ModelParamTraversal(),
+                                @roberta/adafactor.Adafactor()),
+                                (@t5/traverse_util.ModelParamTraversal(),
+                                @t5/adafactor.Adafactor()),)
+hyper/adafactor.Adafactor.learning_rate = 1e-3
+roberta/adafactor.Adafactor.learning_rate = 1e-4
+t5/adafactor.Adafactor.learning_rate = 3e-4
+hyper/traverse_util.ModelParamTraversal.filter_fn = @hyper/hyper_utils.match_any()
+hyper/hyper_utils.match_any.regexes = [".*/hyper/[^e].*"]
+roberta/traverse_util.ModelParamTraversal.filter_fn = @roberta/hyper_utils.match_any()
+roberta/hyper_utils.match_any.regexes = [".*/hyper/e.*"]
+t5/traverse_util.ModelParamTraversal.filter_fn = @t5/hyper_utils.inverse_match_any()
+t5/hyper_utils.inverse_match_any.regexes = [".*hyper.*"]
+"#;
+
+/// partial_train_adafactor.gin's `roberta` group is hint's `henc` (the separate instruction
+/// encoder); without it (partial_train_adafactor_no_roberta.gin) that encoder is frozen.
+#[test]
+fn the_roberta_group_is_the_instruction_encoders() {
+    let settings = load(
+        "three",
+        &[("model.gin", MODEL), ("groups.gin", THREE_GROUPS)],
+        &["DROPOUT_RATE = 0.0"],
+    )
+    .unwrap();
+    assert!(settings.train.instruction_encoder_group);
+    let groups = settings.param_groups();
+    let rates: Vec<(&str, f64)> = groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.hparams.learning_rate))
+        .collect();
+    assert_eq!(rates, vec![("hyper", 1e-3), ("henc", 1e-4), ("t5", 3e-4)]);
+    let without = THREE_GROUPS
+        .replace("(@roberta/traverse_util.ModelParamTraversal(),\n                                @roberta/adafactor.Adafactor()),\n", "");
+    assert_ne!(without, THREE_GROUPS);
+    let settings = load(
+        "no-roberta",
+        &[("model.gin", MODEL), ("groups.gin", &without)],
+        &["DROPOUT_RATE = 0.0"],
+    )
+    .unwrap();
+    let groups = settings.param_groups();
+    assert_eq!(groups[1].name, "henc");
+    assert_eq!(groups[1].hparams.learning_rate, 0.0, "left out, so frozen");
 }

@@ -24,6 +24,10 @@ pub struct ParamGroup {
     /// Select the parameters the filter does **not** match.
     #[serde(default)]
     pub invert: bool,
+    /// Parameters this also matches (anchored) are left to other groups: the `hyper`
+    /// group without a separate instruction encoder that has a group of its own.
+    #[serde(default)]
+    pub except: Option<String>,
     /// No update and no optimizer state for these parameters.
     #[serde(default)]
     pub frozen: bool,
@@ -47,6 +51,7 @@ impl ParamGroup {
             name: name.into(),
             filter: filter.into(),
             invert: false,
+            except: None,
             frozen: false,
             hparams,
             adamw: None,
@@ -102,6 +107,14 @@ impl ParamGroup {
         }
     }
 
+    /// The same group without the parameters `pattern` matches.
+    pub fn except(self, pattern: impl Into<String>) -> Self {
+        Self {
+            except: Some(pattern.into()),
+            ..self
+        }
+    }
+
     /// HINT's "dual" optimizer (`partial_train_adafactor_dual.gin`): parameters whose
     /// name contains `hyper` in group `hyper`, everything else in group `t5`.
     pub fn dual(hyper: AdafactorConfig, t5: AdafactorConfig) -> Vec<Self> {
@@ -120,7 +133,32 @@ impl ParamGroup {
             Self::adamw("t5", ".*hyper.*", t5).inverted(),
         ]
     }
+
+    /// The dual groups with a third for a separate instruction encoder (the reference's
+    /// `partial_train_adafactor.gin`, whose `roberta` group is the instruction encoder):
+    /// `henc` is `hyper.hyper_encoder.*`, `hyper` the rest of the hypernetwork, `t5` the
+    /// others. With a shared encoder `henc` is empty.
+    pub fn triple(hyper: AdafactorConfig, henc: AdafactorConfig, t5: AdafactorConfig) -> Vec<Self> {
+        vec![
+            Self::new("hyper", ".*hyper.*", hyper).except(INSTRUCTION_ENCODER),
+            Self::new("henc", INSTRUCTION_ENCODER, henc),
+            Self::new("t5", ".*hyper.*", t5).inverted(),
+        ]
+    }
+
+    /// [`ParamGroup::triple`] with every group updated by AdamW (the reference's
+    /// `partial_train_adam.gin`, whose `roberta` group is the instruction encoder).
+    pub fn triple_adamw(hyper: AdamWConfig, henc: AdamWConfig, t5: AdamWConfig) -> Vec<Self> {
+        vec![
+            Self::adamw("hyper", ".*hyper.*", hyper).except(INSTRUCTION_ENCODER),
+            Self::adamw("henc", INSTRUCTION_ENCODER, henc),
+            Self::adamw("t5", ".*hyper.*", t5).inverted(),
+        ]
+    }
 }
+
+/// A separate instruction encoder's parameters (`share_hnet_encoder = False`).
+const INSTRUCTION_ENCODER: &str = r"hyper\.hyper_encoder\..*";
 
 /// The group each of `names` falls in (an index into `groups`), as [`crate::Adafactor`]
 /// assigns them, without any tensor: for planning. Errors as the optimizer's would.
@@ -147,14 +185,22 @@ pub(crate) fn assign(names: &[String], groups: &[ParamGroup]) -> Result<Vec<usiz
             }
         }
     }
+    let compile = |group: &ParamGroup, pattern: &str| {
+        full_match_regex(pattern).map_err(|source| OptimError::InvalidFilter {
+            group: group.name.clone(),
+            filter: pattern.to_string(),
+            source,
+        })
+    };
     let filters = groups
         .iter()
         .map(|group| {
-            full_match_regex(&group.filter).map_err(|source| OptimError::InvalidFilter {
-                group: group.name.clone(),
-                filter: group.filter.clone(),
-                source,
-            })
+            let except = group
+                .except
+                .as_deref()
+                .map(|pattern| compile(group, pattern))
+                .transpose()?;
+            Ok((compile(group, &group.filter)?, except))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut assignment = Vec::with_capacity(names.len());
@@ -165,7 +211,10 @@ pub(crate) fn assign(names: &[String], groups: &[ParamGroup]) -> Result<Vec<usiz
             .iter()
             .zip(&filters)
             .enumerate()
-            .filter(|(_, (group, filter))| filter.is_match(name) != group.invert)
+            .filter(|(_, (group, (filter, except)))| {
+                filter.is_match(name) != group.invert
+                    && !except.as_ref().is_some_and(|e| e.is_match(name))
+            })
             .map(|(i, _)| i)
             .collect();
         match matching.as_slice() {
@@ -247,6 +296,22 @@ mod tests {
             matches!(&err, OptimError::UnmatchedParameters(list) if list == &names(&["decoder.k.w"]))
         );
         assert!(err.to_string().contains("decoder.k.w"));
+    }
+
+    #[test]
+    fn triple_split_gives_the_instruction_encoder_its_own_group() {
+        let groups = ParamGroup::triple(
+            AdafactorConfig::default(),
+            AdafactorConfig::default(),
+            AdafactorConfig::default(),
+        );
+        let params = names(&[
+            "hyper.component_embedding",
+            "hyper.hyper_encoder.block.0.layer.0.SelfAttention.q.weight",
+            "hyper.adapter_down.wi.weight",
+            "encoder.block.0.layer.0.SelfAttention.q.weight",
+        ]);
+        assert_eq!(assign(&params, &groups).unwrap(), vec![0, 1, 0, 2]);
     }
 
     #[test]

@@ -72,8 +72,8 @@ const fn scoped(original: &'static str, scopes: &'static [&'static str], becomes
 
 use Becomes::{Converted, Followed, OnlyDefault, Same, Unsupported, Warned};
 
-const GROUPS: &[&str] = &["", "hyper", "t5"];
-const HYPER_GROUP_WHY: &str = "hint's optimizer has two groups, `hyper` (parameters whose name contains `hyper`) and `t5` (the others); a third group (the original's `roberta`, `under`) has no counterpart";
+const GROUPS: &[&str] = &["", "hyper", "roberta", "t5"];
+const HYPER_GROUP_WHY: &str = "hint's optimizer groups are `hyper` (parameters whose name contains `hyper`), `t5` (the others) and, for a separate instruction encoder, `henc` (the original's `roberta`: `.*/hyper/e.*`, with `hyper` as `.*/hyper/[^e].*`); other groups have no counterpart";
 const ONE_DEVICE: &str = "partitioning across devices: hint runs data-parallel (one model per device), so model partitioning does not change a run";
 const LOGGING: &str =
     "logging and summaries: hint writes metrics.jsonl, TensorBoard events and operative_config.gin";
@@ -128,7 +128,7 @@ pub const TABLE: &[Row] = &[
     row("SentencePieceVocabulary.extra_ids", OnlyDefault("0", "extra ids come from the tokenizer.json")),
     row("HuggingfaceVocabulary.model_name", Warned("hint reads the vocabulary from hint.data.Vocabulary.tokenizer_file (a tokenizer.json); bind it to the same vocabulary")),
     // ---- optimizers
-    scoped("Adafactor.learning_rate", GROUPS, Converted("<scope>/hint.optim.Adafactor.learning_rate", group_learning_rate)),
+    scoped("Adafactor.learning_rate", GROUPS, Converted("<scope>/hint.optim.Adafactor.learning_rate (scope roberta: henc)", group_learning_rate)),
     scoped("Adafactor.decay_rate", GROUPS, Same("hint.optim.Adafactor.decay_rate")),
     scoped("Adafactor.step_offset", GROUPS, Warned("the offset cancels the step t5x restores with a T5 checkpoint (1.1M for the LM-adapted T5s); hint starts a Hugging Face checkpoint at step 0 with fresh optimizer state, so no offset is applied")),
     scoped("Adafactor.multiply_by_parameter_scale", GROUPS, Same("hint.optim.Adafactor.multiply_by_parameter_scale")),
@@ -144,9 +144,9 @@ pub const TABLE: &[Row] = &[
     scoped("Adafactor.max_parameter_scale", GROUPS, Same("hint.optim.Adafactor.max_parameter_scale")),
     scoped("Adafactor.skip_nan_updates", GROUPS, Same("hint.optim.Adafactor.skip_nan_updates")),
     scoped("Adafactor.logical_factor_rules", GROUPS, Warned("hint factors every matrix's second moment over its two largest dimensions, as t5x's standard rules do for T5's kernels")),
-    row("MultiOptimizer.traversals_and_optimizers", Converted("the groups `hyper` and `t5` (a group the original leaves out is frozen: learning_rate = 0)", multi_optimizer)),
-    scoped("ModelParamTraversal.filter_fn", &["hyper", "t5"], Followed),
-    scoped("match_any.regexes", &["hyper"], Converted("checked: the `hyper` group is the parameters whose name contains `hyper`", hyper_regexes)),
+    row("MultiOptimizer.traversals_and_optimizers", Converted("the groups `hyper`, `t5` and (`roberta`, or `hyper` without the instruction encoder) `henc` with hint.train.TrainConfig.instruction_encoder_group = True; a group the original leaves out is frozen: learning_rate = 0", multi_optimizer)),
+    scoped("ModelParamTraversal.filter_fn", &["hyper", "roberta", "t5"], Followed),
+    scoped("match_any.regexes", &["hyper", "roberta"], Converted("checked: `hyper` is the parameters whose name contains `hyper` (or those but the instruction encoder's, `.*/hyper/[^e].*`), `roberta` the instruction encoder's (`.*/hyper/e.*`)", hyper_regexes)),
     scoped("inverse_match_any.regexes", &["t5"], Converted("checked: the `t5` group is every other parameter", hyper_regexes)),
     row("adam.*", Unsupported("optax groups: hint's AdamW groups are hint.optim.AdamW in the scopes hyper and t5 with hint.train.TrainConfig.optimizer = 'adamw' (configs/optim/adamw_dual.gin); the original's three groups have no two-group counterpart")),
     row("multi_transform.*", Unsupported("optax groups: see configs/optim/adamw_dual.gin")),
@@ -277,6 +277,8 @@ pub struct Translation {
     own_learning_rate: BTreeSet<String>,
     /// The groups MultiOptimizer trains (None: one optimizer for everything).
     trained_groups: Option<BTreeSet<String>>,
+    /// The `hyper` group leaves the instruction encoder out (`.*/hyper/[^e].*`).
+    hyper_excludes_encoder: bool,
     /// The infer_eval dataset is evaluated (`train.infer_eval_dataset_cfg` not None).
     infer_eval: Option<bool>,
     /// The train_eval dataset is evaluated.
@@ -310,7 +312,7 @@ impl Translation {
         let key = if self.scope.is_empty() {
             target.to_string()
         } else {
-            format!("{}/{target}", self.scope)
+            format!("{}/{target}", hint_group(&self.scope))
         };
         self.set(&key, value);
     }
@@ -348,8 +350,19 @@ impl Translation {
                 format!("{{{}}}", fields.join(", ")),
             );
         }
+        let mut groups = vec!["hyper", "t5"];
+        let separate_group = self.hyper_excludes_encoder
+            || self
+                .trained_groups
+                .as_ref()
+                .is_some_and(|trained| trained.contains("henc"));
+        if separate_group {
+            groups.push("henc");
+            self.current = "MultiOptimizer.traversals_and_optimizers".into();
+            self.set("hint.train.TrainConfig.instruction_encoder_group", "True");
+        }
         if let Some(trained) = self.trained_groups.clone() {
-            for group in ["hyper", "t5"] {
+            for &group in &groups {
                 if !trained.contains(group) {
                     self.current = "MultiOptimizer.traversals_and_optimizers".into();
                     self.set(
@@ -371,7 +384,7 @@ impl Translation {
                 .get("base_learning_rate")
                 .cloned()
                 .unwrap_or(Value::Float(0.5));
-            for group in ["hyper", "t5"] {
+            for &group in &groups {
                 if self.own_learning_rate.contains(group) {
                     continue;
                 }
@@ -702,20 +715,22 @@ fn loss_normalizing_factor(
     Ok(())
 }
 
-fn group_learning_rate(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
-    let scope = out.scope.clone();
-    let groups: Vec<String> = if scope.is_empty() {
-        vec!["hyper".into(), "t5".into()]
-    } else {
-        vec![scope]
-    };
-    for group in groups {
-        out.set(
-            &format!("{group}/hint.optim.Adafactor.learning_rate"),
-            number(value)?,
-        );
-        out.own_learning_rate.insert(group);
+/// hint's name of the original's optimizer scope.
+fn hint_group(scope: &str) -> &str {
+    match scope {
+        "roberta" => "henc",
+        other => other,
     }
+}
+
+fn group_learning_rate(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
+    out.set_in_scope("hint.optim.Adafactor.learning_rate", number(value)?);
+    let groups: Vec<String> = if out.scope.is_empty() {
+        ["hyper", "t5", "henc"].map(String::from).to_vec()
+    } else {
+        vec![hint_group(&out.scope).to_string()]
+    };
+    out.own_learning_rate.extend(groups);
     Ok(())
 }
 
@@ -744,26 +759,38 @@ fn multi_optimizer(value: &Value, out: &mut Translation) -> std::result::Result<
             ));
         }
         let scope = &traversal.scope;
-        if scope != &optimizer.scope || !["hyper", "t5"].contains(&scope.as_str()) {
+        if scope != &optimizer.scope || !["hyper", "roberta", "t5"].contains(&scope.as_str()) {
             return Err(format!("group `{scope}`: {HYPER_GROUP_WHY}"));
         }
-        trained.insert(scope.clone());
+        trained.insert(hint_group(scope).to_string());
     }
     out.trained_groups = Some(trained);
     Ok(())
 }
 
-fn hyper_regexes(value: &Value, _: &mut Translation) -> std::result::Result<(), String> {
-    let accepted = [".*hyper.*", ".*/hyper.*"];
-    match value {
-        Value::List(items) | Value::Tuple(items)
-            if items
-                .iter()
-                .all(|item| matches!(item, Value::Str(s) if accepted.contains(&s.as_str()))) =>
-        {
+fn hyper_regexes(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
+    let regexes: Vec<&str> = match value {
+        Value::List(items) | Value::Tuple(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::Str(s) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect::<Option<_>>()
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let all =
+        |accepted: &[&str]| !regexes.is_empty() && regexes.iter().all(|r| accepted.contains(r));
+    let whole_hypernetwork = [".*hyper.*", ".*/hyper.*"];
+    match out.scope.as_str() {
+        "hyper" | "t5" if all(&whole_hypernetwork) => Ok(()),
+        "hyper" if all(&[".*/hyper/[^e].*"]) => {
+            out.hyper_excludes_encoder = true;
             Ok(())
         }
-        other => Err(format!("{other}: {HYPER_GROUP_WHY}")),
+        "roberta" if all(&[".*/hyper/e.*"]) => Ok(()),
+        _ => Err(format!("{value}: {HYPER_GROUP_WHY}")),
     }
 }
 

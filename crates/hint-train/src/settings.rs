@@ -261,6 +261,11 @@ pub struct RunSettings {
     pub hyper_adamw: AdamWConfig,
     /// `t5/hint.optim.AdamW` (read when `TrainConfig.optimizer = "adamw"`).
     pub t5_adamw: AdamWConfig,
+    /// `henc/hint.optim.Adafactor` or `henc/hint.optim.AdamW`, the separate instruction
+    /// encoder's group (read when `TrainConfig.instruction_encoder_group`).
+    pub henc_optimizer: AdafactorConfig,
+    /// See `henc_optimizer`.
+    pub henc_adamw: AdamWConfig,
     /// The `hint.data.*` configurables.
     pub data: DataConfig,
     /// The device `Run.device` names, checked against what libtorch sees.
@@ -324,11 +329,26 @@ impl RunSettings {
                 AdamWConfig::default()
             })
         };
+        let henc = train.instruction_encoder_group;
+        let hyper: HyperConfig = config.get("hint.model.HyperConfig", "")?;
+        if henc && hyper.share_hnet_encoder {
+            tracing::warn!("hint.train.TrainConfig.instruction_encoder_group is set, but the instruction encoder is T5's (share_hnet_encoder = True): the `henc` group is empty");
+        }
         let settings = Self {
+            henc_optimizer: if henc && !adamw {
+                config.get("hint.optim.Adafactor", "henc")?
+            } else {
+                AdafactorConfig::default()
+            },
+            henc_adamw: if henc && adamw {
+                config.get("hint.optim.AdamW", "henc")?
+            } else {
+                AdamWConfig::default()
+            },
             train,
             eval: config.get("hint.train.EvalConfig", "")?,
             t5: config.get("hint.model.T5Config", "")?,
-            hyper: config.get("hint.model.HyperConfig", "")?,
+            hyper,
             hyper_optimizer: adafactor("hyper")?,
             t5_optimizer: adafactor("t5")?,
             hyper_adamw: adamw_config("hyper")?,
@@ -351,15 +371,20 @@ impl RunSettings {
 }
 
 impl RunSettings {
-    /// The optimizer's two groups (`hyper`: every parameter whose name contains `hyper`;
-    /// `t5`: the others), with the chosen update rule's settings.
+    /// The optimizer's groups (`hyper`: every parameter whose name contains `hyper`;
+    /// `t5`: the others; with `TrainConfig.instruction_encoder_group`, `henc`: a separate
+    /// instruction encoder, out of `hyper`), with the chosen update rule's settings.
     pub fn param_groups(&self) -> Vec<ParamGroup> {
-        match self.train.optimizer {
-            OptimizerKind::Adafactor => {
-                ParamGroup::dual(self.hyper_optimizer.clone(), self.t5_optimizer.clone())
+        let (hyper, t5) = (self.hyper_optimizer.clone(), self.t5_optimizer.clone());
+        let (hyper_adamw, t5_adamw) = (self.hyper_adamw.clone(), self.t5_adamw.clone());
+        match (self.train.optimizer, self.train.instruction_encoder_group) {
+            (OptimizerKind::Adafactor, false) => ParamGroup::dual(hyper, t5),
+            (OptimizerKind::Adafactor, true) => {
+                ParamGroup::triple(hyper, self.henc_optimizer.clone(), t5)
             }
-            OptimizerKind::AdamW => {
-                ParamGroup::dual_adamw(self.hyper_adamw.clone(), self.t5_adamw.clone())
+            (OptimizerKind::AdamW, false) => ParamGroup::dual_adamw(hyper_adamw, t5_adamw),
+            (OptimizerKind::AdamW, true) => {
+                ParamGroup::triple_adamw(hyper_adamw, self.henc_adamw.clone(), t5_adamw)
             }
         }
     }

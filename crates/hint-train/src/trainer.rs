@@ -80,6 +80,11 @@ pub struct TrainConfig {
     /// `hint.optim.Adafactor` in the scopes `hyper` and `t5`) or `adamw` (configured by
     /// `hint.optim.AdamW` in the same scopes; the reference's `partial_train_adam.gin`).
     pub optimizer: OptimizerKind,
+    /// A third optimizer group for a separate instruction encoder
+    /// (`share_hnet_encoder = False`): `hyper.hyper_encoder.*` in scope `henc`
+    /// (`henc/hint.optim.Adafactor` or `henc/hint.optim.AdamW`), the rest of the
+    /// hypernetwork in `hyper` (the reference's `roberta` group, `partial_train_adafactor.gin`).
+    pub instruction_encoder_group: bool,
 }
 
 /// The update rule of a run's parameter groups.
@@ -110,6 +115,7 @@ impl Default for TrainConfig {
             shard_optimizer: false,
             contrastive_metric: false,
             optimizer: OptimizerKind::Adafactor,
+            instruction_encoder_group: false,
         }
     }
 }
