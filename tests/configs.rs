@@ -341,11 +341,14 @@ fn every_config_parses_and_builds() {
             check_model_file(&name, size.split_once('_').map(|(_, s)| s).unwrap());
         } else if name.starts_with("hint/") || name.starts_with("optim/") {
             // Fragments: on top of a tiny model and the embedded default run.
-            let files = [
+            let mut files = vec![
                 "builtin.gin".to_string(),
                 "models/hint_tiny.gin".to_string(),
-                name.clone(),
             ];
+            if name == "optim/restore_hypertune.gin" {
+                files.push("hint/hypertune.gin".into());
+            }
+            files.push(name.clone());
             let model_dir = fixtures.path("fragment");
             let paths: Vec<PathBuf> = files.iter().map(|f| configs_dir().join(f)).collect();
             let config = load_config(
@@ -378,6 +381,31 @@ fn every_config_parses_and_builds() {
                 }
                 assert!(names.iter().any(|n| n.starts_with("hyper.hyper_encoder.")));
             }
+            if name == "optim/restore_hypertune.gin" {
+                // The hyper-decoder's sublayers come from the decoder's (a fragment on a
+                // HINT model: the file needs the HyperTune switches beside it).
+                assert_eq!(
+                    settings.hyper.layer_embedding_method,
+                    hint::model::LayerEmbedding::Decoder
+                );
+                let variables = vs.variables();
+                for (ours, theirs) in [
+                    (
+                        "hyper.hyper_decoder.block.0.layer.0.EncDecAttention.q.weight",
+                        "decoder.block.0.layer.1.EncDecAttention.q.weight",
+                    ),
+                    (
+                        "hyper.hyper_decoder.block.1.layer.1.DenseReluDense.wo.weight",
+                        "decoder.block.1.layer.2.DenseReluDense.wo.weight",
+                    ),
+                    (
+                        "hyper.hyper_decoder.final_layer_norm.weight",
+                        "decoder.final_layer_norm.weight",
+                    ),
+                ] {
+                    assert!(variables[ours].equal(&variables[theirs]), "{ours}");
+                }
+            }
             if name == "optim/separate_henc.gin" {
                 // The separate instruction encoder was read from the checkpoint's encoder.
                 let q = "block.0.layer.0.SelfAttention.q.weight";
@@ -403,6 +431,10 @@ fn every_config_parses_and_builds() {
         "optim/adafactor_dual.gin",
         "optim/separate_henc.gin",
         "optim/adafactor_henc.gin",
+        "optim/restore_hypertune.gin",
+        "hint/hypter.gin",
+        "hint/hypertune.gin",
+        "experiments/arms/hypter.gin",
         "models/t5_small.gin",
         "models/hint_xxl.gin",
         "experiments/list_functions.gin",

@@ -118,25 +118,60 @@ fn hint_bindings_pass_through_beside_the_original() {
 
 #[test]
 fn a_design_hint_lacks_is_an_error_naming_the_binding_and_file() {
-    let hypter = "hyper_network.HyperT5Config.per_layer_hnet = True\n";
+    let concat = "hyper_network.HyperT5Config.layer_embedding_method = 'concat'\n";
     let error = load(
+        "concat",
+        &[("model.gin", MODEL), ("concat.gin", concat)],
+        &["DROPOUT_RATE = 0.0"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("layer_embedding_method"), "{error}");
+    assert!(error.contains("concat.gin:1"), "{error}");
+    assert!(error.contains("not built"), "{error}");
+    // A switch at the value hint's design equals is accepted, another is not.
+    let f32_logits = "hyper_network.HyperT5Config.float32_attention_logits = True\n";
+    let error = load(
+        "f32",
+        &[("model.gin", MODEL), ("f32.gin", f32_logits)],
+        &["DROPOUT_RATE = 0.0"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("f32.gin:1") && error.contains("float32_attention_logits"),
+        "{error}"
+    );
+    let off = f32_logits.replace("True", "False");
+    load(
+        "f32-off",
+        &[("model.gin", MODEL), ("off.gin", &off)],
+        &["DROPOUT_RATE = 0.0"],
+    )
+    .unwrap();
+    // Hypter's switches (hypter.gin) translate to hint's Hypter design.
+    let hypter = "hyper_network.HyperT5Config:\n  per_layer_hnet = True\n  layer_embedding_method = 'none'\n  share_hnet_encoder = False\n";
+    let settings = load(
         "hypter",
         &[("model.gin", MODEL), ("hypter.gin", hypter)],
+        &["DROPOUT_RATE = 0.0"],
+    )
+    .unwrap();
+    assert_eq!(
+        settings.hyper.layer_embedding_method,
+        hint::model::LayerEmbedding::Pooled
+    );
+    assert!(settings.hyper.per_layer_hnet);
+    // Half of it is an error naming the switch.
+    let half = "hyper_network.HyperT5Config.per_layer_hnet = True\n";
+    let error = load(
+        "half",
+        &[("model.gin", MODEL), ("half.gin", half)],
         &["DROPOUT_RATE = 0.0"],
     )
     .unwrap_err()
     .to_string();
     assert!(error.contains("per_layer_hnet"), "{error}");
-    assert!(error.contains("hypter.gin:1"), "{error}");
-    assert!(error.contains("Hypter"), "{error}");
-    // The same switch at the value hint's design equals is accepted.
-    let off = "hyper_network.HyperT5Config.per_layer_hnet = False\nhyper_network.HyperT5Config.layer_embedding_method = 'component'\n";
-    load(
-        "hypter-off",
-        &[("model.gin", MODEL), ("off.gin", off)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap();
     // A configurable neither hint nor the table knows is an error too (not a silent drop).
     let unknown = "from __gin__ import dynamic_registration\nfrom t5x import utils\nutils.SomethingNew.x = 1\n";
     let error = load(
@@ -274,17 +309,12 @@ fn load_original(files: &[String], scratch: &Path) -> Result<RunSettings, TrainE
 /// The files that name a design or optimizer hint does not build, and the binding each
 /// error names.
 const NOT_BUILT: &[(&str, &str)] = &[
-    ("hypertune.gin", "layer_embedding_method: 'decoder'"),
-    (
-        "hypertune_decoder_us.gin",
-        "layer_embedding_method: 'decoder_test'",
-    ),
-    ("hypertune_embed.gin", "layer_embedding_method: 'decoder'"),
-    (
-        "hypertune_full_train.gin",
-        "layer_embedding_method: 'decoder'",
-    ),
-    ("hypter.gin", "layer_embedding_method: 'none'"),
+    // HyperTune's maps start the hyper-decoder from the decoder, over t5x's names.
+    ("hypertune.gin", "assignment_map: rule"),
+    ("hypertune_decoder_us.gin", "layer_embedding_method"),
+    // HyperTune's decoder with per-layer generators.
+    ("hypertune_embed.gin", "per_layer_hnet = True is built for"),
+    ("hypertune_full_train.gin", "assignment_map: rule"),
     ("partial_train_adam.gin", "optax groups"),
     // A map over t5x's variable names; configs/optim/separate_henc.gin is hint's.
     ("separate_henc.gin", "assignment_map: rule"),

@@ -163,7 +163,7 @@ fn config_show_prints_the_translation_of_the_originals_gin() {
 
     std::fs::write(
         dir.join("hypter.gin"),
-        "hyper_network.HyperT5Config.per_layer_hnet = True\n",
+        "hyper_network.HyperT5Config.layer_embedding_method = 'layer'\n",
     )
     .unwrap();
     let output = hint()
@@ -179,7 +179,7 @@ fn config_show_prints_the_translation_of_the_originals_gin() {
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("hypter.gin:1:1") && stderr.contains("per_layer_hnet"),
+        stderr.contains("hypter.gin:1:1") && stderr.contains("layer_embedding_method"),
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);

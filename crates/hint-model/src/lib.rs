@@ -25,7 +25,7 @@ pub mod t5;
 
 pub use assignment::{load_weights_mapped, AssignmentMap, AssignmentReport};
 pub use error::ModelError;
-pub use hyper::config::HyperConfig;
+pub use hyper::config::{HyperConfig, LayerEmbedding};
 pub use hyper::flops;
 pub use hyper::model::{HyperT5, TaskAdaptation};
 pub use memory::{count_cpu_tensors, memory_usage, reset_peak_memory, MemoryUsage};

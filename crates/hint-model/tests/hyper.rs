@@ -4,7 +4,15 @@
 use hint_model::flops::{hypernetwork_parameters, inference_flops, Workload};
 use hint_model::generation::{generate_adapted, DecodeStrategy, EarlyStopping, GenerationConfig};
 use hint_model::t5::memory::EncoderMemory;
-use hint_model::{cross_entropy, HyperConfig, HyperT5, LossConfig, T5Config, TaskAdaptation};
+use hint_model::{
+    cross_entropy, HyperConfig, HyperT5, LayerEmbedding, LossConfig, T5Config, TaskAdaptation,
+};
+
+const METHODS: [LayerEmbedding; 3] = [
+    LayerEmbedding::Component,
+    LayerEmbedding::Decoder,
+    LayerEmbedding::Pooled,
+];
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 fn tiny_t5() -> T5Config {
@@ -287,11 +295,14 @@ fn every_combination_of_modules_runs_forward_and_backward() {
             num_prompt_tokens: 2,
             use_fusion_in_decoder: on(4),
             use_ia3: on(5),
-            // Both sides of the two switches across the combinations.
+            // Both sides of the two switches, and each design, across the combinations.
             hnet_layernorm: bits % 3 == 0,
             use_linear: bits % 4 < 2,
+            layer_embedding_method: METHODS[(bits as usize / 2) % 3],
+            per_layer_hnet: METHODS[(bits as usize / 2) % 3] == LayerEmbedding::Pooled,
             ..HyperConfig::preset("tiny").unwrap()
         };
+        config.validate().unwrap();
         let (vs, model) = build(&config);
         let logits = model.forward_batch(&inputs, &mask, &instructions, &decoder_inputs, true);
         assert_eq!(logits.size(), vec![3, 3, 40], "{config:?}");
@@ -745,4 +756,90 @@ fn the_generator_norm_makes_generation_independent_of_the_components_scale() {
     };
     assert!(max_diff(&generated_prefix(true, 1.0), &generated_prefix(true, 3.0)) < 1e-5);
     assert!(max_diff(&generated_prefix(false, 1.0), &generated_prefix(false, 3.0)) > 1e-3);
+}
+
+/// HyperTune (`layer_embedding_method = "decoder"`) and Hypter (`"none"` with
+/// `per_layer_hnet`): every hypernetwork parameter trains, and what the generators read is
+/// what each design says.
+#[test]
+fn hypertune_and_hypter_read_the_instruction_as_designed() {
+    let (inputs, mask, instructions, decoder_inputs) = batch();
+    let targets = ids(&[&[3, 4, 1], &[5, 6, 1], &[7, 8, 1]]);
+    let weights = targets.ne(0).to_kind(Kind::Float);
+    for method in [LayerEmbedding::Decoder, LayerEmbedding::Pooled] {
+        let config = HyperConfig {
+            layer_embedding_method: method,
+            per_layer_hnet: method == LayerEmbedding::Pooled,
+            use_fusion_in_decoder: false,
+            share_hnet_encoder: method == LayerEmbedding::Decoder,
+            ..HyperConfig::preset("tiny").unwrap()
+        };
+        config.validate().unwrap();
+        let (vs, model) = build(&config);
+        let names: Vec<String> = vs.variables().keys().cloned().collect();
+        let has = |prefix: &str| names.iter().any(|n| n.starts_with(prefix));
+        assert_eq!(
+            has("hyper.hyper_decoder.block.0.layer.0.EncDecAttention.q"),
+            method == LayerEmbedding::Decoder
+        );
+        assert!(!has("hyper.hyperattn"), "{method:?}");
+        assert_eq!(
+            has("hyper.component_embedding"),
+            method == LayerEmbedding::Decoder
+        );
+        // HyperTune normalises every generator's input.
+        assert_eq!(
+            has("hyper.adapter_down_norm"),
+            method == LayerEmbedding::Decoder
+        );
+        let logits = model.forward_batch(&inputs, &mask, &instructions, &decoder_inputs, true);
+        cross_entropy(&logits, &targets, &weights, &LossConfig::default())
+            .total
+            .backward();
+        for (name, var) in vs.variables() {
+            if name.starts_with("hyper.") {
+                let norm = f64::try_from(var.grad().norm()).unwrap();
+                assert!(norm > 0.0, "{method:?}: {name} received no gradient");
+            }
+        }
+        let hypernetwork = model.hypernetwork.as_ref().unwrap();
+        let (states, instruction_mask) =
+            tch::no_grad(|| model.encode_instruction(&instructions, false));
+        let components =
+            tch::no_grad(|| hypernetwork.components(Some((&states, &instruction_mask)), false));
+        match method {
+            // Hypter reads the mean of the instruction's states.
+            LayerEmbedding::Pooled => {
+                let lengths = instruction_mask
+                    .sum_dim_intlist(1, true, Kind::Float)
+                    .unsqueeze(-1);
+                let mean = states.sum_dim_intlist(1, true, Kind::Float) / lengths;
+                assert_eq!(components.size(), vec![3, 1, 16]);
+                assert!(max_diff(&components, &mean) < 1e-6);
+            }
+            // No self-attention: each component row reads the instruction on its own, so
+            // swapping two embeddings swaps their outputs and changes no other row.
+            _ => {
+                let embedding = vs.variables()["hyper.component_embedding"].shallow_clone();
+                let original = embedding.copy();
+                tch::no_grad(|| {
+                    let swapped = original.index_select(0, &Tensor::from_slice(&[1i64, 0]));
+                    embedding.narrow(0, 0, 2).copy_(&swapped);
+                });
+                let after = tch::no_grad(|| {
+                    hypernetwork.components(Some((&states, &instruction_mask)), false)
+                });
+                assert!(max_diff(&after.narrow(1, 0, 1), &components.narrow(1, 1, 1)) < 1e-6);
+                assert!(max_diff(&after.narrow(1, 1, 1), &components.narrow(1, 0, 1)) < 1e-6);
+                assert!(max_diff(&after.narrow(1, 2, 3), &components.narrow(1, 2, 3)) < 1e-6);
+            }
+        }
+    }
+    let error = HyperConfig {
+        layer_embedding_method: LayerEmbedding::Pooled,
+        ..HyperConfig::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(error.contains("per_layer_hnet"), "{error}");
 }

@@ -8,7 +8,7 @@
 //! not know but [`TABLE`] does), and [`translate`] rewrites every binding into hint's
 //! configurables through that one table, which the README prints as well. Nothing is
 //! dropped silently: a binding with no counterpart is an error naming it and where it was
-//! bound, unless it is bound to the value hint's design equals (`per_layer_hnet = False`); a
+//! bound, unless it is bound to the value hint's design equals (`float32_attention_logits = False`); a
 //! binding that cannot change a run here (partitioning on one device, loggers) is
 //! reported as a warning. Bindings of hint's own configurables pass through unchanged, so
 //! `--gin.hint.data.SuperNI.path=…` can be added to the original's files.
@@ -109,9 +109,9 @@ pub const TABLE: &[Row] = &[
     row("HyperT5Config.share_hnet_encoder", Same("hint.model.HyperConfig.share_hnet_encoder")),
     row("HyperT5Config.use_tanh_prefix", Same("hint.model.HyperConfig.use_tanh_prefix")),
     row("HyperT5Config.hyperencoder_model", Unsupported("hint's separate instruction encoder (share_hnet_encoder = False) has the T5's own shape and starts from the checkpoint's encoder through hint.train.Run.assignment_map (configs/optim/separate_henc.gin); no other model is loaded")),
-    row("HyperT5Config.layer_embedding_method", OnlyDefault("'component'", "hint's hypernetwork embeds each component (the default); the `layer`, `concat`, `none` and `decoder` (HyperTune) designs are not built")),
+    row("HyperT5Config.layer_embedding_method", Converted("hint.model.HyperConfig.layer_embedding_method: 'component' (HINT), 'decoder' (HyperTune), 'none' (Hypter, with per_layer_hnet); 'layer', 'concat' and 'decoder_test' are not built", layer_embedding_method)),
     row("HyperT5Config.use_linear", Same("hint.model.HyperConfig.use_linear")),
-    row("HyperT5Config.per_layer_hnet", OnlyDefault("False", "a hypernetwork per layer (Hypter) is not built")),
+    row("HyperT5Config.per_layer_hnet", Same("hint.model.HyperConfig.per_layer_hnet")),
     row("HyperT5Config.hypernet_activations", OnlyDefault("('gelu',)", "hint's generators use GELU (tanh approximation, as flax's nn.gelu)")),
     row("HyperT5Config.hnet_layernorm", Same("hint.model.HyperConfig.hnet_layernorm")),
     row("HyperTransformer.config", Followed),
@@ -337,7 +337,24 @@ impl Translation {
         out
     }
 
-    fn finish(mut self) -> Self {
+    fn finish(mut self) -> Result<Self> {
+        // The model's switches that only work together, named where the original bound them.
+        let bound = |target: &str| self.bindings.get(target).cloned();
+        if let (Some((per_layer, origin)), method) = (
+            bound("hint.model.HyperConfig.per_layer_hnet"),
+            bound("hint.model.HyperConfig.layer_embedding_method"),
+        ) {
+            let pooled = method.as_ref().is_some_and(|(m, _)| m == "'none'");
+            if per_layer == "True" && !pooled {
+                return Err(TrainError::invalid(
+                    origin,
+                    format!(
+                        "per_layer_hnet = True is built for layer_embedding_method = 'none' (Hypter) only, not {}",
+                        method.map_or("'component'".into(), |(m, _)| m)
+                    ),
+                ));
+            }
+        }
         if !self.loss.is_empty() {
             let fields: Vec<String> = self
                 .loss
@@ -453,7 +470,7 @@ impl Translation {
             self.current = "train.total_steps".into();
             self.warn("t5x counts TRAIN_STEPS from the start of pre-training, including the restored checkpoint's steps; hint starts a Hugging Face checkpoint at step 0 and trains TRAIN_STEPS steps (bind TRAIN_STEPS_RELATIVE or hint.train.TrainConfig.steps to the fine-tuning steps)");
         }
-        self
+        Ok(self)
     }
 }
 
@@ -563,7 +580,7 @@ pub fn translate(config: &Config, registry: &Registry) -> Result<Translation> {
             Unsupported(why) => return Err(error(format!("is not supported: {why}"))),
         }
     }
-    Ok(out.finish())
+    out.finish()
 }
 
 /// Whether `selector` names a configurable of the original or t5x that [`TABLE`] maps.
@@ -672,6 +689,21 @@ fn mlp_activations(value: &Value, out: &mut Translation) -> std::result::Result<
         Value::Str(proj.into()),
     );
     Ok(())
+}
+
+fn layer_embedding_method(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
+    match str_of(value)? {
+        method @ ("component" | "decoder" | "none") => {
+            out.set(
+                "hint.model.HyperConfig.layer_embedding_method",
+                Value::Str(method.into()),
+            );
+            Ok(())
+        }
+        other => Err(format!(
+            "'{other}' is not built: hint's designs are 'component' (HINT), 'decoder' (HyperTune) and 'none' (Hypter)"
+        )),
+    }
 }
 
 fn contrastive_model(_: &Value, out: &mut Translation) -> std::result::Result<(), String> {
@@ -962,7 +994,7 @@ fn assignment_map(value: &Value, out: &mut Translation) -> std::result::Result<(
             }
             _ => {
                 return Err(format!(
-                    "rule {rule} is written over t5x's variable names (`encoder/layers_0/…`); hint's variables have Hugging Face names: write the map over them (configs/optim/separate_henc.gin is the translated separate_henc.gin)"
+                    "rule {rule} is written over t5x's variable names (`encoder/layers_0/…`); hint's variables have Hugging Face names: write the map over them (configs/optim/separate_henc.gin and restore_hypertune.gin translate separate_henc.gin's and hypertune.gin's)"
                 ))
             }
         }

@@ -331,6 +331,14 @@ impl RunSettings {
         };
         let henc = train.instruction_encoder_group;
         let hyper: HyperConfig = config.get("hint.model.HyperConfig", "")?;
+        hyper.validate().map_err(|message| {
+            invalid_binding(
+                config,
+                "hint.model.HyperConfig",
+                "layer_embedding_method",
+                message,
+            )
+        })?;
         if henc && hyper.share_hnet_encoder {
             tracing::warn!("hint.train.TrainConfig.instruction_encoder_group is set, but the instruction encoder is T5's (share_hnet_encoder = True): the `henc` group is empty");
         }

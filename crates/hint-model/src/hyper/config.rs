@@ -4,6 +4,25 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How the hypernetwork turns the encoded instruction into the vectors its generators read
+/// (the reference's `layer_embedding_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerEmbedding {
+    /// HINT: one learned embedding per generated component attends over the instruction
+    /// (one attention layer, `hyper.hyperattn`).
+    #[default]
+    Component,
+    /// HyperTune (Phang et al. 2022): the component embeddings go through a hyper-decoder,
+    /// T5 decoder layers without self-attention that cross-attend to the instruction
+    /// (`hyper.hyper_decoder`), and each generator normalises its input.
+    Decoder,
+    /// Hypter (Ye and Ren 2021), with `per_layer_hnet`: no component embeddings; every
+    /// generator reads the mean-pooled instruction and emits all layers' values at once.
+    #[serde(rename = "none")]
+    Pooled,
+}
+
 /// HINT's switches. The default is HINT as in the paper: shared instruction encoder with
 /// padding masked, adapters and prefixes, fusion in the decoder, generator dropout 0.
 ///
@@ -68,6 +87,12 @@ pub struct HyperConfig {
     /// `dropout(W·h) / √d` (`hyper.instruction_embed`; the reference's `use_linear`, meant
     /// for an instruction encoder whose states do not match the decoder's).
     pub use_linear: bool,
+    /// What the generators read: `component` (HINT), `decoder` (HyperTune) or `none`
+    /// (Hypter, with `per_layer_hnet`).
+    pub layer_embedding_method: LayerEmbedding,
+    /// Generators emit every layer's values from one input vector (the reference's
+    /// `per_layer_hnet`; Hypter's design, with `layer_embedding_method = "none"`).
+    pub per_layer_hnet: bool,
 }
 
 impl Default for HyperConfig {
@@ -92,6 +117,8 @@ impl Default for HyperConfig {
             use_tanh_prefix: false,
             hnet_layernorm: false,
             use_linear: false,
+            layer_embedding_method: LayerEmbedding::Component,
+            per_layer_hnet: false,
         }
     }
 }
@@ -146,6 +173,27 @@ impl HyperConfig {
             || self.lora_enabled()
             || self.use_ia3
             || self.use_prompt
+    }
+
+    /// Checks the switches that only work together.
+    ///
+    /// # Errors
+    /// A message naming the switches, for the caller to attach to the binding.
+    pub fn validate(&self) -> Result<(), String> {
+        let pooled = self.layer_embedding_method == LayerEmbedding::Pooled;
+        if pooled != self.per_layer_hnet {
+            return Err("layer_embedding_method = \"none\" and per_layer_hnet = True go together (Hypter): generators that read the pooled instruction emit every layer's values".into());
+        }
+        if self.layer_embedding_method != LayerEmbedding::Component
+            && self.has_hypernetwork()
+            && !self.use_instructions
+        {
+            return Err(format!(
+                "layer_embedding_method = {:?} reads the instruction: use_instructions must be True",
+                self.layer_embedding_method
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the fused instruction goes through `hyper.instruction_embed` (`use_linear`

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::t5::config::T5Config;
 
-use super::config::HyperConfig;
+use super::config::{HyperConfig, LayerEmbedding};
+use super::decoder::hyper_decoder_parameters;
 use super::layout::Layout;
 
 /// Lengths of one inference workload.
@@ -172,23 +173,37 @@ pub fn hypernetwork_parameters(c: &T5Config, h: &HyperConfig) -> i64 {
     }
     let layout = Layout::new(c, h);
     let d = c.d_model;
-    let attention = if h.use_instructions {
-        4 * d * c.inner_dim()
+    let method = h.layer_embedding_method;
+    let pooled = method == LayerEmbedding::Pooled;
+    let reader = match (h.use_instructions, method) {
+        (true, LayerEmbedding::Component) => 4 * d * c.inner_dim(),
+        (true, LayerEmbedding::Decoder) => hyper_decoder_parameters(c),
+        _ => 0,
+    };
+    let norm = if h.hnet_layernorm || method == LayerEmbedding::Decoder {
+        d
     } else {
         0
     };
-    let norm = if h.hnet_layernorm { d } else { 0 };
     let generators: i64 = layout
         .kinds()
         .iter()
-        .map(|kind| d * d + d * kind.output_dim(c, h) + norm)
+        .map(|kind| {
+            let rows = if pooled {
+                layout.rows_of(*kind).len() as i64
+            } else {
+                1
+            };
+            d * d + d * kind.output_dim(c, h) * rows + norm
+        })
         .sum();
     let gate = if h.use_prefix && h.zero_init_generated {
         layout.slots
     } else {
         0
     };
-    layout.rows() * d + attention + generators + gate + instruction_linear
+    let embeddings = if pooled { 0 } else { layout.rows() * d };
+    embeddings + reader + generators + gate + instruction_linear
 }
 
 /// HINT's and the concatenation baseline's forward FLOPs for a workload.
@@ -211,18 +226,31 @@ pub fn inference_flops(c: &T5Config, h: &HyperConfig, w: &Workload) -> FlopsRepo
     }
     if h.has_hypernetwork() {
         let rows = layout.rows();
-        if h.use_instructions {
-            per_task += matmul(rows, d, inner) // queries
-                + 2.0 * matmul(w.instruction_len, d, inner) // keys, values
-                + 2.0 * matmul(rows, inner, w.instruction_len) // scores, context
-                + matmul(rows, inner, d); // output
-        }
+        // One cross-attention of the component rows over the instruction.
+        let attention = matmul(rows, d, inner) // queries
+            + 2.0 * matmul(w.instruction_len, d, inner) // keys, values
+            + 2.0 * matmul(rows, inner, w.instruction_len) // scores, context
+            + matmul(rows, inner, d); // output
+        per_task += match (h.use_instructions, h.layer_embedding_method) {
+            (true, LayerEmbedding::Component) => attention,
+            // Each hyper-decoder layer: that cross-attention and a feed-forward.
+            (true, LayerEmbedding::Decoder) => {
+                c.decoder_layers() as f64 * (attention + feed_forward(c, 0, rows))
+            }
+            _ => 0.0,
+        };
+        let pooled = h.layer_embedding_method == LayerEmbedding::Pooled;
         per_task += layout
             .kinds()
             .iter()
             .map(|kind| {
                 let n = layout.rows_of(*kind).len() as i64;
-                matmul(n, d, d) + matmul(n, d, kind.output_dim(c, h))
+                if pooled {
+                    // One input vector, all n rows emitted at once.
+                    matmul(1, d, d) + matmul(1, d, n * kind.output_dim(c, h))
+                } else {
+                    matmul(n, d, d) + matmul(n, d, kind.output_dim(c, h))
+                }
             })
             .sum::<f64>();
     }

@@ -12,7 +12,8 @@ use crate::t5::adaptation::{
 use crate::t5::config::T5Config;
 use crate::t5::layers::{in_kind, mask_value, LayerNorm, Linear};
 
-use super::config::HyperConfig;
+use super::config::{HyperConfig, LayerEmbedding};
+use super::decoder::HyperDecoder;
 use super::layout::{Generated, Layout};
 
 /// A variable of shape `[out, in]` drawn from t5x's `variance_scaling(1.0, 'fan_in',
@@ -66,8 +67,14 @@ impl Generator {
 #[derive(Debug)]
 pub struct Hypernetwork {
     layout: Layout,
-    component_embedding: Tensor,
+    /// One learned vector per generated component row (none for Hypter's pooled design).
+    component_embedding: Option<Tensor>,
+    /// HINT's hyper-attention of the components over the instruction.
     attention: Option<[Linear; 4]>,
+    /// HyperTune's hyper-decoder in its place.
+    decoder: Option<HyperDecoder>,
+    /// Hypter: the generators read the mean-pooled instruction and emit every row.
+    pooled: bool,
     /// In a fixed order: generator dropout draws from the random generator in turn, so
     /// the order decides the masks (a HashMap's differs from process to process).
     generators: BTreeMap<Generated, Generator>,
@@ -91,15 +98,22 @@ impl Hypernetwork {
     pub fn new(p: nn::Path<'_>, t5: &T5Config, hyper: &HyperConfig) -> Self {
         let layout = Layout::new(t5, hyper);
         let (d, inner, hd) = (t5.d_model, t5.inner_dim(), t5.d_kv);
-        let component_embedding = p.var(
-            "component_embedding",
-            &[layout.rows(), d],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: (1.0 / d as f64).sqrt(),
-            },
-        );
-        let attention = hyper.use_instructions.then(|| {
+        let method = hyper.layer_embedding_method;
+        let pooled = method == LayerEmbedding::Pooled;
+        let component_embedding = (!pooled).then(|| {
+            p.var(
+                "component_embedding",
+                &[layout.rows(), d],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: (1.0 / d as f64).sqrt(),
+                },
+            )
+        });
+        let decoder = (hyper.use_instructions && method == LayerEmbedding::Decoder)
+            .then(|| HyperDecoder::new(&p / "hyper_decoder", t5));
+        let with_attention = hyper.use_instructions && method == LayerEmbedding::Component;
+        let attention = with_attention.then(|| {
             let attn = &p / "hyperattn";
             let normal = |name: &str, fan_in: i64, fan_out: i64, std: f64| {
                 Linear::new(&attn / name, fan_in, fan_out, std)
@@ -116,7 +130,13 @@ impl Hypernetwork {
         let mut row_index = HashMap::new();
         for kind in layout.kinds() {
             let g = &p / kind.name();
-            let out = kind.output_dim(t5, hyper);
+            // Hypter's generators emit all of a kind's rows from one input.
+            let rows = if pooled {
+                layout.rows_of(kind).len() as i64
+            } else {
+                1
+            };
+            let out = kind.output_dim(t5, hyper) * rows;
             let wi = truncated_normal_linear(&g / "wi", d, d);
             let wo = if hyper.zero_init_generated && kind.zero_initialised() {
                 Linear::new(&g / "wo", d, out, 0.0)
@@ -125,7 +145,9 @@ impl Hypernetwork {
             };
             let tanh = hyper.use_tanh_prefix
                 && matches!(kind, Generated::PrefixKey | Generated::PrefixValue);
-            let norm = hyper.hnet_layernorm.then(|| {
+            // HyperTune always normalises what its generators read.
+            let normalise = hyper.hnet_layernorm || method == LayerEmbedding::Decoder;
+            let norm = normalise.then(|| {
                 LayerNorm::new(
                     &p / format!("{}_norm", kind.name()),
                     d,
@@ -145,6 +167,8 @@ impl Hypernetwork {
             layout,
             component_embedding,
             attention,
+            decoder,
+            pooled,
             generators,
             prefix_gate,
             row_index,
@@ -164,10 +188,32 @@ impl Hypernetwork {
     }
 
     /// Component vectors `[B, rows, d]`: the component embeddings attending over the
-    /// instruction (`states [B, L, d]`, `mask [B, L]`), or the embeddings alone `[1, rows, d]`
-    /// when the model does not read instructions.
+    /// instruction (`states [B, L, d]`, `mask [B, L]`) — through the hyper-decoder for
+    /// HyperTune —, or the embeddings alone `[1, rows, d]` when the model does not read
+    /// instructions. Hypter's pooled design gives the mean of the instruction's states
+    /// `[B, 1, d]` (zeros without an instruction, which [`HyperConfig::validate`] refuses).
     pub fn components(&self, instruction: Option<(&Tensor, &Tensor)>, train: bool) -> Tensor {
-        let queries = self.component_embedding.unsqueeze(0);
+        let Some(embedding) = &self.component_embedding else {
+            return match instruction {
+                Some((states, mask)) => {
+                    let count = mask.sum_dim_intlist(1, true, states.kind()).clamp_min(1.0);
+                    // Padding rows of `states` are zero.
+                    (states.sum_dim_intlist(1, true, states.kind()) / count.unsqueeze(-1)).view([
+                        states.size()[0],
+                        1,
+                        self.d_model,
+                    ])
+                }
+                None => Tensor::zeros(
+                    [1, 1, self.d_model],
+                    (Kind::Float, embedding_device(&self.generators)),
+                ),
+            };
+        };
+        let queries = embedding.unsqueeze(0);
+        if let (Some(decoder), Some((states, mask))) = (&self.decoder, instruction) {
+            return decoder.forward(&queries, states, mask, train);
+        }
         let (Some([q, k, v, o]), Some((states, mask))) = (&self.attention, instruction) else {
             return queries;
         };
@@ -200,8 +246,14 @@ impl Hypernetwork {
         self.generators
             .iter()
             .map(|(kind, generator)| {
-                let rows = components.index_select(1, &self.row_index[kind]);
-                let out = generator.forward(&rows, self.generator_dropout, train, scale);
+                let out = if self.pooled {
+                    let rows = self.row_index[kind].size()[0];
+                    let out = generator.forward(components, self.generator_dropout, train, scale);
+                    out.view([out.size()[0], rows, -1])
+                } else {
+                    let rows = components.index_select(1, &self.row_index[kind]);
+                    generator.forward(&rows, self.generator_dropout, train, scale)
+                };
                 let width = out.size()[2];
                 let shaped = if *kind == Generated::Prompt {
                     out
@@ -311,7 +363,14 @@ impl Hypernetwork {
     /// Number of scalar parameters (component embedding, hyper-attention, generators,
     /// prefix gate).
     pub fn parameter_count(&self) -> i64 {
-        let mut count = self.component_embedding.numel() as i64;
+        let mut count = self
+            .component_embedding
+            .as_ref()
+            .map_or(0, |e| e.numel() as i64);
+        count += self
+            .decoder
+            .as_ref()
+            .map_or(0, HyperDecoder::parameter_count);
         if let Some(attention) = &self.attention {
             count += attention
                 .iter()
@@ -328,4 +387,12 @@ impl Hypernetwork {
             .sum::<i64>();
         count + self.prefix_gate.as_ref().map_or(0, |g| g.numel() as i64)
     }
+}
+
+/// The device the generators live on.
+fn embedding_device(generators: &BTreeMap<Generated, Generator>) -> tch::Device {
+    generators
+        .values()
+        .next()
+        .map_or(tch::Device::Cpu, |g| g.wi.weight.device())
 }

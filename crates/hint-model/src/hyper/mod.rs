@@ -2,6 +2,7 @@
 //! prompt tokens for the underlying T5 (`hint.md`).
 
 pub mod config;
+pub mod decoder;
 pub mod flops;
 pub mod hypernet;
 pub mod layout;

@@ -20,7 +20,7 @@ pub struct AttentionLayer {
 }
 
 impl AttentionLayer {
-    fn new(
+    pub(crate) fn new(
         p: nn::Path<'_>,
         name: &str,
         config: &T5Config,
@@ -39,7 +39,7 @@ impl AttentionLayer {
         }
     }
 
-    fn forward(
+    pub(crate) fn forward(
         &self,
         x: &Tensor,
         input: AttentionInput<'_>,
@@ -66,7 +66,7 @@ pub struct FeedForwardLayer {
 }
 
 impl FeedForwardLayer {
-    fn new(p: nn::Path<'_>, config: &T5Config) -> Self {
+    pub(crate) fn new(p: nn::Path<'_>, config: &T5Config) -> Self {
         Self {
             dense: FeedForward::new(&p / "DenseReluDense", config),
             layer_norm: LayerNorm::new(
@@ -79,7 +79,12 @@ impl FeedForwardLayer {
         }
     }
 
-    fn forward(&self, x: &Tensor, adaptation: Option<&LayerAdaptation>, train: bool) -> Tensor {
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        adaptation: Option<&LayerAdaptation>,
+        train: bool,
+    ) -> Tensor {
         let normed = self.layer_norm.forward(x);
         let ia3 = adaptation.and_then(|a| a.ia3_feed_forward.as_ref());
         let out = x + self
