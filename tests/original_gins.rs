@@ -32,6 +32,23 @@ fn load(name: &str, files: &[(&str, &str)], bindings: &[&str]) -> Result<RunSett
     result
 }
 
+/// `MODEL` and one more original file, with DROPOUT_RATE bound.
+fn load_beside_model(name: &str, file: &str, text: &str) -> Result<RunSettings, TrainError> {
+    load(
+        name,
+        &[("model.gin", MODEL), (file, text)],
+        &["DROPOUT_RATE = 0.0"],
+    )
+}
+
+/// The error of [`load_beside_model`], as the user reads it.
+fn error_beside_model(name: &str, file: &str, text: &str) -> String {
+    load_beside_model(name, file, text)
+        .map(|_| ())
+        .expect_err(name)
+        .to_string()
+}
+
 const MODEL: &str = r#"
 from __gin__ import dynamic_registration
 from t5x import adafactor
@@ -70,12 +87,7 @@ const SIZE: &str = "hyper_network.HyperT5Config.emb_dim = 24\nhyper_network.Hype
 
 #[test]
 fn the_original_model_translates_field_by_field() {
-    let settings = load(
-        "model",
-        &[("model.gin", MODEL), ("size.gin", SIZE)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap();
+    let settings = load_beside_model("model", "size.gin", SIZE).unwrap();
     let t5 = &settings.t5;
     // The later file's partial selector overrides the earlier full one, as in gin.
     assert_eq!(
@@ -119,44 +131,22 @@ fn hint_bindings_pass_through_beside_the_original() {
 #[test]
 fn a_design_hint_lacks_is_an_error_naming_the_binding_and_file() {
     let concat = "hyper_network.HyperT5Config.layer_embedding_method = 'concat'\n";
-    let error = load(
-        "concat",
-        &[("model.gin", MODEL), ("concat.gin", concat)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap_err()
-    .to_string();
+    let error = error_beside_model("concat", "concat.gin", concat);
     assert!(error.contains("layer_embedding_method"), "{error}");
     assert!(error.contains("concat.gin:1"), "{error}");
     assert!(error.contains("not built"), "{error}");
     // A switch at the value hint's design equals is accepted, another is not.
     let f32_logits = "hyper_network.HyperT5Config.float32_attention_logits = True\n";
-    let error = load(
-        "f32",
-        &[("model.gin", MODEL), ("f32.gin", f32_logits)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap_err()
-    .to_string();
+    let error = error_beside_model("f32", "f32.gin", f32_logits);
     assert!(
         error.contains("f32.gin:1") && error.contains("float32_attention_logits"),
         "{error}"
     );
     let off = f32_logits.replace("True", "False");
-    load(
-        "f32-off",
-        &[("model.gin", MODEL), ("off.gin", &off)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap();
+    load_beside_model("f32-off", "off.gin", &off).unwrap();
     // Hypter's switches (hypter.gin) translate to hint's Hypter design.
     let hypter = "hyper_network.HyperT5Config:\n  per_layer_hnet = True\n  layer_embedding_method = 'none'\n  share_hnet_encoder = False\n";
-    let settings = load(
-        "hypter",
-        &[("model.gin", MODEL), ("hypter.gin", hypter)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap();
+    let settings = load_beside_model("hypter", "hypter.gin", hypter).unwrap();
     assert_eq!(
         settings.hyper.layer_embedding_method,
         hint::model::LayerEmbedding::Pooled
@@ -164,23 +154,11 @@ fn a_design_hint_lacks_is_an_error_naming_the_binding_and_file() {
     assert!(settings.hyper.per_layer_hnet);
     // Half of it is an error naming the switch.
     let half = "hyper_network.HyperT5Config.per_layer_hnet = True\n";
-    let error = load(
-        "half",
-        &[("model.gin", MODEL), ("half.gin", half)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap_err()
-    .to_string();
+    let error = error_beside_model("half", "half.gin", half);
     assert!(error.contains("per_layer_hnet"), "{error}");
     // A configurable neither hint nor the table knows is an error too (not a silent drop).
     let unknown = "from __gin__ import dynamic_registration\nfrom t5x import utils\nutils.SomethingNew.x = 1\n";
-    let error = load(
-        "unknown",
-        &[("model.gin", MODEL), ("new.gin", unknown)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap_err()
-    .to_string();
+    let error = error_beside_model("unknown", "new.gin", unknown);
     assert!(
         error.contains("SomethingNew.x") && error.contains("new.gin:3"),
         "{error}"
@@ -217,12 +195,7 @@ hyper/hyper_utils.match_any.regexes = [".*hyper.*"]
 #[test]
 fn a_group_the_multi_optimizer_leaves_out_is_frozen() {
     // train_only_hnet.gin: only the hypernetwork trains.
-    let settings = load(
-        "groups",
-        &[("model.gin", MODEL), ("groups.gin", GROUPS)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap();
+    let settings = load_beside_model("groups", "groups.gin", GROUPS).unwrap();
     assert_eq!(settings.hyper_optimizer.learning_rate, 3e-4);
     assert_eq!(settings.t5_optimizer.learning_rate, 0.0);
     // The offset cancels t5x's restored step; hint starts at 0 (warned, not applied).
@@ -230,13 +203,7 @@ fn a_group_the_multi_optimizer_leaves_out_is_frozen() {
     let third = GROUPS
         .replace("hyper/", "roberta/")
         .replace("@hyper", "@roberta");
-    let error = load(
-        "third",
-        &[("model.gin", MODEL), ("groups.gin", &third)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap_err()
-    .to_string();
+    let error = error_beside_model("third", "groups.gin", &third);
     assert!(error.contains("roberta"), "{error}");
 }
 
@@ -506,12 +473,7 @@ t5/hyper_utils.inverse_match_any.regexes = [".*hyper.*"]
 /// encoder); without it (partial_train_adafactor_no_roberta.gin) that encoder is frozen.
 #[test]
 fn the_roberta_group_is_the_instruction_encoders() {
-    let settings = load(
-        "three",
-        &[("model.gin", MODEL), ("groups.gin", THREE_GROUPS)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap();
+    let settings = load_beside_model("three", "groups.gin", THREE_GROUPS).unwrap();
     assert!(settings.train.instruction_encoder_group);
     let groups = settings.param_groups();
     let rates: Vec<(&str, f64)> = groups
@@ -522,12 +484,7 @@ fn the_roberta_group_is_the_instruction_encoders() {
     let without = THREE_GROUPS
         .replace("(@roberta/traverse_util.ModelParamTraversal(),\n                                @roberta/adafactor.Adafactor()),\n", "");
     assert_ne!(without, THREE_GROUPS);
-    let settings = load(
-        "no-roberta",
-        &[("model.gin", MODEL), ("groups.gin", &without)],
-        &["DROPOUT_RATE = 0.0"],
-    )
-    .unwrap();
+    let settings = load_beside_model("no-roberta", "groups.gin", &without).unwrap();
     let groups = settings.param_groups();
     assert_eq!(groups[1].name, "henc");
     assert_eq!(groups[1].hparams.learning_rate, 0.0, "left out, so frozen");

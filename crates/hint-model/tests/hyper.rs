@@ -219,6 +219,23 @@ fn a_saved_task_adaptation_gives_the_same_logits_and_generations() {
     assert_eq!(scores.size(), vec![3]);
 }
 
+/// Runs the batch's loss backward and checks that every `hyper.*` parameter got a gradient.
+fn assert_every_hyper_parameter_trains(vs: &VarStore, model: &HyperT5, context: &str) {
+    let (inputs, mask, instructions, decoder_inputs) = batch();
+    let targets = ids(&[&[3, 4, 1], &[5, 6, 1], &[7, 8, 1]]);
+    let weights = targets.ne(0).to_kind(Kind::Float);
+    let logits = model.forward_batch(&inputs, &mask, &instructions, &decoder_inputs, true);
+    cross_entropy(&logits, &targets, &weights, &LossConfig::default())
+        .total
+        .backward();
+    for (name, var) in vs.variables() {
+        if name.starts_with("hyper.") {
+            let norm = f64::try_from(var.grad().norm()).unwrap();
+            assert!(norm > 0.0, "{context}: {name} received no gradient");
+        }
+    }
+}
+
 #[test]
 fn gradients_reach_every_hypernetwork_parameter_and_both_uses_of_the_encoder() {
     let config = HyperConfig {
@@ -242,16 +259,7 @@ fn gradients_reach_every_hypernetwork_parameter_and_both_uses_of_the_encoder() {
     let encoder_weight = "encoder.block.0.layer.0.SelfAttention.q.weight";
     let grad_of = |name: &str| vs.variables()[name].grad().copy();
     // Full loss: every hyper parameter receives a gradient.
-    let logits = model.forward_batch(&inputs, &mask, &instructions, &decoder_inputs, true);
-    cross_entropy(&logits, &targets, &weights, &LossConfig::default())
-        .total
-        .backward();
-    for (name, var) in vs.variables() {
-        if name.starts_with("hyper.") {
-            let norm = f64::try_from(var.grad().norm()).unwrap();
-            assert!(norm > 0.0, "{name} received no gradient");
-        }
-    }
+    assert_every_hyper_parameter_trains(&vs, &model, "all modules");
     let full = grad_of(encoder_weight);
     vs.variables().values_mut().for_each(|v| v.zero_grad());
     // The input path alone (adaptation detached) gives a different encoder gradient…
@@ -763,9 +771,7 @@ fn the_generator_norm_makes_generation_independent_of_the_components_scale() {
 /// what each design says.
 #[test]
 fn hypertune_and_hypter_read_the_instruction_as_designed() {
-    let (inputs, mask, instructions, decoder_inputs) = batch();
-    let targets = ids(&[&[3, 4, 1], &[5, 6, 1], &[7, 8, 1]]);
-    let weights = targets.ne(0).to_kind(Kind::Float);
+    let (_, _, instructions, _) = batch();
     for method in [LayerEmbedding::Decoder, LayerEmbedding::Pooled] {
         let config = HyperConfig {
             layer_embedding_method: method,
@@ -792,16 +798,7 @@ fn hypertune_and_hypter_read_the_instruction_as_designed() {
             has("hyper.adapter_down_norm"),
             method == LayerEmbedding::Decoder
         );
-        let logits = model.forward_batch(&inputs, &mask, &instructions, &decoder_inputs, true);
-        cross_entropy(&logits, &targets, &weights, &LossConfig::default())
-            .total
-            .backward();
-        for (name, var) in vs.variables() {
-            if name.starts_with("hyper.") {
-                let norm = f64::try_from(var.grad().norm()).unwrap();
-                assert!(norm > 0.0, "{method:?}: {name} received no gradient");
-            }
-        }
+        assert_every_hyper_parameter_trains(&vs, &model, &format!("{method:?}"));
         let hypernetwork = model.hypernetwork.as_ref().unwrap();
         let (states, instruction_mask) =
             tch::no_grad(|| model.encode_instruction(&instructions, false));

@@ -646,19 +646,53 @@ fn str_of(value: &Value) -> std::result::Result<&str, String> {
 }
 
 fn dtype(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
-    let dtype = match str_of(value)? {
-        "bfloat16" => "bfloat16",
-        "float32" => "float32",
+    choice(
+        value,
+        out,
+        "hint.train.TrainConfig.compute_dtype",
+        &["bfloat16", "float32"],
+        "hint computes in float32 or bfloat16",
+    )
+}
+
+/// A string among `allowed`, bound to `target` as it is.
+fn choice(
+    value: &Value,
+    out: &mut Translation,
+    target: &str,
+    allowed: &[&str],
+    why: &str,
+) -> std::result::Result<(), String> {
+    let chosen = str_of(value)?;
+    if !allowed.contains(&chosen) {
+        return Err(format!("'{chosen}': {why}"));
+    }
+    out.set(target, Value::Str(chosen.into()));
+    Ok(())
+}
+
+/// `None` (bound to `target` as `none`, or left to hint's default) or an integer of at least
+/// `min`.
+fn count_or_none(
+    value: &Value,
+    out: &mut Translation,
+    target: &str,
+    none: Option<i64>,
+    min: i64,
+) -> std::result::Result<(), String> {
+    match value {
+        Value::None => {
+            if let Some(none) = none {
+                out.set(target, none);
+            }
+        }
+        Value::Int(n) if *n >= min => out.set(target, n),
         other => {
             return Err(format!(
-                "dtype '{other}': hint computes in float32 or bfloat16"
+                "expected None or an integer of at least {min}, found {other}"
             ))
         }
-    };
-    out.set(
-        "hint.train.TrainConfig.compute_dtype",
-        Value::Str(dtype.into()),
-    );
+    }
     Ok(())
 }
 
@@ -692,18 +726,13 @@ fn mlp_activations(value: &Value, out: &mut Translation) -> std::result::Result<
 }
 
 fn layer_embedding_method(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
-    match str_of(value)? {
-        method @ ("component" | "decoder" | "none") => {
-            out.set(
-                "hint.model.HyperConfig.layer_embedding_method",
-                Value::Str(method.into()),
-            );
-            Ok(())
-        }
-        other => Err(format!(
-            "'{other}' is not built: hint's designs are 'component' (HINT), 'decoder' (HyperTune) and 'none' (Hypter)"
-        )),
-    }
+    choice(
+        value,
+        out,
+        "hint.model.HyperConfig.layer_embedding_method",
+        &["component", "decoder", "none"],
+        "not built: hint's designs are 'component' (HINT), 'decoder' (HyperTune) and 'none' (Hypter)",
+    )
 }
 
 fn contrastive_model(_: &Value, out: &mut Translation) -> std::result::Result<(), String> {
@@ -843,12 +872,13 @@ fn dataset_field(_: &Value, _: &mut Translation) -> std::result::Result<(), Stri
 }
 
 fn microbatches(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
-    match value {
-        Value::None => out.set("hint.train.TrainConfig.microbatches", 1),
-        Value::Int(n) if *n >= 1 => out.set("hint.train.TrainConfig.microbatches", n),
-        other => return Err(format!("expected None or a positive count, found {other}")),
-    }
-    Ok(())
+    count_or_none(
+        value,
+        out,
+        "hint.train.TrainConfig.microbatches",
+        Some(1),
+        1,
+    )
 }
 
 fn train_eval_dataset(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
@@ -873,32 +903,16 @@ fn total_steps(value: &Value, out: &mut Translation) -> std::result::Result<(), 
     if out.relative_steps {
         return Ok(());
     }
-    match value {
-        Value::Int(n) if *n >= 0 => out.set("hint.train.TrainConfig.steps", n),
-        other => return Err(format!("expected a step count, found {other}")),
-    }
-    Ok(())
+    count_or_none(value, out, "hint.train.TrainConfig.steps", None, 0)
 }
 
 fn relative_steps(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
-    match value {
-        Value::None => {}
-        Value::Int(n) if *n >= 0 => {
-            out.relative_steps = true;
-            out.set("hint.train.TrainConfig.steps", n);
-        }
-        other => return Err(format!("expected None or a step count, found {other}")),
-    }
-    Ok(())
+    out.relative_steps = !matches!(value, Value::None);
+    count_or_none(value, out, "hint.train.TrainConfig.steps", None, 0)
 }
 
 fn random_seed(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
-    match value {
-        Value::None => {}
-        Value::Int(n) => out.set("hint.train.TrainConfig.seed", n),
-        other => return Err(format!("expected None or an integer seed, found {other}")),
-    }
-    Ok(())
+    count_or_none(value, out, "hint.train.TrainConfig.seed", None, i64::MIN)
 }
 
 fn feature_lengths(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
@@ -934,13 +948,14 @@ fn pack(value: &Value, out: &mut Translation) -> std::result::Result<(), String>
 }
 
 fn keep_checkpoints(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
-    match value {
-        // "Keep all": more checkpoints than any run writes.
-        Value::None => out.set("hint.train.TrainConfig.keep_checkpoints", 1_000_000),
-        Value::Int(n) if *n >= 1 => out.set("hint.train.TrainConfig.keep_checkpoints", n),
-        other => return Err(format!("expected None or a positive count, found {other}")),
-    }
-    Ok(())
+    // "Keep all": more checkpoints than any run writes.
+    count_or_none(
+        value,
+        out,
+        "hint.train.TrainConfig.keep_checkpoints",
+        Some(1_000_000),
+        1,
+    )
 }
 
 fn restore_path(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
@@ -1020,12 +1035,13 @@ fn fallback_to_scratch(value: &Value, out: &mut Translation) -> std::result::Res
 }
 
 fn eval_examples(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
-    match value {
-        Value::None => out.set("hint.train.Run.eval_examples_per_task", 0),
-        Value::Int(n) if *n >= 0 => out.set("hint.train.Run.eval_examples_per_task", n),
-        other => return Err(format!("expected None or a count, found {other}")),
-    }
-    Ok(())
+    count_or_none(
+        value,
+        out,
+        "hint.train.Run.eval_examples_per_task",
+        Some(0),
+        0,
+    )
 }
 
 /// The translation table as the README prints it (one row per line, `|`-separated).
