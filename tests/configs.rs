@@ -132,7 +132,7 @@ impl Fixtures {
             let name = pattern.replace('*', "GPT_3_style");
             let dir = root.join(&name);
             std::fs::create_dir_all(&dir).unwrap();
-            for split in ["train", "validation"] {
+            for split in ["train", "validation", "test"] {
                 write_p3_parquet(&dir.join(format!("{split}-00000-of-00001.parquet")));
             }
         }
@@ -210,7 +210,7 @@ fn composition(name: &str) -> Vec<String> {
             "ni_train.gin".into(),
             name.into(),
         ],
-        "t0_eval.gin" => vec![
+        "t0_eval.gin" | "t0_bias_fairness_eval.gin" => vec![
             "models/hint_tiny.gin".into(),
             "t0_train.gin".into(),
             name.into(),
@@ -287,6 +287,11 @@ fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
     if let Some(datasets) = datasets {
         let members = data.registry.resolve("p3_train", "train", &[]).unwrap();
         assert_eq!(members.len(), datasets, "{files:?}");
+    }
+    if files.last().map(String::as_str) == Some("t0_bias_fairness_eval.gin") {
+        // CrowS-Pairs, Jigsaw, AX-g and WinoBias' four subsets (one prompt each here).
+        let members = data.registry.resolve("p3_eval", "test", &[]).unwrap();
+        assert_eq!(members.len(), 7, "{files:?}");
     }
     let is_eval_file = files.last().is_some_and(|f| f.ends_with("_eval.gin"));
     if !is_eval_file {
@@ -425,6 +430,7 @@ fn every_config_parses_and_builds() {
         "ni_eval.gin",
         "t0_train.gin",
         "t0_eval.gin",
+        "t0_bias_fairness_eval.gin",
         "t0p_train.gin",
         "t0pp_train.gin",
         "hint/instruction_embed.gin",
