@@ -51,6 +51,30 @@ struct Rule {
 #[derive(Debug, Clone, Default)]
 pub struct AssignmentMap {
     rules: Vec<Rule>,
+    naming: AssignmentNaming,
+}
+
+/// The spelling of variable names a map's patterns and replacements are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssignmentNaming {
+    /// hint's (Hugging Face) names: `encoder.block.0.layer.0.SelfAttention.q.weight`.
+    #[default]
+    Hint,
+    /// t5x's flattened names (`target/encoder/layers_0/attention/query/kernel`;
+    /// [`crate::t5x_names`]): the original HINT's gin files are written in them. Both the
+    /// model's variables and the checkpoint's tensors are matched under these names.
+    T5x,
+}
+
+impl AssignmentNaming {
+    /// `name` (hint's spelling) in this spelling.
+    pub fn spell(self, name: &str) -> String {
+        match self {
+            Self::Hint => name.to_string(),
+            Self::T5x => crate::t5x_names::to_t5x(name),
+        }
+    }
 }
 
 /// What a mapped restore did, by variable name.
@@ -71,6 +95,14 @@ impl AssignmentMap {
     /// Compiles `rules` (pattern, replacement); a pattern that is not a valid regular
     /// expression is an error naming the rule.
     pub fn new(rules: &[(String, Option<String>)]) -> Result<Self, ModelError> {
+        Self::with_naming(rules, AssignmentNaming::Hint)
+    }
+
+    /// [`AssignmentMap::new`] with rules written in `naming`'s spelling of names.
+    pub fn with_naming(
+        rules: &[(String, Option<String>)],
+        naming: AssignmentNaming,
+    ) -> Result<Self, ModelError> {
         let rules = rules
             .iter()
             .enumerate()
@@ -90,7 +122,12 @@ impl AssignmentMap {
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        Ok(Self { rules })
+        Ok(Self { rules, naming })
+    }
+
+    /// The spelling the rules are written in.
+    pub fn naming(&self) -> AssignmentNaming {
+        self.naming
     }
 
     /// Whether there are no rules (every variable reads its own name).
@@ -99,7 +136,7 @@ impl AssignmentMap {
     }
 
     /// The rule that decides `name` (its index, if any) and the checkpoint tensor it reads
-    /// (`None`: kept fresh).
+    /// (`None`: kept fresh); both in the map's spelling ([`AssignmentMap::naming`]).
     pub fn source_of(&self, name: &str) -> (Option<usize>, Option<String>) {
         for (index, rule) in self.rules.iter().enumerate() {
             if let Some(captures) = rule.pattern.captures(name) {
@@ -154,7 +191,7 @@ pub fn load_weights_mapped(
     // Checkpoint tensor → the variables it fills.
     let mut readers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for name in names {
-        let (rule, source) = map.source_of(name);
+        let (rule, source) = map.source_of(&map.naming.spell(name));
         if let Some(rule) = rule {
             used_rules.insert(rule);
         }
@@ -176,9 +213,11 @@ pub fn load_weights_mapped(
         });
     }
     for file in weight_files(dir)? {
-        for (source, tensor) in read_safetensors(&file)? {
+        for (tensor_name, tensor) in read_safetensors(&file)? {
+            // Checkpoint tensors are matched in the map's spelling too.
+            let source = map.naming.spell(&tensor_name);
             let Some(targets) = readers.get(&source) else {
-                report.unused.push(source);
+                report.unused.push(tensor_name);
                 continue;
             };
             for target in targets {

@@ -22,8 +22,9 @@ mod remat;
 mod runtime;
 mod shapes;
 pub mod t5;
+pub mod t5x_names;
 
-pub use assignment::{load_weights_mapped, AssignmentMap, AssignmentReport};
+pub use assignment::{load_weights_mapped, AssignmentMap, AssignmentNaming, AssignmentReport};
 pub use error::ModelError;
 pub use hyper::config::{HyperConfig, LayerEmbedding};
 pub use hyper::flops;

@@ -47,7 +47,10 @@ pub fn build_model(settings: &RunSettings) -> Result<(VarStore, HyperT5)> {
         // A Hugging Face T5 with a fresh hypernetwork.
         hint_model::load_t5_weights(&vs, checkpoint)?;
     } else {
-        let map = hint_model::AssignmentMap::new(&settings.run.assignment_map)?;
+        let map = hint_model::AssignmentMap::with_naming(
+            &settings.run.assignment_map,
+            settings.run.assignment_map_naming,
+        )?;
         let report = hint_model::load_weights_mapped(
             &vs,
             checkpoint,

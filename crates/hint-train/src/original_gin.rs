@@ -205,7 +205,7 @@ pub const TABLE: &[Row] = &[
     row("SaveCheckpointConfig.dtype", OnlyDefault("'float32'", "hint saves parameters in their training dtype (hint.train.TrainConfig.param_dtype)")),
     row("SaveCheckpointConfig.save_dataset", Warned("hint always saves the data iterator's position with a checkpoint (resume is exact)")),
     row("RestoreCheckpointConfig.path", Converted("hint.train.Run.initial_checkpoint (a Hugging Face T5 directory; [] or None: from scratch)", restore_path)),
-    row("RestoreCheckpointConfig.assignment_map", Converted("hint.train.Run.assignment_map (rules over hint's variable names)", assignment_map)),
+    row("RestoreCheckpointConfig.assignment_map", Converted("hint.train.Run.assignment_map with assignment_map_naming = 't5x' (the rules read t5x's names of hint's variables and of the checkpoint's tensors; rules about optimizer state are warned about and dropped)", assignment_map)),
     row("RestoreCheckpointConfig.fallback_to_scratch", Converted("hint.train.Run.fallback_to_scratch (with an assignment map)", fallback_to_scratch)),
     row("RestoreCheckpointConfig.mode", Warned("hint restores the directory Run.initial_checkpoint names")),
     row("RestoreCheckpointConfig.dtype", Warned("the restored tensors take the run's parameter dtype (hint.train.TrainConfig.param_dtype)")),
@@ -425,7 +425,11 @@ impl Translation {
         }
         if !self.restores {
             // t5x applies the map and the fallback only when it restores a checkpoint.
-            for field in ["assignment_map", "fallback_to_scratch"] {
+            for field in [
+                "assignment_map",
+                "assignment_map_naming",
+                "fallback_to_scratch",
+            ] {
                 if let Some((_, origin)) = self.bindings.remove(&format!("hint.train.Run.{field}"))
                 {
                     self.current = origin;
@@ -975,8 +979,10 @@ fn restore_path(value: &Value, out: &mut Translation) -> std::result::Result<(),
 }
 
 /// The original's maps are written over t5x's flattened names
-/// (`target/encoder/layers_0/…`); rules that only skip the hypernetwork carry over (hint's
-/// hypernetwork variables contain `hyper` too), rules that rename tensors do not.
+/// (`target/encoder/layers_0/…`); hint applies them to its variables and the checkpoint's
+/// tensors spelled the same way (`Run.assignment_map_naming = "t5x"`). Rules about
+/// optimizer state (`param_states`) have nothing to match: Hugging Face checkpoints carry
+/// none and hint's optimizer starts fresh.
 fn assignment_map(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
     let rules = match value {
         // t5x: restore every variable from the checkpoint, by its own name.
@@ -1004,12 +1010,10 @@ fn assignment_map(value: &Value, out: &mut Translation) -> std::result::Result<(
                     "rule ({pattern:?}, …) is about restored optimizer state; a Hugging Face checkpoint has none and hint's optimizer starts fresh"
                 ));
             }
-            [Value::Str(pattern), Value::None] if !pattern.contains('/') => {
-                kept.push(format!("({}, None)", Value::Str(pattern.clone())));
-            }
+            [Value::Str(_), Value::None | Value::Str(_)] => kept.push(rule.to_string()),
             _ => {
                 return Err(format!(
-                    "rule {rule} is written over t5x's variable names (`encoder/layers_0/…`); hint's variables have Hugging Face names: write the map over them (configs/optim/separate_henc.gin and restore_hypertune.gin translate separate_henc.gin's and hypertune.gin's)"
+                    "expected a (pattern, replacement or None) pair, found {rule}"
                 ))
             }
         }
@@ -1019,6 +1023,7 @@ fn assignment_map(value: &Value, out: &mut Translation) -> std::result::Result<(
             "hint.train.Run.assignment_map",
             format!("[{}]", kept.join(", ")),
         );
+        out.set("hint.train.Run.assignment_map_naming", "'t5x'");
     }
     Ok(())
 }

@@ -53,6 +53,10 @@ pub struct RunConfig {
     /// With an assignment map: a variable whose tensor the checkpoint lacks keeps its
     /// initialisation (reported) instead of failing the run.
     pub fallback_to_scratch: bool,
+    /// The spelling of names the assignment map is written in: `hint` (Hugging Face names)
+    /// or `t5x` (`target/encoder/layers_0/attention/query/kernel`, as the original HINT's
+    /// gin files write them; the model's and the checkpoint's names are both spelled so).
+    pub assignment_map_naming: hint_model::AssignmentNaming,
     /// Read every task from its cache (seqio's `use_cached`), written by `hint cache-tasks`;
     /// a cache written for another task definition or vocabulary is refused.
     pub use_cached: bool,
@@ -81,6 +85,7 @@ impl Default for RunConfig {
             initial_checkpoint: String::new(),
             assignment_map: Vec::new(),
             fallback_to_scratch: false,
+            assignment_map_naming: hint_model::AssignmentNaming::Hint,
             use_cached: false,
             cache_dirs: Vec::new(),
             dist_timeout_seconds: 1800,
@@ -307,9 +312,10 @@ impl RunSettings {
                     "set, but initial_checkpoint is empty: the map says how variables read a checkpoint",
                 ));
             }
-            hint_model::AssignmentMap::new(&run.assignment_map).map_err(|e| {
-                invalid_binding(config, "hint.train.Run", "assignment_map", e.to_string())
-            })?;
+            hint_model::AssignmentMap::with_naming(&run.assignment_map, run.assignment_map_naming)
+                .map_err(|e| {
+                    invalid_binding(config, "hint.train.Run", "assignment_map", e.to_string())
+                })?;
         }
         let train: TrainConfig = config.get("hint.train.TrainConfig", "")?;
         // Only the chosen optimizer's configurable is read, so bindings of the other one
