@@ -279,7 +279,10 @@ const NOT_BUILT: &[(&str, &str)] = &[
     ("hypertune_decoder_us.gin", "layer_embedding_method"),
     // HyperTune's decoder with per-layer generators.
     ("hypertune_embed.gin", "per_layer_hnet = True is built for"),
-    ("hypertune_full_train.gin", "per_layer_hnet = True is built for"),
+    (
+        "hypertune_full_train.gin",
+        "per_layer_hnet = True is built for",
+    ),
     // It binds optax.adam.weight_decay, which optax.adam does not take (the original
     // fails on it too); its three groups have no two-rule counterpart.
     ("partial_train_adam.gin", "optax groups"),
