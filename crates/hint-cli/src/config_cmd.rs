@@ -39,13 +39,19 @@ pub fn load(gin: &GinArgs) -> Result<Config, ConfigError> {
 /// Runs `hint config show`.
 pub fn show(gin: &GinArgs, format: ShowFormat) -> Result<ExitCode> {
     // The original HINT's gin files are shown as what hint makes of them.
-    if let Some(translation) = hint_train::settings::translate_original(
+    let translated = match hint_train::settings::translate_original(
         &gin.gin_files,
         &gin.gin_bindings,
         &gin.gin_search_paths,
-    )
-    .context("translating the original's gin configuration")?
-    {
+    ) {
+        Ok(translated) => translated,
+        // Files that do not parse: reading them below reports it in its own words.
+        Err(hint_train::TrainError::Config(_)) => None,
+        Err(untranslatable) => {
+            return Err(untranslatable).context("translating the original's gin configuration")
+        }
+    };
+    if let Some(translation) = translated {
         for warning in &translation.warnings {
             tracing::warn!("{warning}");
         }
