@@ -126,6 +126,17 @@ fn hint_bindings_pass_through_beside_the_original() {
     .unwrap();
     assert_eq!(settings.t5.dropout_rate, 0.1);
     assert_eq!(settings.hyper.generator_dropout, 0.25);
+    // A hint binding of a field the original also binds wins, whatever its spelling:
+    // it is the user's addition (t5x: the last binding wins).
+    for binding in ["hint.model.T5Config.d_model = 32", "T5Config.d_model = 32"] {
+        let settings = load(
+            "override",
+            &[("model.gin", MODEL)],
+            &["DROPOUT_RATE = 0.1", binding],
+        )
+        .unwrap();
+        assert_eq!(settings.t5.d_model, 32, "{binding}");
+    }
 }
 
 #[test]
@@ -175,16 +186,16 @@ fn a_missing_required_macro_is_reported_as_such() {
 
 const GROUPS: &str = r#"
 from __gin__ import dynamic_registration
-from t5x import adafactor
 from t5x import optimizers
 from hyper_task_descriptions import utils as hyper_utils
+from hyper_task_descriptions import learning_rate_adafactor
 from flax import traverse_util
 
 OPTIMIZER = @optimizers.MultiOptimizer()
 optimizers.MultiOptimizer:
   traversals_and_optimizers = ((@hyper/traverse_util.ModelParamTraversal(),
-                                @hyper/adafactor.Adafactor()),)
-hyper/adafactor.Adafactor:
+                                @hyper/learning_rate_adafactor.Adafactor()),)
+hyper/learning_rate_adafactor.Adafactor:
   step_offset = 1100000
   learning_rate = 3e-4
 hyper/traverse_util.ModelParamTraversal:
@@ -309,6 +320,16 @@ fn every_original_gin_file_translates_or_names_what_hint_lacks() {
                 // Every composition keeps hyper_small's shape unless it is a size file.
                 if !name.starts_with("hyper_") {
                     assert_eq!(settings.t5.d_model, 512, "{name}");
+                }
+                if name == "ni_eval.gin" {
+                    // The evaluate script: its lengths, no training, every variable restored.
+                    assert_eq!(settings.run.lengths.inputs, 64, "{name}");
+                    assert_eq!(settings.train.steps, 0, "{name}");
+                    assert_eq!(
+                        settings.run.assignment_map,
+                        vec![("(.*)".to_string(), Some("$1".to_string()))],
+                        "{name}"
+                    );
                 }
             }
             Err(error) => failed.push((name.clone(), error.to_string())),
@@ -447,6 +468,7 @@ from __gin__ import dynamic_registration
 from t5x import adafactor
 from t5x import optimizers
 from hyper_task_descriptions import utils as hyper_utils
+from hyper_task_descriptions import learning_rate_adafactor
 from flax import traverse_util
 from hyper_task_descriptions.modeling import hyper_network
 
@@ -454,14 +476,14 @@ hyper_network.HyperT5Config.share_hnet_encoder = False
 OPTIMIZER = @optimizers.MultiOptimizer()
 optimizers.MultiOptimizer:
   traversals_and_optimizers = ((@hyper/traverse_util.ModelParamTraversal(),
-                                @hyper/adafactor.Adafactor()),
+                                @hyper/learning_rate_adafactor.Adafactor()),
                                 (@roberta/traverse_util.ModelParamTraversal(),
-                                @roberta/adafactor.Adafactor()),
+                                @roberta/learning_rate_adafactor.Adafactor()),
                                 (@t5/traverse_util.ModelParamTraversal(),
-                                @t5/adafactor.Adafactor()),)
-hyper/adafactor.Adafactor.learning_rate = 1e-3
-roberta/adafactor.Adafactor.learning_rate = 1e-4
-t5/adafactor.Adafactor.learning_rate = 3e-4
+                                @t5/learning_rate_adafactor.Adafactor()),)
+hyper/learning_rate_adafactor.Adafactor.learning_rate = 1e-3
+roberta/learning_rate_adafactor.Adafactor.learning_rate = 1e-4
+t5/learning_rate_adafactor.Adafactor.learning_rate = 3e-4
 hyper/traverse_util.ModelParamTraversal.filter_fn = @hyper/hyper_utils.match_any()
 hyper/hyper_utils.match_any.regexes = [".*/hyper/[^e].*"]
 roberta/traverse_util.ModelParamTraversal.filter_fn = @roberta/hyper_utils.match_any()
@@ -470,27 +492,41 @@ t5/traverse_util.ModelParamTraversal.filter_fn = @t5/hyper_utils.inverse_match_a
 t5/hyper_utils.inverse_match_any.regexes = [".*hyper.*"]
 "#;
 
-/// partial_train_adafactor.gin's `roberta` group is hint's `henc` (the separate instruction
-/// encoder); without it (partial_train_adafactor_no_roberta.gin) that encoder is frozen.
+/// partial_train_adafactor.gin's `roberta` group (`.*/hyper/e.*`) matches nothing of the
+/// original's model at its commit (the separate encoder is `hyper/hyper_encoder`, which
+/// `hyper`'s `.*/hyper/[^e].*` takes): hint trains the whole hypernetwork in `hyper`, with
+/// or without that group, and freezes nothing. Only learning_rate_adafactor keeps its own
+/// rate; t5x's adafactor.Adafactor takes the trainer's.
 #[test]
-fn the_roberta_group_is_the_instruction_encoders() {
+fn the_roberta_group_is_empty_and_only_learning_rate_adafactor_keeps_its_rate() {
     let settings = load_beside_model("three", "groups.gin", THREE_GROUPS).unwrap();
-    assert!(settings.train.instruction_encoder_group);
-    let groups = settings.param_groups();
-    let rates: Vec<(&str, f64)> = groups
-        .iter()
-        .map(|g| (g.name.as_str(), g.hparams.learning_rate))
-        .collect();
-    assert_eq!(rates, vec![("hyper", 1e-3), ("henc", 1e-4), ("t5", 3e-4)]);
-    let without = THREE_GROUPS
-        .replace("(@roberta/traverse_util.ModelParamTraversal(),\n                                @roberta/adafactor.Adafactor()),\n", "");
+    assert!(!settings.train.instruction_encoder_group);
+    let rates = |settings: &RunSettings| -> Vec<(String, f64)> {
+        settings
+            .param_groups()
+            .iter()
+            .map(|g| (g.name.clone(), g.hparams.learning_rate))
+            .collect()
+    };
+    let expected = vec![("hyper".to_string(), 1e-3), ("t5".to_string(), 3e-4)];
+    assert_eq!(rates(&settings), expected);
+    let without = THREE_GROUPS.replace(
+        "(@roberta/traverse_util.ModelParamTraversal(),\n                                @roberta/learning_rate_adafactor.Adafactor()),\n",
+        "",
+    );
     assert_ne!(without, THREE_GROUPS);
     let settings = load_beside_model("no-roberta", "groups.gin", &without).unwrap();
-    let groups = settings.param_groups();
-    assert_eq!(groups[1].name, "henc");
-    assert_eq!(groups[1].hparams.learning_rate, 0.0, "left out, so frozen");
+    assert_eq!(rates(&settings), expected, "nothing frozen");
+    let t5x_adafactor =
+        THREE_GROUPS.replace("learning_rate_adafactor.Adafactor", "adafactor.Adafactor");
+    let settings = load_beside_model("t5x-adafactor", "groups.gin", &t5x_adafactor).unwrap();
+    let default = hint::optim::AdafactorConfig::default().learning_rate;
+    assert_eq!(
+        rates(&settings),
+        vec![("hyper".to_string(), default), ("t5".to_string(), default)],
+        "t5x's Adafactor ignores its own learning_rate"
+    );
 }
-
 /// The original's maps, written over t5x's names, restore hint's variables from a Hugging
 /// Face checkpoint: `separate_henc.gin` starts the separate instruction encoder from the
 /// encoder, `hypertune.gin` the hyper-decoder from the decoder's cross-attention and

@@ -135,7 +135,7 @@ impl ParamGroup {
     }
 
     /// The dual groups with a third for a separate instruction encoder (the reference's
-    /// `partial_train_adafactor.gin`, whose `roberta` group is the instruction encoder):
+    /// `partial_train_adafactor.gin` meant its `roberta` group for the instruction encoder):
     /// `henc` is `hyper.hyper_encoder.*`, `hyper` the rest of the hypernetwork, `t5` the
     /// others. With a shared encoder `henc` is empty.
     pub fn triple(hyper: AdafactorConfig, henc: AdafactorConfig, t5: AdafactorConfig) -> Vec<Self> {
@@ -147,7 +147,7 @@ impl ParamGroup {
     }
 
     /// [`ParamGroup::triple`] with every group updated by AdamW (the reference's
-    /// `partial_train_adam.gin`, whose `roberta` group is the instruction encoder).
+    /// `partial_train_adam.gin` has a `roberta` group for the instruction encoder).
     pub fn triple_adamw(hyper: AdamWConfig, henc: AdamWConfig, t5: AdamWConfig) -> Vec<Self> {
         vec![
             Self::adamw("hyper", ".*hyper.*", hyper).except(INSTRUCTION_ENCODER),

@@ -73,7 +73,11 @@ const fn scoped(original: &'static str, scopes: &'static [&'static str], becomes
 use Becomes::{Converted, Followed, OnlyDefault, Same, Unsupported, Warned};
 
 const GROUPS: &[&str] = &["", "hyper", "roberta", "t5"];
-const HYPER_GROUP_WHY: &str = "hint's optimizer groups are `hyper` (parameters whose name contains `hyper`), `t5` (the others) and, for a separate instruction encoder, `henc` (the original's `roberta`: `.*/hyper/e.*`, with `hyper` as `.*/hyper/[^e].*`); other groups have no counterpart";
+const HYPER_GROUP_WHY: &str = "hint's optimizer groups are `hyper` (parameters whose name contains `hyper`) and `t5` (the others); other groups have no counterpart";
+/// At the original's commit its separate encoder is `hyper/hyper_encoder`: `.*/hyper/e.*`
+/// (the `roberta` group, from the RoBERTa-encoder era) matches nothing, and `hyper`'s
+/// `.*/hyper/[^e].*` takes the whole hypernetwork.
+const ROBERTA_EMPTY: &str = "the `roberta` group (`.*/hyper/e.*`) matches no variable of the original's model at fd86a43, whose separate encoder is `hyper/hyper_encoder` (the `hyper` group takes it); its settings apply to nothing";
 const ONE_DEVICE: &str = "partitioning across devices: hint runs data-parallel (one model per device), so model partitioning does not change a run";
 const LOGGING: &str =
     "logging and summaries: hint writes metrics.jsonl, TensorBoard events and operative_config.gin";
@@ -128,7 +132,7 @@ pub const TABLE: &[Row] = &[
     row("SentencePieceVocabulary.extra_ids", OnlyDefault("0", "extra ids come from the tokenizer.json")),
     row("HuggingfaceVocabulary.model_name", Warned("hint reads the vocabulary from hint.data.Vocabulary.tokenizer_file (a tokenizer.json); bind it to the same vocabulary")),
     // ---- optimizers
-    scoped("Adafactor.learning_rate", GROUPS, Converted("<scope>/hint.optim.Adafactor.learning_rate (scope roberta: henc)", group_learning_rate)),
+    scoped("Adafactor.learning_rate", GROUPS, Converted("<scope>/hint.optim.Adafactor.learning_rate for the original's learning_rate_adafactor.Adafactor; t5x's adafactor.Adafactor ignores it (the trainer's schedule overrides it), so it is warned about", group_learning_rate)),
     scoped("Adafactor.decay_rate", GROUPS, Same("hint.optim.Adafactor.decay_rate")),
     scoped("Adafactor.step_offset", GROUPS, Warned("the offset cancels the step t5x restores with a T5 checkpoint (1.1M for the LM-adapted T5s); hint starts a Hugging Face checkpoint at step 0 with fresh optimizer state, so no offset is applied")),
     scoped("Adafactor.multiply_by_parameter_scale", GROUPS, Same("hint.optim.Adafactor.multiply_by_parameter_scale")),
@@ -144,9 +148,9 @@ pub const TABLE: &[Row] = &[
     scoped("Adafactor.max_parameter_scale", GROUPS, Same("hint.optim.Adafactor.max_parameter_scale")),
     scoped("Adafactor.skip_nan_updates", GROUPS, Same("hint.optim.Adafactor.skip_nan_updates")),
     scoped("Adafactor.logical_factor_rules", GROUPS, Warned("hint factors every matrix's second moment over its two largest dimensions, as t5x's standard rules do for T5's kernels")),
-    row("MultiOptimizer.traversals_and_optimizers", Converted("the groups `hyper`, `t5` and (`roberta`, or `hyper` without the instruction encoder) `henc` with hint.train.TrainConfig.instruction_encoder_group = True; a group the original leaves out is frozen: learning_rate = 0", multi_optimizer)),
+    row("MultiOptimizer.traversals_and_optimizers", Converted("the groups `hyper` and `t5` (a group the original leaves out is frozen: learning_rate = 0; `roberta` is empty at the original's commit, warned)", multi_optimizer)),
     scoped("ModelParamTraversal.filter_fn", &["hyper", "roberta", "t5"], Followed),
-    scoped("match_any.regexes", &["hyper", "roberta"], Converted("checked: `hyper` is the parameters whose name contains `hyper` (or those but the instruction encoder's, `.*/hyper/[^e].*`), `roberta` the instruction encoder's (`.*/hyper/e.*`)", hyper_regexes)),
+    scoped("match_any.regexes", &["hyper", "roberta"], Converted("checked: `hyper` is the parameters whose name contains `hyper` (`.*hyper.*`, `.*/hyper.*` or `.*/hyper/[^e].*`); `roberta` (`.*/hyper/e.*`) matches nothing at the original's commit and is warned about", hyper_regexes)),
     scoped("inverse_match_any.regexes", &["t5"], Converted("checked: the `t5` group is every other parameter", hyper_regexes)),
     row("adam.*", Unsupported("optax groups: hint's AdamW groups are hint.optim.AdamW in the scopes hyper and t5 with hint.train.TrainConfig.optimizer = 'adamw' (configs/optim/adamw_dual.gin); the original's three groups have no two-group counterpart")),
     row("multi_transform.*", Unsupported("optax groups: see configs/optim/adamw_dual.gin")),
@@ -188,7 +192,7 @@ pub const TABLE: &[Row] = &[
     row("evaluate.inference_evaluator_cls", Followed),
     // ---- datasets (t5x's utils.DatasetConfig in the train script's scopes)
     scoped("DatasetConfig.mixture_or_task_name", &["train"], Same("hint.train.Run.mixture")),
-    scoped("DatasetConfig.task_feature_lengths", &["train"], Converted("hint.train.Run.lengths = (inputs, hyper_inputs, targets)", feature_lengths)),
+    scoped("DatasetConfig.task_feature_lengths", &["train", ""], Converted("hint.train.Run.lengths = (inputs, hyper_inputs, targets)", feature_lengths)),
     scoped("DatasetConfig.batch_size", &["train"], Same("hint.train.Run.batch_size")),
     scoped("DatasetConfig.use_cached", &["train"], Same("hint.train.Run.use_cached")),
     scoped("DatasetConfig.pack", &["train"], Converted("warned when True: hint does not pack examples (the original turns packing off for the hypernetwork in gins/t0.gin)", pack)),
@@ -209,7 +213,7 @@ pub const TABLE: &[Row] = &[
     row("RestoreCheckpointConfig.fallback_to_scratch", Converted("hint.train.Run.fallback_to_scratch (with an assignment map)", fallback_to_scratch)),
     row("RestoreCheckpointConfig.mode", Warned("hint restores the directory Run.initial_checkpoint names")),
     row("RestoreCheckpointConfig.dtype", Warned("the restored tensors take the run's parameter dtype (hint.train.TrainConfig.param_dtype)")),
-    row("RestoreCheckpointConfig.strict", Warned("hint always fails on a missing or mis-shaped tensor unless fallback_to_scratch")),
+    row("RestoreCheckpointConfig.strict", Warned("with an assignment map hint fails on a missing or mis-shaped tensor unless fallback_to_scratch; without one it restores the T5 part strictly and starts the hypernetwork fresh (an evaluation gets the identity map, so every variable is restored)")),
     // ---- evaluation and devices
     row("Evaluator.num_examples", Converted("hint.train.Run.eval_examples_per_task (None: 0, all)", eval_examples)),
     row("Evaluator.logger_cls", Warned(LOGGING)),
@@ -225,6 +229,8 @@ pub const TABLE: &[Row] = &[
 /// `T5Config`) and t5x's `EncoderDecoderModel` loss. hint keeps its own
 /// `hyperencoder_mask_padding = True` (hint's configs use it too; the original attends to
 /// instruction padding).
+// Generator dropout stays hint's (paper-era) 0.0: the original's HEAD has 0.1 inside its
+// generator MLPs, but hint's own configs and the paper's runs use 0.
 const MODEL_DEFAULTS: &[(&str, &str)] = &[
     ("hint.model.HyperConfig.use_instructions", "True"),
     ("hint.model.HyperConfig.use_adapter", "True"),
@@ -240,7 +246,7 @@ const MODEL_DEFAULTS: &[(&str, &str)] = &[
     ("hint.model.HyperConfig.use_tanh_prefix", "False"),
     ("hint.model.T5Config.dropout_rate", "0.1"),
     ("hint.model.T5Config.feed_forward_proj", "'relu'"),
-    ("hint.model.T5Config.tie_word_embeddings", "True"),
+    ("hint.model.T5Config.tie_word_embeddings", "False"),
     ("hint.train.TrainConfig.compute_dtype", "'float32'"),
 ];
 
@@ -277,8 +283,11 @@ pub struct Translation {
     own_learning_rate: BTreeSet<String>,
     /// The groups MultiOptimizer trains (None: one optimizer for everything).
     trained_groups: Option<BTreeSet<String>>,
-    /// The `hyper` group leaves the instruction encoder out (`.*/hyper/[^e].*`).
-    hyper_excludes_encoder: bool,
+    /// The module path of the binding being translated (`t5x.adafactor.Adafactor`).
+    selector: String,
+    /// Bindings of hint's own configurables, applied after everything translated so that
+    /// they win (t5x's last-binding-wins: they are the user's additions).
+    passthrough: Vec<(String, String, String)>,
     /// The infer_eval dataset is evaluated (`train.infer_eval_dataset_cfg` not None).
     infer_eval: Option<bool>,
     /// The train_eval dataset is evaluated.
@@ -309,10 +318,14 @@ impl Translation {
     }
 
     fn set_in_scope(&mut self, target: &str, value: impl fmt::Display) {
+        if self.scope == "roberta" {
+            self.warn(ROBERTA_EMPTY);
+            return;
+        }
         let key = if self.scope.is_empty() {
             target.to_string()
         } else {
-            format!("{}/{target}", hint_group(&self.scope))
+            format!("{}/{target}", self.scope)
         };
         self.set(&key, value);
     }
@@ -367,17 +380,7 @@ impl Translation {
                 format!("{{{}}}", fields.join(", ")),
             );
         }
-        let mut groups = vec!["hyper", "t5"];
-        let separate_group = self.hyper_excludes_encoder
-            || self
-                .trained_groups
-                .as_ref()
-                .is_some_and(|trained| trained.contains("henc"));
-        if separate_group {
-            groups.push("henc");
-            self.current = "MultiOptimizer.traversals_and_optimizers".into();
-            self.set("hint.train.TrainConfig.instruction_encoder_group", "True");
-        }
+        let groups = ["hyper", "t5"];
         if let Some(trained) = self.trained_groups.clone() {
             for &group in &groups {
                 if !trained.contains(group) {
@@ -395,7 +398,8 @@ impl Translation {
             let only_constant = self
                 .schedule
                 .get("factors")
-                .is_none_or(|f| matches!(f, Value::Str(s) if s.trim() == "constant"));
+                // t5x's default factors are 'constant * linear_warmup * rsqrt_decay'.
+                .is_some_and(|f| matches!(f, Value::Str(s) if s.trim() == "constant"));
             let base = self
                 .schedule
                 .get("base_learning_rate")
@@ -423,7 +427,18 @@ impl Translation {
                 }
             }
         }
-        if !self.restores {
+        let restores = self.restores
+            || self.passthrough.iter().any(|(target, value, _)| {
+                target.ends_with("Run.initial_checkpoint") && value != "''" && value != "\"\""
+            });
+        if restores && self.evaluate && !self.bindings.contains_key("hint.train.Run.assignment_map")
+        {
+            // t5x's evaluation restores every variable (assignment_map None, strict): so
+            // must this one, rather than score a fresh hypernetwork.
+            self.current = "RestoreCheckpointConfig.assignment_map (None, evaluate)".into();
+            self.set("hint.train.Run.assignment_map", "[('(.*)', '$1')]");
+        }
+        if !restores {
             // t5x applies the map and the fallback only when it restores a checkpoint.
             for field in [
                 "assignment_map",
@@ -470,9 +485,12 @@ impl Translation {
             self.current = "train.train_eval_dataset_cfg".into();
             self.warn("hint evaluates by inference (infer_eval); the teacher-forced loss evaluation is not run");
         }
-        if self.restores && !self.relative_steps && !self.evaluate {
+        if restores && !self.relative_steps && !self.evaluate {
             self.current = "train.total_steps".into();
             self.warn("t5x counts TRAIN_STEPS from the start of pre-training, including the restored checkpoint's steps; hint starts a Hugging Face checkpoint at step 0 and trains TRAIN_STEPS steps (bind TRAIN_STEPS_RELATIVE or hint.train.TrainConfig.steps to the fine-tuning steps)");
+        }
+        for (target, value, origin) in std::mem::take(&mut self.passthrough) {
+            self.bindings.insert(target, (value, origin));
         }
         Ok(self)
     }
@@ -530,6 +548,7 @@ pub fn translate(config: &Config, registry: &Registry) -> Result<Translation> {
         };
         out.scope = entry.scope.clone();
         out.param = entry.param.clone();
+        out.selector = entry.selector.clone();
         let error = |message: String| TrainError::InvalidSetting {
             binding: name.clone(),
             at: at.clone(),
@@ -538,13 +557,15 @@ pub fn translate(config: &Config, registry: &Registry) -> Result<Translation> {
         if entry.selector.starts_with("gin.") {
             continue;
         }
-        if registry.lookup(&entry.selector, None).is_ok() {
+        if let Ok(known) = registry.lookup(&entry.selector, None) {
+            // The complete selector, so that it replaces a translated binding of the field.
             let target = if entry.scope.is_empty() {
-                format!("{}.{}", entry.selector, entry.param)
+                format!("{}.{}", known.selector, entry.param)
             } else {
-                format!("{}/{}.{}", entry.scope, entry.selector, entry.param)
+                format!("{}/{}.{}", entry.scope, known.selector, entry.param)
             };
-            out.set(&target, &entry.value);
+            let value = entry.value.to_string();
+            out.passthrough.push((target, value, out.current.clone()));
             continue;
         }
         let Some(row) = find_row(&entry) else {
@@ -780,20 +801,21 @@ fn loss_normalizing_factor(
     Ok(())
 }
 
-/// hint's name of the original's optimizer scope.
-fn hint_group(scope: &str) -> &str {
-    match scope {
-        "roberta" => "henc",
-        other => other,
-    }
-}
-
 fn group_learning_rate(value: &Value, out: &mut Translation) -> std::result::Result<(), String> {
+    // t5x's MultiOptimizer hands every group the trainer's learning rate; only the
+    // original's learning_rate_adafactor keeps its own (why the original wrote it).
+    if !out.selector.ends_with("learning_rate_adafactor.Adafactor") {
+        out.warn("t5x's adafactor.Adafactor takes the trainer's learning rate (create_learning_rate_scheduler) and ignores its own");
+        return Ok(());
+    }
     out.set_in_scope("hint.optim.Adafactor.learning_rate", number(value)?);
+    if out.scope == "roberta" {
+        return Ok(());
+    }
     let groups: Vec<String> = if out.scope.is_empty() {
-        ["hyper", "t5", "henc"].map(String::from).to_vec()
+        ["hyper", "t5"].map(String::from).to_vec()
     } else {
-        vec![hint_group(&out.scope).to_string()]
+        vec![out.scope.clone()]
     };
     out.own_learning_rate.extend(groups);
     Ok(())
@@ -827,7 +849,11 @@ fn multi_optimizer(value: &Value, out: &mut Translation) -> std::result::Result<
         if scope != &optimizer.scope || !["hyper", "roberta", "t5"].contains(&scope.as_str()) {
             return Err(format!("group `{scope}`: {HYPER_GROUP_WHY}"));
         }
-        trained.insert(hint_group(scope).to_string());
+        if scope == "roberta" {
+            out.warn(ROBERTA_EMPTY);
+        } else {
+            trained.insert(scope.clone());
+        }
     }
     out.trained_groups = Some(trained);
     Ok(())
@@ -850,11 +876,12 @@ fn hyper_regexes(value: &Value, out: &mut Translation) -> std::result::Result<()
     let whole_hypernetwork = [".*hyper.*", ".*/hyper.*"];
     match out.scope.as_str() {
         "hyper" | "t5" if all(&whole_hypernetwork) => Ok(()),
-        "hyper" if all(&[".*/hyper/[^e].*"]) => {
-            out.hyper_excludes_encoder = true;
+        // At the original's commit this is the whole hypernetwork (see ROBERTA_EMPTY).
+        "hyper" if all(&[".*/hyper/[^e].*"]) => Ok(()),
+        "roberta" if all(&[".*/hyper/e.*"]) => {
+            out.warn(ROBERTA_EMPTY);
             Ok(())
         }
-        "roberta" if all(&[".*/hyper/e.*"]) => Ok(()),
         _ => Err(format!("{value}: {HYPER_GROUP_WHY}")),
     }
 }

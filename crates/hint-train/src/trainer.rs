@@ -83,7 +83,8 @@ pub struct TrainConfig {
     /// A third optimizer group for a separate instruction encoder
     /// (`share_hnet_encoder = False`): `hyper.hyper_encoder.*` in scope `henc`
     /// (`henc/hint.optim.Adafactor` or `henc/hint.optim.AdamW`), the rest of the
-    /// hypernetwork in `hyper` (the reference's `roberta` group, `partial_train_adafactor.gin`).
+    /// hypernetwork in `hyper` (what the reference's `roberta` group of `partial_train_adafactor.gin`
+    /// was meant for; at its final commit that group matches nothing).
     pub instruction_encoder_group: bool,
 }
 
