@@ -7,16 +7,18 @@ use std::path::{Path, PathBuf};
 use hint::train::original_gin::{self, table_markdown};
 use hint::train::{load_config, RunSettings, TrainError};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("hint-original-gins-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder, removed when dropped (also when the test fails).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("hint-original-gins-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Writes `files` (name, text) into a fresh folder and loads them in order with `bindings`.
 fn load(name: &str, files: &[(&str, &str)], bindings: &[&str]) -> Result<RunSettings, TrainError> {
-    let dir = scratch(name);
+    let scratch = scratch(name);
+    let dir = scratch.path().to_path_buf();
     let paths: Vec<PathBuf> = files
         .iter()
         .map(|(file, text)| {
@@ -28,7 +30,6 @@ fn load(name: &str, files: &[(&str, &str)], bindings: &[&str]) -> Result<RunSett
     let bindings: Vec<String> = bindings.iter().map(|b| b.to_string()).collect();
     let result = load_config(&paths, &bindings, std::slice::from_ref(&dir), false)
         .and_then(|config| RunSettings::from_config(&config));
-    std::fs::remove_dir_all(&dir).unwrap();
     result
 }
 
@@ -302,7 +303,8 @@ const NOT_BUILT: &[(&str, &str)] = &[
 #[test]
 #[ignore = "needs HINT_SHARED_DATA with hint-gins/"]
 fn every_original_gin_file_translates_or_names_what_hint_lacks() {
-    let scratch = scratch("shared");
+    let folder = scratch("shared");
+    let scratch = folder.path();
     let mut names: Vec<String> = std::fs::read_dir(hint_gins().join("gins"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -315,7 +317,7 @@ fn every_original_gin_file_translates_or_names_what_hint_lacks() {
     let mut failed = Vec::new();
     for name in &names {
         let files = composition(name);
-        match load_original(&files, &scratch) {
+        match load_original(&files, scratch) {
             Ok(settings) => {
                 // Every composition keeps hyper_small's shape unless it is a size file.
                 if !name.starts_with("hyper_") {
@@ -354,13 +356,13 @@ fn every_original_gin_file_translates_or_names_what_hint_lacks() {
             "{name}: the error names no file: {error}"
         );
     }
-    std::fs::remove_dir_all(&scratch).unwrap();
 }
 
 #[test]
 #[ignore = "needs HINT_SHARED_DATA with hint-gins/"]
 fn the_originals_small_model_equals_hints_small_config() {
-    let scratch = scratch("equal");
+    let folder = scratch("equal");
+    let scratch = folder.path();
     let original = load_original(
         &[
             "t5x/configs/runs/finetune.gin",
@@ -371,7 +373,7 @@ fn the_originals_small_model_equals_hints_small_config() {
             "gins/partial_train_adafactor_dual.gin",
         ]
         .map(String::from),
-        &scratch,
+        scratch,
     )
     .unwrap();
     let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
@@ -393,7 +395,6 @@ fn the_originals_small_model_equals_hints_small_config() {
     hyper.num_prompt_tokens = hint.hyper.num_prompt_tokens;
     assert_eq!(hyper, hint.hyper);
     assert_eq!(original.param_groups(), hint.param_groups());
-    std::fs::remove_dir_all(&scratch).unwrap();
     // The table covers the configurables these files bind.
     assert!(original_gin::knows("hyper_network.HyperT5Config"));
 }
@@ -405,7 +406,8 @@ fn the_originals_small_model_equals_hints_small_config() {
 #[ignore = "needs HINT_SHARED_DATA with hint-gins/, superni/ and t5-tokenizer/"]
 fn the_originals_ni_train_trains_here_superni_shared() {
     let shared = PathBuf::from(std::env::var("HINT_SHARED_DATA").expect("HINT_SHARED_DATA"));
-    let scratch = scratch("ni-train");
+    let folder = scratch("ni-train");
+    let scratch = folder.path();
     let model_dir = scratch.join("model");
     let quoted = |path: &Path| format!("{:?}", path.display().to_string());
     let bindings: Vec<String> = vec![
@@ -460,7 +462,6 @@ fn the_originals_ni_train_trains_here_superni_shared() {
     );
     let operative = std::fs::read_to_string(model_dir.join("operative_config.gin")).unwrap();
     assert!(operative.contains("d_model = 8"), "{operative}");
-    std::fs::remove_dir_all(&scratch).unwrap();
 }
 
 const THREE_GROUPS: &str = r#"
@@ -534,7 +535,8 @@ fn the_roberta_group_is_empty_and_only_learning_rate_adafactor_keeps_its_rate() 
 #[test]
 #[ignore = "needs HINT_SHARED_DATA with hint-gins/"]
 fn the_originals_t5x_name_maps_restore_hints_variables() {
-    let scratch = scratch("maps");
+    let folder = scratch("maps");
+    let scratch = folder.path();
     let checkpoint = scratch.join("t5");
     for (file, pairs) in [
         (
@@ -569,7 +571,7 @@ fn the_originals_t5x_name_maps_restore_hints_variables() {
             file,
         ]
         .map(String::from);
-        let settings = load_original(&files, &scratch).unwrap();
+        let settings = load_original(&files, scratch).unwrap();
         assert_eq!(
             settings.run.initial_checkpoint,
             checkpoint.display().to_string()
@@ -586,5 +588,4 @@ fn the_originals_t5x_name_maps_restore_hints_variables() {
             assert!(variables[ours].equal(&variables[theirs]), "{file}: {ours}");
         }
     }
-    std::fs::remove_dir_all(&scratch).unwrap();
 }

@@ -75,6 +75,7 @@ pub struct Hypernetwork {
     decoder: Option<HyperDecoder>,
     /// Hypter: the generators read the mean-pooled instruction and emit every row.
     pooled: bool,
+    device: tch::Device,
     /// In a fixed order: generator dropout draws from the random generator in turn, so
     /// the order decides the masks (a HashMap's differs from process to process).
     generators: BTreeMap<Generated, Generator>,
@@ -169,6 +170,7 @@ impl Hypernetwork {
             attention,
             decoder,
             pooled,
+            device: p.device(),
             generators,
             prefix_gate,
             row_index,
@@ -204,10 +206,7 @@ impl Hypernetwork {
                         self.d_model,
                     ])
                 }
-                None => Tensor::zeros(
-                    [1, 1, self.d_model],
-                    (Kind::Float, embedding_device(&self.generators)),
-                ),
+                None => Tensor::zeros([1, 1, self.d_model], (Kind::Float, self.device)),
             };
         };
         let queries = embedding.unsqueeze(0);
@@ -387,12 +386,4 @@ impl Hypernetwork {
             .sum::<i64>();
         count + self.prefix_gate.as_ref().map_or(0, |g| g.numel() as i64)
     }
-}
-
-/// The device the generators live on.
-fn embedding_device(generators: &BTreeMap<Generated, Generator>) -> tch::Device {
-    generators
-        .values()
-        .next()
-        .map_or(tch::Device::Cpu, |g| g.wi.weight.device())
 }
