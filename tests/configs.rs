@@ -76,6 +76,24 @@ impl Fixtures {
         self.path("corpus.txt")
     }
 
+    /// A tokenizer trained on the corpus with T5's 100 sentinels (span corruption needs them).
+    fn sentinel_tokenizer(&self) -> PathBuf {
+        let path = self.path("sentinel-tokenizer.json");
+        if !path.is_file() {
+            let text = std::fs::read_to_string(self.corpus()).unwrap();
+            let config = hint::data::tokenizer_training::TokenizerTrainingConfig {
+                vocab_size: 80,
+                num_sentinels: 100,
+                ..Default::default()
+            };
+            hint::data::tokenizer_training::train_tokenizer(text.lines(), &config)
+                .unwrap()
+                .save(&path)
+                .unwrap();
+        }
+        path
+    }
+
     fn superni(&self) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/hint-data/tests/data/superni")
     }
@@ -252,7 +270,13 @@ fn assert_nothing_bound_in_vain(config: &hint::config::Config, files: &[String])
 fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
     let model_dir = fixtures.path("model-dir");
     let paths: Vec<PathBuf> = files.iter().map(|f| configs_dir().join(f)).collect();
-    let bindings = fixture_bindings(fixtures, &model_dir);
+    let mut bindings = fixture_bindings(fixtures, &model_dir);
+    if files.iter().any(|f| f == "t5_pretrain.gin") {
+        bindings.push(format!(
+            "TOKENIZER = {}",
+            quoted(&fixtures.sentinel_tokenizer())
+        ));
+    }
     let config = load_config(&paths, &bindings, &[configs_dir()], false)
         .unwrap_or_else(|e| panic!("{files:?}: {e}"));
     let settings = RunSettings::from_config(&config).unwrap_or_else(|e| panic!("{files:?}: {e}"));
@@ -353,22 +377,48 @@ fn every_config_parses_and_builds() {
             if name == "optim/restore_hypertune.gin" {
                 files.push("hint/hypertune.gin".into());
             }
-            files.push(name.clone());
             let model_dir = fixtures.path("fragment");
+            let mut bindings = fixture_bindings(&fixtures, &model_dir);
+            let hint_checkpoint = fixtures.path("hint-checkpoint");
+            if name == "optim/restore_all.gin" {
+                // A HINT checkpoint of the same model: every variable, the hypernetwork's too.
+                let paths: Vec<PathBuf> = files.iter().map(|f| configs_dir().join(f)).collect();
+                let config = load_config(&paths, &bindings, &[configs_dir()], false).unwrap();
+                let (vs, _) = build_model(&RunSettings::from_config(&config).unwrap()).unwrap();
+                // Shifted, so that restored values differ from a fresh initialisation.
+                tch::no_grad(|| {
+                    for (_, mut variable) in vs.variables() {
+                        let _ = variable.f_add_scalar_(0.5).unwrap();
+                    }
+                });
+                std::fs::create_dir_all(&hint_checkpoint).unwrap();
+                vs.save(hint_checkpoint.join("model.safetensors")).unwrap();
+                bindings.push(format!("INITIAL_CHECKPOINT = {}", quoted(&hint_checkpoint)));
+            }
+            files.push(name.clone());
             let paths: Vec<PathBuf> = files.iter().map(|f| configs_dir().join(f)).collect();
-            let config = load_config(
-                &paths,
-                &fixture_bindings(&fixtures, &model_dir),
-                &[configs_dir()],
-                false,
-            )
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let config = load_config(&paths, &bindings, &[configs_dir()], false)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             let settings =
                 RunSettings::from_config(&config).unwrap_or_else(|e| panic!("{name}: {e}"));
-            if !settings.run.initial_checkpoint.is_empty() {
+            if !settings.run.initial_checkpoint.is_empty() && name != "optim/restore_all.gin" {
                 fixtures.hf_t5(&settings.t5);
             }
             let (vs, _) = build_model(&settings).unwrap_or_else(|e| panic!("{name}: {e}"));
+            if name == "optim/restore_all.gin" {
+                // The hypernetwork was read too, not initialised afresh.
+                let saved =
+                    Tensor::read_safetensors(hint_checkpoint.join("model.safetensors")).unwrap();
+                let variables = vs.variables();
+                let hyper: Vec<_> = saved
+                    .iter()
+                    .filter(|(n, _)| n.starts_with("hyper."))
+                    .collect();
+                assert!(!hyper.is_empty());
+                for (saved_name, tensor) in hyper {
+                    assert!(variables[saved_name].equal(tensor), "{saved_name}");
+                }
+            }
             if name == "optim/adafactor_henc.gin" {
                 // The separate instruction encoder is the `henc` group, all of it.
                 let names: Vec<String> = vs.variables().keys().cloned().collect();
@@ -438,6 +488,9 @@ fn every_config_parses_and_builds() {
         "optim/separate_henc.gin",
         "optim/adafactor_henc.gin",
         "optim/restore_hypertune.gin",
+        "optim/restore_all.gin",
+        "t5_pretrain.gin",
+        "experiments/builtin_256.gin",
         "hint/hypter.gin",
         "hint/hypertune.gin",
         "experiments/arms/hypter.gin",

@@ -41,6 +41,9 @@ pub struct VocabularyOptions {
     pub tokenizer_file: PathBuf,
     /// Size of a trained tokenizer.
     pub vocab_size: u32,
+    /// `<extra_id_N>` sentinels appended to a trained tokenizer (T5 has 100; span corruption
+    /// needs one per noise span of a segment).
+    pub num_sentinels: u32,
 }
 
 impl Default for VocabularyOptions {
@@ -48,6 +51,7 @@ impl Default for VocabularyOptions {
         Self {
             tokenizer_file: PathBuf::new(),
             vocab_size: 1000,
+            num_sentinels: 0,
         }
     }
 }
@@ -184,6 +188,7 @@ impl DataConfig {
             texts,
             &TokenizerTrainingConfig {
                 vocab_size: self.vocabulary.vocab_size,
+                num_sentinels: self.vocabulary.num_sentinels,
                 ..Default::default()
             },
         )?))

@@ -10,7 +10,8 @@
 //! * [`source`]: streaming readers (JSON Lines, JSON arrays, Parquet, Arrow IPC, text lines)
 //!   behind the [`Source`] trait;
 //! * [`preprocessors`]: per-example steps (rekey, templates, HINT's split, rank
-//!   classification, the C4 pretraining split, tokenization);
+//!   classification, the C4 pretraining split, tokenization) and [`span_corruption`] (T5's
+//!   pretraining objective, masks identical to seqio's given the seeds);
 //! * [`task`]: [`Task`], [`Mixture`] and [`TaskRegistry`] (start there; [`default_registry`]
 //!   holds the built-in tasks);
 //! * [`feature_converter`]: task features → model [`Batch`]es (HINT's converter, seqio's
@@ -24,7 +25,7 @@
 //! [`bigbench`], [`p3`] (P3 Parquet with HINT's edited prompts), [`corpus`] (a pretraining
 //! text corpus) and [`spec`] (tasks and mixtures described in gin). Also:
 //! [`tokenizer_training`] (a vocabulary without a download), [`rng`] (the seeded generator
-//! and hash every draw depends on) and [`metrics`] (Super-NI ROUGE-L / exact match, accuracy,
+//! and hash every draw depends on), [`tf_random`] (TensorFlow's stateless random numbers) and [`metrics`] (Super-NI ROUGE-L / exact match, accuracy,
 //! rank classification).
 //!
 //! Features: `tasks` (default) is everything above. A crate that only scores predictions
@@ -68,11 +69,14 @@ pub mod rng;
 #[cfg(feature = "tasks")]
 pub mod source;
 #[cfg(feature = "tasks")]
+pub mod span_corruption;
+#[cfg(feature = "tasks")]
 pub mod spec;
 #[cfg(feature = "tasks")]
 pub mod superni;
 #[cfg(feature = "tasks")]
 pub mod task;
+pub mod tf_random;
 #[cfg(feature = "tasks")]
 pub mod tokenizer_training;
 #[cfg(feature = "tasks")]

@@ -7,7 +7,8 @@
 //! examples in parallel.
 //!
 //! Built-ins: [`Rekey`], [`Template`], [`HintSplit`], [`Strip`], [`RankClassification`],
-//! [`PretrainSplit`], [`Tokenize`]; [`FnPreprocessor`] wraps a closure. [`PreprocessorSpec`]
+//! [`PretrainSplit`], [`Tokenize`], and T5's [`SpanCorruption`] (its own module);
+//! [`FnPreprocessor`] wraps a closure. [`PreprocessorSpec`]
 //! is the serde form of the built-ins, for configs.
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use crate::example::{Example, FeatureValue};
 use crate::features::OutputFeatures;
 use crate::rng::SplitMix64;
 use crate::source::kind_name;
+use crate::span_corruption::SpanCorruption;
 use crate::vocabulary::Vocabulary;
 
 /// What a preprocessor may use besides the example.
@@ -692,6 +694,19 @@ pub enum PreprocessorSpec {
         #[serde(default = "three")]
         parts: usize,
     },
+    /// [`SpanCorruption`](crate::span_corruption::SpanCorruption).
+    SpanCorruption {
+        /// The field.
+        field: String,
+        /// The model's input length, EOS included.
+        inputs_length: usize,
+        /// Fraction of tokens noised.
+        #[serde(default = "noise_density")]
+        noise_density: f64,
+        /// Mean noise span length.
+        #[serde(default = "mean_noise_span_length")]
+        mean_noise_span_length: f64,
+    },
     /// [`Tokenize`].
     Tokenize {
         /// Keep the text as `<feature>_pretokenized`.
@@ -702,6 +717,14 @@ pub enum PreprocessorSpec {
 
 fn yes() -> bool {
     true
+}
+
+fn noise_density() -> f64 {
+    0.15
+}
+
+fn mean_noise_span_length() -> f64 {
+    3.0
 }
 
 impl PreprocessorSpec {
@@ -735,6 +758,21 @@ impl PreprocessorSpec {
                 };
                 split.validate()?;
                 Arc::new(split)
+            }
+            Self::SpanCorruption {
+                field,
+                inputs_length,
+                noise_density,
+                mean_noise_span_length,
+            } => {
+                let span_corruption = SpanCorruption {
+                    field: field.clone(),
+                    inputs_length: *inputs_length,
+                    noise_density: *noise_density,
+                    mean_noise_span_length: *mean_noise_span_length,
+                };
+                span_corruption.validate(None)?;
+                Arc::new(span_corruption)
             }
             Self::Tokenize { copy_pretokenized } => Arc::new(Tokenize {
                 copy_pretokenized: *copy_pretokenized,

@@ -64,6 +64,11 @@ impl Vocabulary {
         self.tokenizer.get_vocab_size(true)
     }
 
+    /// The id of a whole token (`<extra_id_0>`), added tokens included.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.tokenizer.token_to_id(token)
+    }
+
     /// Encodes `text` and makes sure the ids end with exactly one EOS, whether or not the
     /// tokenizer's post-processor already appends it (T5's does, a freshly trained one may not).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, VocabularyError> {
