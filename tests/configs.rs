@@ -76,6 +76,29 @@ impl Fixtures {
         self.path("corpus.txt")
     }
 
+    /// Where [`Fixtures::write_hint_checkpoint`] puts a HINT checkpoint.
+    fn hint_checkpoint(&self) -> PathBuf {
+        self.path("hint-checkpoint")
+    }
+
+    /// A HINT checkpoint of `settings`' model — every variable, the hypernetwork's too —
+    /// shifted by 0.5 so that restored values differ from a fresh initialisation.
+    fn write_hint_checkpoint(&self, settings: &RunSettings) -> PathBuf {
+        let mut fresh = settings.clone();
+        fresh.run.initial_checkpoint.clear();
+        fresh.run.assignment_map.clear();
+        let (vs, _) = build_model(&fresh).unwrap();
+        tch::no_grad(|| {
+            for (_, mut variable) in vs.variables() {
+                let _ = variable.f_add_scalar_(0.5).unwrap();
+            }
+        });
+        let dir = self.hint_checkpoint();
+        std::fs::create_dir_all(&dir).unwrap();
+        vs.save(dir.join("model.safetensors")).unwrap();
+        dir
+    }
+
     /// A tokenizer trained on the corpus with T5's 100 sentinels (span corruption needs them).
     fn sentinel_tokenizer(&self) -> PathBuf {
         let path = self.path("sentinel-tokenizer.json");
@@ -210,6 +233,8 @@ fn fixture_bindings(fixtures: &Fixtures, model_dir: &Path) -> Vec<String> {
         format!("CORPUS_FILES = [{}]", quoted(&fixtures.corpus())),
         format!("BIGBENCH_PATH = {}", quoted(&fixtures.bigbench())),
         format!("INITIAL_CHECKPOINT = {}", quoted(&fixtures.path("hf-t5"))),
+        format!("T5_CHECKPOINT = {}", quoted(&fixtures.path("hf-t5"))),
+        format!("HINT_CHECKPOINT = {}", quoted(&fixtures.hint_checkpoint())),
         format!("P3_PATH = {}", quoted(&fixtures.path("p3"))),
         "hint.train.Run.batch_size = 2".into(),
         "hint.train.Run.eval_examples_per_task = 2".into(),
@@ -233,6 +258,13 @@ fn composition(name: &str) -> Vec<String> {
             "t0_train.gin".into(),
             name.into(),
         ],
+        // Arms that continue from pretraining name their checkpoints in this suite.
+        "experiments/arms/hint_pretrained.gin" | "experiments/arms/concat_pretrained.gin" => {
+            vec![
+                "experiments/superni_pretrained.gin".to_string(),
+                name.to_string(),
+            ]
+        }
         // Tk-Instruct's formatting exists in the Super-NI suite only.
         "experiments/arms/tk_instruct.gin" => {
             vec!["experiments/superni.gin".to_string(), name.to_string()]
@@ -281,7 +313,9 @@ fn build_run(fixtures: &Fixtures, files: &[String]) -> RunSettings {
         .unwrap_or_else(|e| panic!("{files:?}: {e}"));
     let settings = RunSettings::from_config(&config).unwrap_or_else(|e| panic!("{files:?}: {e}"));
     assert_nothing_bound_in_vain(&config, files);
-    if !settings.run.initial_checkpoint.is_empty() {
+    if Path::new(&settings.run.initial_checkpoint) == fixtures.hint_checkpoint() {
+        fixtures.write_hint_checkpoint(&settings);
+    } else if !settings.run.initial_checkpoint.is_empty() {
         fixtures.hf_t5(&settings.t5);
     }
     if settings.data.p3.enabled() {
@@ -379,21 +413,11 @@ fn every_config_parses_and_builds() {
             }
             let model_dir = fixtures.path("fragment");
             let mut bindings = fixture_bindings(&fixtures, &model_dir);
-            let hint_checkpoint = fixtures.path("hint-checkpoint");
             if name == "optim/restore_all.gin" {
-                // A HINT checkpoint of the same model: every variable, the hypernetwork's too.
-                let paths: Vec<PathBuf> = files.iter().map(|f| configs_dir().join(f)).collect();
-                let config = load_config(&paths, &bindings, &[configs_dir()], false).unwrap();
-                let (vs, _) = build_model(&RunSettings::from_config(&config).unwrap()).unwrap();
-                // Shifted, so that restored values differ from a fresh initialisation.
-                tch::no_grad(|| {
-                    for (_, mut variable) in vs.variables() {
-                        let _ = variable.f_add_scalar_(0.5).unwrap();
-                    }
-                });
-                std::fs::create_dir_all(&hint_checkpoint).unwrap();
-                vs.save(hint_checkpoint.join("model.safetensors")).unwrap();
-                bindings.push(format!("INITIAL_CHECKPOINT = {}", quoted(&hint_checkpoint)));
+                bindings.push(format!(
+                    "INITIAL_CHECKPOINT = {}",
+                    quoted(&fixtures.hint_checkpoint())
+                ));
             }
             files.push(name.clone());
             let paths: Vec<PathBuf> = files.iter().map(|f| configs_dir().join(f)).collect();
@@ -401,14 +425,17 @@ fn every_config_parses_and_builds() {
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             let settings =
                 RunSettings::from_config(&config).unwrap_or_else(|e| panic!("{name}: {e}"));
-            if !settings.run.initial_checkpoint.is_empty() && name != "optim/restore_all.gin" {
+            if name == "optim/restore_all.gin" {
+                fixtures.write_hint_checkpoint(&settings);
+            } else if !settings.run.initial_checkpoint.is_empty() {
                 fixtures.hf_t5(&settings.t5);
             }
             let (vs, _) = build_model(&settings).unwrap_or_else(|e| panic!("{name}: {e}"));
             if name == "optim/restore_all.gin" {
                 // The hypernetwork was read too, not initialised afresh.
                 let saved =
-                    Tensor::read_safetensors(hint_checkpoint.join("model.safetensors")).unwrap();
+                    Tensor::read_safetensors(fixtures.hint_checkpoint().join("model.safetensors"))
+                        .unwrap();
                 let variables = vs.variables();
                 let hyper: Vec<_> = saved
                     .iter()
@@ -491,6 +518,9 @@ fn every_config_parses_and_builds() {
         "optim/restore_all.gin",
         "t5_pretrain.gin",
         "experiments/builtin_256.gin",
+        "experiments/superni_pretrained.gin",
+        "experiments/arms/hint_pretrained.gin",
+        "experiments/arms/concat_pretrained.gin",
         "hint/hypter.gin",
         "hint/hypertune.gin",
         "experiments/arms/hypter.gin",
