@@ -670,4 +670,36 @@ fn superni_shared_suite_builds_on_the_real_subset() {
         tasks.iter().map(|t| &t.name).collect::<Vec<_>>()
     );
     assert!(tasks.iter().all(|t| t.examples.len() == 100));
+    // Named and categorised as Super-NI reports them, in concatenation mode too (where every
+    // instruction is empty and only the task names keep the tasks apart).
+    let names = |tasks: &[hint::train::eval::EvalTask]| -> Vec<(String, Option<String>)> {
+        tasks
+            .iter()
+            .map(|t| (t.name.clone(), t.category.clone()))
+            .collect()
+    };
+    let classification = Some("Classification".to_string());
+    assert_eq!(
+        names(&tasks),
+        [
+            "task141_odd-man-out_classification_category",
+            "task142_odd-man-out_classification_no_category",
+            "task321_stereoset_classification_religion"
+        ]
+        .map(|n| (n.to_string(), classification.clone()))
+    );
+    let concat_config = load_config(
+        &[
+            configs_dir().join("experiments/superni.gin"),
+            configs_dir().join("experiments/arms/concat.gin"),
+        ],
+        &bindings,
+        &[configs_dir()],
+        false,
+    )
+    .unwrap();
+    let concat = RunSettings::from_config(&concat_config).unwrap();
+    let concat_tasks = eval_tasks(&data, "natural_instructions", split, &concat).unwrap();
+    assert!(concat_tasks.iter().all(|t| t.instruction.is_empty()));
+    assert_eq!(names(&concat_tasks), names(&tasks));
 }

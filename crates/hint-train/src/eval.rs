@@ -32,6 +32,9 @@ pub struct EvalExample {
 pub struct EvalTask {
     /// Task name.
     pub name: String,
+    /// The task's category, when its suite has them (Super-NI's `Categories[0]`): scores
+    /// are also reported per category.
+    pub category: Option<String>,
     /// The metrics the task declares ([`hint_data::metrics::METRIC_NAMES`]); none: the
     /// predictions are made but not scored (inference).
     pub metrics: Vec<String>,
@@ -66,6 +69,9 @@ impl Default for EvalConfig {
 pub struct TaskResult {
     /// Task name.
     pub task: String,
+    /// The task's category ([`EvalTask::category`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// Instances scored.
     pub examples: usize,
     /// Each metric the task declares, × 100 (`exact_match`, `rouge_l`, `accuracy`,
@@ -282,6 +288,7 @@ fn evaluate_task(
     }
     Ok(TaskResult {
         task: task.name.clone(),
+        category: task.category.clone(),
         examples: task.examples.len(),
         scores,
         seconds: started.elapsed().as_secs_f64(),
@@ -394,6 +401,7 @@ mod tests {
         };
         EvalTask {
             name: "t".into(),
+            category: None,
             metrics: metrics.iter().map(|m| m.to_string()).collect(),
             instruction: vec![7, 8, 1],
             examples: vec![example(vec![3, 4, 1]), example(vec![9, 1])],

@@ -42,13 +42,22 @@ pub fn eval_tasks(
     let mut tasks = Vec::new();
     for (task, _) in members {
         let mut stream = task.open(split, &read)?;
-        let mut groups: BTreeMap<Vec<i64>, Vec<EvalExample>> = BTreeMap::new();
+        // A group per (task name, instruction): Super-NI's test split is one registered task
+        // whose instances name their own task (and category), which keeps them apart even
+        // in concatenation mode, where every instruction is empty.
+        let mut groups: BTreeMap<(Option<String>, Vec<i64>), Group> = BTreeMap::new();
         let mut count = 0;
         'read: while let Some(chunk) = stream.next_chunk(256) {
             for example in chunk {
                 let example = example?;
                 let (instruction, eval_example) = eval_example(&example, &converter, data)?;
-                groups.entry(instruction).or_default().push(eval_example);
+                let text = |name: &str| match example.get(name) {
+                    Some(FeatureValue::Text(t)) => Some(t.clone()),
+                    _ => None,
+                };
+                let group = groups.entry((text("task_name"), instruction)).or_default();
+                group.category = group.category.take().or_else(|| text("category"));
+                group.examples.push(eval_example);
                 count += 1;
                 if limit > 0 && count >= limit {
                     break 'read;
@@ -56,20 +65,33 @@ pub fn eval_tasks(
             }
         }
         let several = groups.len() > 1;
-        for (i, (instruction, examples)) in groups.into_iter().enumerate() {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, ((own_name, instruction), group)) in groups.into_iter().enumerate() {
+            let name = match own_name {
+                // Unless one task was read under several instructions (demonstrations
+                // drawn per instance): those groups are numbered.
+                Some(own) if own != task.name() && !names.contains(&own) => own,
+                _ if several => format!("{}#{i}", task.name()),
+                _ => task.name().to_string(),
+            };
+            names.insert(name.clone());
             tasks.push(EvalTask {
-                name: if several {
-                    format!("{}#{i}", task.name())
-                } else {
-                    task.name().to_string()
-                },
+                name,
+                category: group.category,
                 metrics: task.metrics().to_vec(),
                 instruction,
-                examples,
+                examples: group.examples,
             });
         }
     }
     Ok(tasks)
+}
+
+/// The instances of one evaluated task as they are read.
+#[derive(Default)]
+struct Group {
+    category: Option<String>,
+    examples: Vec<EvalExample>,
 }
 
 /// One example as the model reads it: its instruction (the group key) and its input,

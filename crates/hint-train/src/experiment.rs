@@ -9,7 +9,7 @@
 //! (a finished run is evaluated again, not retrained, so a rerun only fills what is
 //! missing), with `TrainConfig.seed = k`; the data and its seed stay the same for all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use hint_model::flops::{inference_flops, Workload};
@@ -17,7 +17,9 @@ use hint_model::flops::{inference_flops, Workload};
 use crate::atomic::write_atomically;
 use crate::error::{io_error, Result, TrainError};
 use crate::eval::{average, EvalTask};
-use crate::report::{write_report, ArmRun, ArmSummary, ExperimentReport, SetWorkload, Spread};
+use crate::report::{
+    write_report, ArmRun, ArmSummary, Breakdown, ExperimentReport, SetWorkload, Spread, TaskScores,
+};
 use crate::run::train_and_evaluate;
 use crate::settings::{load_config, ExperimentConfig, RunSettings};
 use crate::trainer::{TrainHooks, TrainOutcome};
@@ -194,9 +196,21 @@ pub fn run_experiment(
                 })
                 .collect();
             let mut scores = BTreeMap::new();
+            let mut task_scores = BTreeMap::new();
             let (mut seconds, mut instances) = (0.0, 0usize);
             for (label, tasks) in &summary.results {
                 scores.insert(label.clone(), average(tasks));
+                task_scores.insert(
+                    label.clone(),
+                    tasks
+                        .iter()
+                        .map(|t| TaskScores {
+                            task: t.task.clone(),
+                            category: t.category.clone(),
+                            scores: t.scores.clone(),
+                        })
+                        .collect(),
+                );
                 seconds += tasks.iter().map(|t| t.seconds).sum::<f64>();
                 instances += tasks.iter().map(|t| t.examples).sum::<usize>();
                 if !sets.contains(label) {
@@ -207,6 +221,7 @@ pub fn run_experiment(
                 arm: arm.clone(),
                 seed,
                 scores,
+                tasks: task_scores,
                 flops_per_instance: flops_per_instance(&settings, &workloads),
                 workloads,
                 inference_seconds_per_instance: seconds / instances.max(1) as f64,
@@ -294,6 +309,67 @@ pub fn flops_per_instance(
     total / instances.max(1) as f64
 }
 
+/// Per category (the mean over its tasks), then per task, of one set over an arm's seeds;
+/// `None` when the set's tasks have no categories.
+fn breakdown(runs: &[&ArmRun], label: &str) -> Option<Vec<Breakdown>> {
+    let tasks_of = |run: &ArmRun| run.tasks.get(label).cloned().unwrap_or_default();
+    let first = tasks_of(runs.first()?);
+    if first.iter().all(|t| t.category.is_none()) {
+        return None;
+    }
+    let category = |t: &TaskScores| t.category.clone().unwrap_or_else(|| "(none)".into());
+    // name → tasks it averages, in order: categories first, then `<category> / <task>`.
+    let mut rows: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for task in &first {
+        rows.entry(category(task))
+            .or_default()
+            .push(task.task.clone());
+    }
+    let per_task: Vec<(String, Vec<String>)> = first
+        .iter()
+        .map(|t| {
+            (
+                format!("{} / {}", category(t), t.task),
+                vec![t.task.clone()],
+            )
+        })
+        .collect();
+    let metrics: BTreeSet<String> = first
+        .iter()
+        .flat_map(|t| t.scores.keys().cloned())
+        .collect();
+    let row = |name: String, members: &[String]| {
+        let scores = metrics
+            .iter()
+            .map(|metric| {
+                let per_seed: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|run| {
+                        let values: Vec<f64> = tasks_of(run)
+                            .iter()
+                            .filter(|t| members.contains(&t.task))
+                            .filter_map(|t| t.scores.get(metric).copied())
+                            .collect();
+                        (!values.is_empty())
+                            .then(|| values.iter().sum::<f64>() / values.len() as f64)
+                    })
+                    .collect();
+                (metric.clone(), Spread::of(&per_seed))
+            })
+            .collect();
+        Breakdown {
+            name,
+            tasks: members.len(),
+            scores,
+        }
+    };
+    let mut out: Vec<Breakdown> = rows.into_iter().map(|(n, m)| row(n, &m)).collect();
+    let mut tasks: Vec<Breakdown> = per_task.into_iter().map(|(n, m)| row(n, &m)).collect();
+    tasks.sort_by(|a, b| a.name.cmp(&b.name));
+    out.extend(tasks);
+    Some(out)
+}
+
 fn summarise(arms: &[String], runs: &[ArmRun]) -> Vec<ArmSummary> {
     arms.iter()
         .filter_map(|arm| {
@@ -312,6 +388,11 @@ fn summarise(arms: &[String], runs: &[ArmRun]) -> Vec<ArmSummary> {
                         .insert(metric.clone(), Spread::of(&values));
                 }
             }
+            let breakdown = first
+                .tasks
+                .keys()
+                .filter_map(|label| Some((label.clone(), breakdown(&mine, label)?)))
+                .collect();
             let times: Vec<f64> = mine
                 .iter()
                 .map(|r| 1000.0 * r.inference_seconds_per_instance)
@@ -321,10 +402,82 @@ fn summarise(arms: &[String], runs: &[ArmRun]) -> Vec<ArmSummary> {
                 arm: arm.clone(),
                 seeds: mine.len(),
                 scores,
+                breakdown,
                 flops_per_instance: first.flops_per_instance,
                 inference_ms_per_instance: Spread::of(&times),
                 train_seconds: Spread::of(&train),
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(seed: usize, scores: &[(&str, &str, f64)]) -> ArmRun {
+        let tasks = scores
+            .iter()
+            .map(|(task, category, em)| TaskScores {
+                task: task.to_string(),
+                category: Some(category.to_string()),
+                scores: BTreeMap::from([("exact_match".to_string(), *em)]),
+            })
+            .collect();
+        ArmRun {
+            arm: "hint".into(),
+            seed,
+            scores: BTreeMap::new(),
+            tasks: BTreeMap::from([("unseen".to_string(), tasks)]),
+            workloads: BTreeMap::new(),
+            flops_per_instance: 1.0,
+            inference_seconds_per_instance: 0.0,
+            train_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn categories_average_their_tasks_per_seed_then_spread_over_seeds() {
+        let runs = [
+            run(
+                0,
+                &[("a", "Cls", 10.0), ("b", "Cls", 30.0), ("c", "Gen", 5.0)],
+            ),
+            run(
+                1,
+                &[("a", "Cls", 20.0), ("b", "Cls", 40.0), ("c", "Gen", 7.0)],
+            ),
+        ];
+        let refs: Vec<&ArmRun> = runs.iter().collect();
+        let rows = breakdown(&refs, "unseen").unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["Cls", "Gen", "Cls / a", "Cls / b", "Gen / c"]);
+        let cls = &rows[0].scores["exact_match"];
+        // Seed means 20 and 30.
+        assert_eq!((rows[0].tasks, cls.mean), (2, 25.0));
+        assert!((cls.sd - 50f64.sqrt()).abs() < 1e-12);
+        assert_eq!(rows[4].scores["exact_match"].mean, 6.0);
+
+        let report = ExperimentReport {
+            name: "x".into(),
+            sets: vec!["unseen".into()],
+            arms: summarise(&["hint".to_string()], &runs),
+            runs: runs.to_vec(),
+        };
+        let table = crate::report::markdown(&report);
+        assert!(
+            table.contains("### unseen: per category and per task"),
+            "{table}"
+        );
+        assert!(table.contains("| Cls | 2 | 25.0 ± 7.1 / – |"), "{table}");
+    }
+
+    #[test]
+    fn sets_without_categories_have_no_breakdown() {
+        let mut plain = run(0, &[("a", "Cls", 10.0)]);
+        for task in plain.tasks.get_mut("unseen").unwrap() {
+            task.category = None;
+        }
+        assert!(breakdown(&[&plain], "unseen").is_none());
+    }
 }

@@ -233,6 +233,7 @@ impl LoadedRun {
         }
         let task = EvalTask {
             name: "infer".into(),
+            category: None,
             metrics: Vec::new(),
             instruction: task_instruction,
             examples,

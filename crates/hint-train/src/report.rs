@@ -25,6 +25,18 @@ pub struct SetWorkload {
     pub output_len: f64,
 }
 
+/// The scores of one evaluated task of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskScores {
+    /// The task.
+    pub task: String,
+    /// Its category, when the suite has them (Super-NI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Score per metric.
+    pub scores: BTreeMap<String, f64>,
+}
+
 /// One arm trained with one seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArmRun {
@@ -34,6 +46,9 @@ pub struct ArmRun {
     pub seed: usize,
     /// Mean scores per evaluation set label and metric.
     pub scores: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Per evaluation set label: each task's scores.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, Vec<TaskScores>>,
     /// Per evaluation set: its workload.
     pub workloads: BTreeMap<String, SetWorkload>,
     /// Forward FLOPs per evaluated instance (the per-task part shared by the set's
@@ -77,12 +92,28 @@ pub struct ArmSummary {
     pub seeds: usize,
     /// Per evaluation set label and metric.
     pub scores: BTreeMap<String, BTreeMap<String, Spread>>,
+    /// Per evaluation set label whose tasks have categories (Super-NI): per category, then
+    /// per task (`<category> / <task>`), the metrics over seeds — a category's score is the
+    /// mean over its tasks, as Super-NI reports them.
+    #[serde(default)]
+    pub breakdown: BTreeMap<String, Vec<Breakdown>>,
     /// FLOPs per instance (the same for every seed).
     pub flops_per_instance: f64,
     /// Inference time per instance, milliseconds.
     pub inference_ms_per_instance: Spread,
     /// Training time, seconds.
     pub train_seconds: Spread,
+}
+
+/// One row of a per-category or per-task breakdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Breakdown {
+    /// The category, or `<category> / <task>`.
+    pub name: String,
+    /// Tasks it averages.
+    pub tasks: usize,
+    /// Per metric, over seeds.
+    pub scores: BTreeMap<String, Spread>,
 }
 
 /// The experiment's results.
@@ -139,6 +170,40 @@ pub fn markdown(report: &ExperimentReport) -> String {
             arm.train_seconds.mean, arm.train_seconds.sd
         ));
         out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    for set in &report.sets {
+        out.push_str(&breakdown_table(report, set));
+    }
+    out
+}
+
+/// Per category, then per task, of one set: exact match / ROUGE-L per arm (mean ± sd over
+/// seeds). Empty when the set's tasks have no categories.
+fn breakdown_table(report: &ExperimentReport, set: &str) -> String {
+    let Some(first) = report.arms.iter().find_map(|a| a.breakdown.get(set)) else {
+        return String::new();
+    };
+    let arms: Vec<&ArmSummary> = report.arms.iter().collect();
+    let mut out = format!(
+        "\n### {set}: per category and per task (exact match / ROUGE-L)\n\n| category / task | tasks | {} |\n|---|---|{}\n",
+        arms.iter().map(|a| a.arm.as_str()).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(arms.len())
+    );
+    for row in first {
+        let mut cells = vec![row.name.clone(), row.tasks.to_string()];
+        for arm in &arms {
+            let found = arm
+                .breakdown
+                .get(set)
+                .and_then(|rows| rows.iter().find(|r| r.name == row.name));
+            let cell = |metric: &str| {
+                found
+                    .and_then(|r| r.scores.get(metric))
+                    .map_or("–".into(), |s| format!("{:.1} ± {:.1}", s.mean, s.sd))
+            };
+            cells.push(format!("{} / {}", cell("exact_match"), cell("rouge_l")));
+        }
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out
 }

@@ -538,6 +538,10 @@ pub fn to_examples_with_budget(
                 FeatureValue::Texts(instance.output.clone()),
             );
             e.insert("task_name".into(), FeatureValue::Text(task.name.clone()));
+            // Super-NI reports scores per category, a task's first.
+            if let Some(category) = task.categories.first() {
+                e.insert("category".into(), FeatureValue::Text(category.clone()));
+            }
             if let Some(n) = task.number() {
                 e.insert("task_names".into(), FeatureValue::Int(n));
             }
