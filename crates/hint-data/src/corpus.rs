@@ -3,7 +3,7 @@
 //! T5's own span corruption ([`SpanCorruption`]), the objective that gives a T5 its
 //! knowledge of language before HINT pretraining and fine-tuning.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -213,16 +213,7 @@ impl<S: Source> Source for GroupedTexts<S> {
                             first.get_or_insert(record);
                             continue;
                         }
-                        _ => DataError::Record {
-                            path: record
-                                .path
-                                .as_deref()
-                                .map(Path::to_path_buf)
-                                .unwrap_or_default(),
-                            position: record.position,
-                            field: Some(field.clone()),
-                            message: "missing or not a text".into(),
-                        },
+                        _ => record.field_error(&field, "missing or not a text"),
                     },
                 };
                 if first.is_none() {
@@ -240,5 +231,58 @@ impl<S: Source> Source for GroupedTexts<S> {
             record.example = example;
             Some(Ok(record))
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::MemorySource;
+
+    fn text(t: &str) -> Example {
+        let mut e = Example::new();
+        e.insert("text".into(), FeatureValue::Text(t.into()));
+        e
+    }
+
+    fn open(examples: Vec<Example>, group: usize) -> Vec<Result<Record, DataError>> {
+        let source = GroupedTexts {
+            inner: MemorySource::new().split("train", examples),
+            field: "text".into(),
+            group,
+        };
+        source
+            .open("train", &OpenOptions::default())
+            .unwrap()
+            .collect()
+    }
+
+    fn texts(record: &Result<Record, DataError>) -> Vec<String> {
+        match record.as_ref().unwrap().example.get("text") {
+            Some(FeatureValue::Texts(t)) => t.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn consecutive_texts_are_grouped_the_last_group_shorter() {
+        let records = open(["a", "b", "c", "d", "e"].map(text).to_vec(), 2);
+        let groups: Vec<Vec<String>> = records.iter().map(texts).collect();
+        assert_eq!(groups, [vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
+    }
+
+    #[test]
+    fn a_bad_record_ends_its_group_and_is_reported_after_it() {
+        let mut bad = Example::new();
+        bad.insert("text".into(), FeatureValue::Int(3));
+        let records = open(vec![text("a"), bad, text("b"), text("c")], 3);
+        assert_eq!(texts(&records[0]), ["a"]);
+        let error = records[1].as_ref().unwrap_err().to_string();
+        assert!(
+            error.contains("text") && error.contains("not a text"),
+            "{error}"
+        );
+        assert_eq!(texts(&records[2]), ["b", "c"]);
+        assert_eq!(records.len(), 3);
     }
 }

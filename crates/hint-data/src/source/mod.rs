@@ -49,6 +49,20 @@ pub struct Record {
 }
 
 impl Record {
+    /// An error about `field` of this record, naming its file and position.
+    pub fn field_error(&self, field: &str, message: impl Into<String>) -> DataError {
+        DataError::Record {
+            path: self
+                .path
+                .as_deref()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            position: self.position,
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+
     /// Describes the origin for error messages: `data.jsonl line 3` or `row 3`.
     pub fn origin(&self) -> String {
         match &self.path {
@@ -417,16 +431,7 @@ fn check_required(record: Record, required: &[(String, FieldKind)]) -> Result<Re
             }
             Some(_) => continue,
         };
-        return Err(DataError::Record {
-            path: record
-                .path
-                .as_deref()
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
-            position: record.position,
-            field: Some(field.clone()),
-            message,
-        });
+        return Err(record.field_error(field, message));
     }
     Ok(record)
 }
