@@ -371,7 +371,8 @@ impl Preprocessor for RankClassification {
 /// (`s_0 = 1`), as the reference draws them, over the real tokens.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct PretrainSplit {
-    /// The text (or token) field to split (C4: `text`).
+    /// The field to split (C4: `text`): a text, a list of texts (concatenated, see
+    /// [`corpus_tokens`]) or token ids.
     pub field: String,
     /// Tokens per segment before EOS (511 fits lengths of 512).
     pub segment_length: usize,
@@ -454,20 +455,7 @@ impl Preprocessor for PretrainSplit {
         let targets = vocab_of("targets")?;
         let inputs = vocab_of("inputs")?;
         let hyper = vocab_of("hyper_inputs")?;
-        let mut tokens = match example.get(&self.field) {
-            Some(FeatureValue::Text(text)) => targets.vocabulary.encode_with(text, false)?,
-            Some(FeatureValue::Tokens(tokens)) => tokens.clone(),
-            Some(other) => {
-                return Err(DataError::field(
-                    &self.field,
-                    format!("expected text or token ids, found {}", kind_name(other)),
-                ))
-            }
-            None => return Err(DataError::field(&self.field, "missing")),
-        };
-        if tokens.last() == Some(&Vocabulary::EOS_ID) {
-            tokens.pop();
-        }
+        let tokens = corpus_tokens(&example, &self.field, &targets.vocabulary)?;
         let with_eos = |mut part: Vec<u32>, add: bool| {
             if add {
                 part.push(Vocabulary::EOS_ID);
@@ -500,6 +488,42 @@ impl Preprocessor for PretrainSplit {
         }
         Ok(out)
     }
+}
+
+/// The token ids of a corpus example's `field`, without EOS: a text, a list of texts
+/// (tokenized one by one and concatenated, seqio's `reduce_concat_tokens`) or token ids.
+pub fn corpus_tokens(
+    example: &Example,
+    field: &str,
+    vocabulary: &Vocabulary,
+) -> Result<Vec<u32>, DataError> {
+    let strip_eos = |mut ids: Vec<u32>| {
+        if ids.last() == Some(&Vocabulary::EOS_ID) {
+            ids.pop();
+        }
+        ids
+    };
+    Ok(match example.get(field) {
+        Some(FeatureValue::Text(text)) => strip_eos(vocabulary.encode_with(text, false)?),
+        Some(FeatureValue::Texts(texts)) => {
+            let mut tokens = Vec::new();
+            for text in texts {
+                tokens.extend(strip_eos(vocabulary.encode_with(text, false)?));
+            }
+            tokens
+        }
+        Some(FeatureValue::Tokens(tokens)) => strip_eos(tokens.clone()),
+        Some(other) => {
+            return Err(DataError::field(
+                field,
+                format!(
+                    "expected text, texts or token ids, found {}",
+                    kind_name(other)
+                ),
+            ))
+        }
+        None => return Err(DataError::field(field, "missing")),
+    })
 }
 
 /// Tokenizes every output feature that holds text with its vocabulary, appending EOS when

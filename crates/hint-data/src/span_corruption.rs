@@ -30,8 +30,7 @@ use serde::Deserialize;
 
 use crate::error::DataError;
 use crate::example::{Example, FeatureValue};
-use crate::preprocessors::{Context, Preprocessor};
-use crate::source::kind_name;
+use crate::preprocessors::{corpus_tokens, Context, Preprocessor};
 use crate::tf_random::{stateless_shuffle, stateless_uniform_int};
 use crate::vocabulary::Vocabulary;
 
@@ -268,36 +267,6 @@ impl SpanCorruption {
             self.mean_noise_span_length,
         )
     }
-
-    fn tokens(&self, example: &Example, vocabulary: &Vocabulary) -> Result<Vec<u32>, DataError> {
-        let strip_eos = |mut ids: Vec<u32>| {
-            if ids.last() == Some(&Vocabulary::EOS_ID) {
-                ids.pop();
-            }
-            ids
-        };
-        Ok(match example.get(&self.field) {
-            Some(FeatureValue::Text(text)) => strip_eos(vocabulary.encode_with(text, false)?),
-            Some(FeatureValue::Texts(texts)) => {
-                let mut tokens = Vec::new();
-                for text in texts {
-                    tokens.extend(strip_eos(vocabulary.encode_with(text, false)?));
-                }
-                tokens
-            }
-            Some(FeatureValue::Tokens(tokens)) => tokens.clone(),
-            Some(other) => {
-                return Err(DataError::field(
-                    &self.field,
-                    format!(
-                        "expected text, texts or token ids, found {}",
-                        kind_name(other)
-                    ),
-                ))
-            }
-            None => return Err(DataError::field(&self.field, "missing")),
-        })
-    }
 }
 
 impl Preprocessor for SpanCorruption {
@@ -321,8 +290,7 @@ impl Preprocessor for SpanCorruption {
         let add_instruction_eos = ctx.output_features.get("hyper_inputs").map(|f| f.add_eos);
         let first_sentinel = sentinel_id(&targets.vocabulary)?;
         // seqio drops padding (id 0) when it concatenates texts; a T5 tokenizer never emits it.
-        let mut tokens: Vec<u32> = self
-            .tokens(&example, &targets.vocabulary)?
+        let mut tokens: Vec<u32> = corpus_tokens(&example, &self.field, &targets.vocabulary)?
             .into_iter()
             .filter(|&t| t != Vocabulary::PAD_ID)
             .collect();

@@ -195,6 +195,31 @@ fn pretrain_split_cuts_segments_into_three_parts() {
 /// The reference's 4- and 6-part ablations: the parts go where `c4_registry_4part.py` and
 /// `_6part.py` put them, joined by the separator 1, and together they are the segment.
 #[test]
+fn pretrain_split_of_grouped_texts_is_that_of_their_concatenated_tokens() {
+    let f = features(true);
+    let split = PretrainSplit {
+        field: "text".into(),
+        segment_length: 6,
+        parts: 3,
+    };
+    let vocab = toy_vocabulary().unwrap();
+    let texts = ["copy the list", "sort it in order", "reverse the list ."];
+    let mut tokens = Vec::new();
+    for text in texts {
+        tokens.extend(vocab.encode_with(text, false).unwrap());
+    }
+    let grouped = example(&[(
+        "text",
+        FeatureValue::Texts(texts.map(str::to_string).to_vec()),
+    )]);
+    let joined = example(&[("text", FeatureValue::Tokens(tokens))]);
+    assert_eq!(
+        split.apply(grouped, &ctx(&f, 3)).unwrap(),
+        split.apply(joined, &ctx(&f, 3)).unwrap()
+    );
+}
+
+#[test]
 fn pretrain_split_cuts_four_and_six_parts_as_the_reference_ablations() {
     let f = features(true);
     let tokens: Vec<u32> = (3..23).collect();
