@@ -11,7 +11,8 @@ only as far as `t5.data.preprocessors` imports them):
         > crates/hint-data/tests/data/span_corruption_golden.json
 
 Cases:
-* `uniform`: `tf.random.stateless_uniform` for int64 seed pairs (wide and negative);
+* `uniform`: `tf.random.stateless_uniform` for int64 seed pairs (wide and negative), and
+  `uniform_int` its int32 form (`select_random_chunk`'s draw);
 * `helper`: `t5.data.preprocessors.random_spans_helper` (one sentinel per span);
 * `masks`: `random_spans_noise_mask` over lengths from 1 to 1137, three densities and span
   lengths, several seed pairs;
@@ -64,6 +65,13 @@ def main():
     for seed in [[0, 0], [1, 2], [-5, 123456789], [2**40 + 3, -1], [2**62 + 11, -(2**61)]]:
         values = tf.random.stateless_uniform([11], seed=tf.constant(seed, tf.int64)).numpy()
         out["uniform"].append({"seed": seed, "values": [float(v) for v in values]})
+    out["uniform_int"] = []
+    for case, maxval in enumerate([1, 2, 3, 7, 1000, 2**31 - 1]):
+        seed = seeds_for(900 + case, 1)[0]
+        value = tf.random.stateless_uniform(
+            [], seed=tf.constant(seed, tf.int64), minval=0, maxval=maxval, dtype=tf.int32
+        ).numpy()
+        out["uniform_int"].append({"seed": seed, "maxval": maxval, "value": int(value)})
     out["helper"] = []
     for density, mean in [(0.15, 3.0), (0.5, 3.0), (0.3, 5.0)]:
         for inputs_length in [4, 8, 17, 32, 64, 100, 512, 626, 1024]:

@@ -158,9 +158,10 @@ pub fn register_text_corpus(
                 .map_err(|e| {
                     DataError::Config(format!("hint.data.Corpus (span_corruption): {e}"))
                 })?;
-            crate::span_corruption::sentinel_id(&vocabulary).map_err(|e| {
-                DataError::Config(format!("hint.data.Corpus (span_corruption): {e}"))
-            })?;
+            crate::span_corruption::sentinel_id(&vocabulary, span_corruption.max_noise_spans()?)
+                .map_err(|e| {
+                    DataError::Config(format!("hint.data.Corpus (span_corruption): {e}"))
+                })?;
             builder.preprocessor(span_corruption)
         }
     };
@@ -182,6 +183,10 @@ struct GroupedTexts<S> {
 impl<S: Source> Source for GroupedTexts<S> {
     fn splits(&self) -> Vec<String> {
         self.inner.splits()
+    }
+
+    fn texts_per_record(&self) -> usize {
+        self.group.max(1)
     }
 
     fn num_input_examples(&self, split: &str) -> Option<u64> {
@@ -213,7 +218,10 @@ impl<S: Source> Source for GroupedTexts<S> {
                             first.get_or_insert(record);
                             continue;
                         }
-                        _ => record.field_error(&field, "missing or not a text"),
+                        _ => record.field_error(
+                            &field,
+                            "missing or not a text (texts_per_example > 1 groups texts only)",
+                        ),
                     },
                 };
                 if first.is_none() {

@@ -168,7 +168,8 @@ impl Member {
             return Ok(false);
         };
         let start = stream.records_read();
-        let Some(chunk) = stream.next_chunk(config.shuffle_buffer.max(1)) else {
+        let window = config.shuffle_buffer / stream.task().source().texts_per_record().max(1);
+        let Some(chunk) = stream.next_chunk(window.max(1)) else {
             return Ok(false);
         };
         let mut examples = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;

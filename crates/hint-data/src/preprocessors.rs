@@ -497,6 +497,16 @@ pub fn corpus_tokens(
     field: &str,
     vocabulary: &Vocabulary,
 ) -> Result<Vec<u32>, DataError> {
+    Ok(corpus_documents(example, field, vocabulary)?.concat())
+}
+
+/// The token ids of each text of a corpus example's `field` (one for a text or token ids),
+/// without EOS.
+pub fn corpus_documents(
+    example: &Example,
+    field: &str,
+    vocabulary: &Vocabulary,
+) -> Result<Vec<Vec<u32>>, DataError> {
     let strip_eos = |mut ids: Vec<u32>| {
         if ids.last() == Some(&Vocabulary::EOS_ID) {
             ids.pop();
@@ -504,15 +514,12 @@ pub fn corpus_tokens(
         ids
     };
     Ok(match example.get(field) {
-        Some(FeatureValue::Text(text)) => strip_eos(vocabulary.encode_with(text, false)?),
-        Some(FeatureValue::Texts(texts)) => {
-            let mut tokens = Vec::new();
-            for text in texts {
-                tokens.extend(strip_eos(vocabulary.encode_with(text, false)?));
-            }
-            tokens
-        }
-        Some(FeatureValue::Tokens(tokens)) => strip_eos(tokens.clone()),
+        Some(FeatureValue::Text(text)) => vec![strip_eos(vocabulary.encode_with(text, false)?)],
+        Some(FeatureValue::Texts(texts)) => texts
+            .iter()
+            .map(|text| Ok(strip_eos(vocabulary.encode_with(text, false)?)))
+            .collect::<Result<_, DataError>>()?,
+        Some(FeatureValue::Tokens(tokens)) => vec![strip_eos(tokens.clone())],
         Some(other) => {
             return Err(DataError::field(
                 field,

@@ -10,10 +10,10 @@
 //! targets  <X> for inviting <Y> last <Z> </s>
 //! ```
 //!
-//! The steps are seqio's: the texts of one example are tokenized and concatenated
-//! (`reduce_concat_tokens`; the corpus groups 128 texts per example by default), a document
-//! over 65,536 tokens is cut to one random chunk of that length (`select_random_chunk`),
-//! the tokens are split into segments of the length [`random_spans_helper`] derives from the
+//! The steps are seqio's: each text of an example is tokenized, a text over 65,536 tokens is
+//! cut to one random chunk of that length (`select_random_chunk`), empty ones are dropped,
+//! and the texts are concatenated (`reduce_concat_tokens`; the corpus groups 128 texts per
+//! example by default); the tokens are split into segments of the length [`random_spans_helper`] derives from the
 //! model's input length (568 tokens for 512), and each segment is noised
 //! ([`random_spans_noise_mask`], [`noise_span_to_unique_sentinel`],
 //! [`nonnoise_span_to_unique_sentinel`]) and ends with EOS (`append_eos_after_trim`).
@@ -30,7 +30,7 @@ use serde::Deserialize;
 
 use crate::error::DataError;
 use crate::example::{Example, FeatureValue};
-use crate::preprocessors::{corpus_tokens, Context, Preprocessor};
+use crate::preprocessors::{corpus_documents, Context, Preprocessor};
 use crate::tf_random::{stateless_shuffle, stateless_uniform_int};
 use crate::vocabulary::Vocabulary;
 
@@ -39,22 +39,38 @@ use crate::vocabulary::Vocabulary;
 pub const MAX_CHUNK_TOKENS: usize = 65_536;
 
 /// T5's sentinel for the first span of a segment: the vocabulary's last id (seqio's
-/// `sentinel_id`), which must be `<extra_id_0>` — a vocabulary without sentinels would have
-/// real pieces overwritten.
-pub fn sentinel_id(vocabulary: &Vocabulary) -> Result<u32, DataError> {
+/// `sentinel_id`), which must be `<extra_id_0>`, followed downwards by `<extra_id_1>` … up to
+/// `<extra_id_{spans − 1}>` for segments of up to `spans` noise spans — a vocabulary without
+/// enough sentinels would have real pieces overwritten.
+pub fn sentinel_id(vocabulary: &Vocabulary, spans: usize) -> Result<u32, DataError> {
     let last = vocabulary.vocab_size().saturating_sub(1) as u32;
-    match vocabulary.token_to_id("<extra_id_0>") {
-        Some(id) if id == last => Ok(id),
-        Some(id) => Err(DataError::Config(format!(
-            "span corruption counts sentinels down from the vocabulary's last id ({last}), but \
-             `<extra_id_0>` is id {id}"
-        ))),
-        None => Err(DataError::Config(
-            "span corruption needs `<extra_id_N>` sentinels at the end of the vocabulary (T5's \
-             tokenizer has 100; a trained one gets them with hint.data.Vocabulary.num_sentinels)"
-                .into(),
-        )),
+    for n in 0..spans.max(1) {
+        let expected = last.checked_sub(n as u32);
+        let found = vocabulary.token_to_id(&format!("<extra_id_{n}>"));
+        if found.is_none() || found != expected {
+            return Err(DataError::Config(format!(
+                "span corruption needs {} `<extra_id_N>` sentinels counted down from the \
+                 vocabulary's last id ({last}), but `<extra_id_{n}>` is {} (T5's tokenizer has \
+                 100; a trained one gets them with hint.data.Vocabulary.num_sentinels)",
+                spans.max(1),
+                found.map_or("missing".to_string(), |id| format!("id {id}"))
+            )));
+        }
     }
+    Ok(last)
+}
+
+/// The counts of t5's `random_spans_noise_mask` for `length` tokens, in float32 as TF
+/// computes them: `(noise tokens, noise spans, kept tokens)` of the padded length
+/// (`max(length, 2)`).
+fn noise_counts(length: usize, noise_density: f64, mean_noise_span_length: f64) -> (i64, i64, i64) {
+    let padded_length = length.max(2) as i64;
+    let noise_tokens = ((padded_length as f32 * noise_density as f32).round_ties_even() as i64)
+        .max(1)
+        .min(padded_length - 1);
+    let noise_spans =
+        ((noise_tokens as f32 / mean_noise_span_length as f32).round_ties_even() as i64).max(1);
+    (noise_tokens, noise_spans, padded_length - noise_tokens)
 }
 
 /// Lengths of one segment before noising, and of its targets after, for inputs of
@@ -95,7 +111,8 @@ pub fn random_spans_helper(
 /// (`round(length · density)` noise tokens in `round(noise / mean span length)` spans, at
 /// least one of each, in float32 as TF computes them); spans alternate kept/noise, starting
 /// with kept, and every such mask is equally likely. `seeds[0]` segments the noise tokens,
-/// `seeds[1]` the kept ones.
+/// `seeds[1]` the kept ones. Settings with more noise spans than kept tokens (which TF refuses)
+/// give a short mask; [`SpanCorruption::validate`] rules them out.
 pub fn random_spans_noise_mask(
     length: usize,
     noise_density: f64,
@@ -105,16 +122,11 @@ pub fn random_spans_noise_mask(
     if noise_density == 0.0 {
         return vec![false; length];
     }
-    let padded_length = length.max(2) as i64;
-    let noise_tokens = ((padded_length as f32 * noise_density as f32).round_ties_even() as i64)
-        .max(1)
-        .min(padded_length - 1);
-    let noise_spans =
-        ((noise_tokens as f32 / mean_noise_span_length as f32).round_ties_even() as i64).max(1);
-    let nonnoise_tokens = padded_length - noise_tokens;
+    let (noise_tokens, noise_spans, nonnoise_tokens) =
+        noise_counts(length, noise_density, mean_noise_span_length);
     let noise_lengths = random_segmentation(noise_tokens, noise_spans, seeds[0]);
     let nonnoise_lengths = random_segmentation(nonnoise_tokens, noise_spans, seeds[1]);
-    let mut mask = Vec::with_capacity(padded_length as usize);
+    let mut mask = Vec::with_capacity(length.max(2));
     for (kept, noise) in nonnoise_lengths.into_iter().zip(noise_lengths) {
         mask.extend(std::iter::repeat_n(false, kept));
         mask.extend(std::iter::repeat_n(true, noise));
@@ -171,19 +183,27 @@ pub fn nonnoise_span_to_unique_sentinel(
     noise_span_to_unique_sentinel(tokens, &inverted, first_sentinel)
 }
 
-/// One noised segment: `(inputs, targets)` without EOS.
+/// One noised segment: `(inputs, targets)` without EOS. An error when the settings give more
+/// noise spans than kept tokens for this length (TF fails there too).
 pub fn corrupt_segment(
     tokens: &[u32],
     noise_density: f64,
     mean_noise_span_length: f64,
     seeds: [[i64; 2]; 2],
     first_sentinel: u32,
-) -> (Vec<u32>, Vec<u32>) {
+) -> Result<(Vec<u32>, Vec<u32>), DataError> {
     let mask = random_spans_noise_mask(tokens.len(), noise_density, seeds, mean_noise_span_length);
-    (
+    if mask.len() != tokens.len() {
+        return Err(DataError::Config(format!(
+            "span corruption of {} tokens at noise density {noise_density} and mean span length \
+             {mean_noise_span_length} makes more noise spans than kept tokens",
+            tokens.len()
+        )));
+    }
+    Ok((
         noise_span_to_unique_sentinel(tokens, &mask, first_sentinel),
         nonnoise_span_to_unique_sentinel(tokens, &mask, first_sentinel),
-    )
+    ))
 }
 
 /// The span-corruption preprocessor (see the module documentation). Reads `field` — a text,
@@ -245,18 +265,51 @@ impl SpanCorruption {
                 format!("{}: span corruption needs at least 3", self.inputs_length),
             ));
         }
-        let (_, needed) = self.segment_lengths();
+        let limits = self.limits()?;
         if let Some(targets_length) = targets_length {
-            if targets_length < needed {
+            if targets_length < limits.targets {
                 return Err(DataError::Config(format!(
-                    "span corruption with inputs of {} tokens makes targets of {needed} tokens, \
+                    "span corruption with inputs of {} tokens makes targets of up to {} tokens, \
                      but targets have room for {targets_length}: raise the targets length \
                      (hint.train.Run.lengths)",
-                    self.inputs_length
+                    self.inputs_length, limits.targets
                 )));
             }
         }
         Ok(())
+    }
+
+    /// The most noise spans a segment gets (the sentinels needed).
+    pub fn max_noise_spans(&self) -> Result<usize, DataError> {
+        Ok(self.limits()?.spans)
+    }
+
+    /// What segments of up to the segment length make at most, for every length (a corpus
+    /// ends in shorter segments): targets (EOS included) and noise spans. An error when some
+    /// length has more noise spans than kept tokens.
+    fn limits(&self) -> Result<Limits, DataError> {
+        let (segment_length, _) = self.segment_lengths();
+        let mut limits = Limits {
+            targets: 0,
+            spans: 0,
+        };
+        for length in 1..=segment_length {
+            let (noise, spans, kept) =
+                noise_counts(length, self.noise_density, self.mean_noise_span_length);
+            if spans > kept {
+                return Err(DataError::field(
+                    "noise_density",
+                    format!(
+                        "{} with mean_noise_span_length {}: a segment of {length} tokens would \
+                         have {spans} noise spans but {kept} kept tokens to put between them",
+                        self.noise_density, self.mean_noise_span_length
+                    ),
+                ));
+            }
+            limits.targets = limits.targets.max((noise + spans + 1) as usize);
+            limits.spans = limits.spans.max(spans as usize);
+        }
+        Ok(limits)
     }
 
     /// `(tokens per segment, targets length)` ([`random_spans_helper`]).
@@ -267,6 +320,12 @@ impl SpanCorruption {
             self.mean_noise_span_length,
         )
     }
+}
+
+/// Upper bounds over a corpus' segments ([`SpanCorruption::validate`]).
+struct Limits {
+    targets: usize,
+    spans: usize,
 }
 
 impl Preprocessor for SpanCorruption {
@@ -287,21 +346,24 @@ impl Preprocessor for SpanCorruption {
             })
         };
         let targets = feature("targets")?;
+        let add_eos = (feature("inputs")?.add_eos, targets.add_eos);
         let add_instruction_eos = ctx.output_features.get("hyper_inputs").map(|f| f.add_eos);
-        let first_sentinel = sentinel_id(&targets.vocabulary)?;
-        // seqio drops padding (id 0) when it concatenates texts; a T5 tokenizer never emits it.
-        let mut tokens: Vec<u32> = corpus_tokens(&example, &self.field, &targets.vocabulary)?
-            .into_iter()
-            .filter(|&t| t != Vocabulary::PAD_ID)
-            .collect();
+        let first_sentinel = sentinel_id(&targets.vocabulary, self.max_noise_spans()?)?;
         let mut rng = ctx.rng();
         let mut seed = || rng.next_u64() as i64;
-        if tokens.len() > MAX_CHUNK_TOKENS {
-            let chunks = tokens.len().div_ceil(MAX_CHUNK_TOKENS) as i32;
-            let start =
-                MAX_CHUNK_TOKENS * stateless_uniform_int([seed(), seed()], 0, chunks) as usize;
-            let end = (start + MAX_CHUNK_TOKENS).min(tokens.len());
-            tokens = tokens[start..end].to_vec();
+        let mut tokens = Vec::new();
+        for mut document in corpus_documents(&example, &self.field, &targets.vocabulary)? {
+            // seqio drops padding (id 0) when it concatenates texts; T5's tokenizer never
+            // emits it.
+            document.retain(|&t| t != Vocabulary::PAD_ID);
+            if document.len() > MAX_CHUNK_TOKENS {
+                let chunks = document.len().div_ceil(MAX_CHUNK_TOKENS) as i32;
+                let chunk = stateless_uniform_int([seed(), seed()], 0, chunks) as usize;
+                let start = MAX_CHUNK_TOKENS * chunk;
+                let end = (start + MAX_CHUNK_TOKENS).min(document.len());
+                document = document[start..end].to_vec();
+            }
+            tokens.extend(document);
         }
         let (segment_length, _) = self.segment_lengths();
         let mut out = Vec::new();
@@ -313,9 +375,16 @@ impl Preprocessor for SpanCorruption {
                 self.mean_noise_span_length,
                 seeds,
                 first_sentinel,
-            );
-            inputs.push(Vocabulary::EOS_ID);
-            targets.push(Vocabulary::EOS_ID);
+            )?;
+            // append_eos_after_trim: inputs keep room for EOS (float32 counts can exceed
+            // random_spans_helper's float64 ones by a token).
+            if add_eos.0 {
+                inputs.truncate(self.inputs_length - 1);
+                inputs.push(Vocabulary::EOS_ID);
+            }
+            if add_eos.1 {
+                targets.push(Vocabulary::EOS_ID);
+            }
             let mut row = Example::new();
             row.insert("inputs".into(), FeatureValue::Tokens(inputs));
             row.insert("targets".into(), FeatureValue::Tokens(targets));
@@ -355,7 +424,7 @@ mod tests {
         assert_eq!(mask.len(), 30);
         assert!(!mask[0], "spans start with kept tokens");
         assert_eq!(mask.iter().filter(|&&m| m).count(), 4, "round(30 · 0.15)");
-        let (inputs, targets) = corrupt_segment(&tokens, 0.15, 3.0, seeds, 99);
+        let (inputs, targets) = corrupt_segment(&tokens, 0.15, 3.0, seeds, 99).unwrap();
         // Every token is in exactly one of them, each span marked by the same sentinel.
         let kept: Vec<u32> = inputs.iter().copied().filter(|&t| t < 90).collect();
         let dropped: Vec<u32> = targets.iter().copied().filter(|&t| t < 90).collect();

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use hint_data::preprocessors::{Context, Preprocessor};
 use hint_data::span_corruption::{
-    corrupt_segment, random_spans_helper, random_spans_noise_mask, SpanCorruption,
+    corrupt_segment, random_spans_helper, random_spans_noise_mask, sentinel_id, SpanCorruption,
 };
-use hint_data::tf_random::stateless_uniform;
+use hint_data::tf_random::{stateless_uniform, stateless_uniform_int};
 use hint_data::{Example, Feature, FeatureValue, OutputFeatures, Vocabulary};
 use serde_json::Value;
 
@@ -68,6 +68,15 @@ fn stateless_uniform_is_tensorflows() {
 }
 
 #[test]
+fn stateless_uniform_int_is_tensorflows() {
+    for case in cases(&golden(), "uniform_int") {
+        let maxval = case["maxval"].as_i64().unwrap() as i32;
+        let value = stateless_uniform_int(seed(&case["seed"]), 0, maxval);
+        assert_eq!(i64::from(value), case["value"].as_i64().unwrap(), "{case}");
+    }
+}
+
+#[test]
 fn segment_and_target_lengths_are_t5s() {
     for case in cases(&golden(), "helper") {
         let got = random_spans_helper(
@@ -118,7 +127,8 @@ fn inputs_and_targets_are_t5s() {
             3.0,
             seed_pairs(&case["seeds"]),
             first_sentinel,
-        );
+        )
+        .unwrap();
         assert_eq!(inputs, ids(&case["inputs"]), "inputs of {}", case["tokens"]);
         assert_eq!(
             targets,
@@ -171,54 +181,74 @@ fn restore(inputs: &[u32], targets: &[u32], is_sentinel: impl Fn(u32) -> bool) -
     segment
 }
 
+fn features(vocabulary_size: usize) -> OutputFeatures {
+    let vocabulary = Arc::new(t5_sized_vocabulary(vocabulary_size));
+    ["inputs", "targets", "hyper_inputs"]
+        .into_iter()
+        .map(|name| (name.to_string(), Feature::new(vocabulary.clone())))
+        .collect::<BTreeMap<_, _>>()
+}
+
+/// Words of the test vocabulary that spell `ids`, so that the text tokenizes back to them.
+fn words(ids: &[u32]) -> String {
+    ids.iter()
+        .map(|t| format!("w{t}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The segments a span-corruption preprocessor made of `texts`, restored.
+fn restored_segments(
+    preprocessor: &SpanCorruption,
+    features: &OutputFeatures,
+    texts: Vec<String>,
+    index: u64,
+) -> Vec<Vec<u32>> {
+    let mut example = Example::new();
+    example.insert("text".into(), FeatureValue::Texts(texts));
+    let ctx = Context {
+        output_features: features,
+        seed: 0,
+        step: 0,
+        index,
+    };
+    let mut segments = Vec::new();
+    for row in preprocessor.apply(example, &ctx).unwrap() {
+        let tokens = |name: &str| match row.get(name) {
+            Some(FeatureValue::Tokens(t)) => t.clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        assert!(tokens("inputs").len() <= preprocessor.inputs_length);
+        assert_eq!(
+            tokens("hyper_inputs"),
+            vec![1],
+            "plain T5: the empty instruction"
+        );
+        segments.push(restore(&tokens("inputs"), &tokens("targets"), |t| {
+            t >= 32_000
+        }));
+    }
+    segments
+}
+
 #[test]
 fn segments_are_t5s_concatenated_and_split_documents() {
     let golden = golden();
-    let vocabulary = Arc::new(t5_sized_vocabulary(32_100));
-    let features: OutputFeatures = ["inputs", "targets", "hyper_inputs"]
-        .into_iter()
-        .map(|name| (name.to_string(), Feature::new(vocabulary.clone())))
-        .collect::<BTreeMap<_, _>>();
+    let features = features(32_100);
     for case in cases(&golden, "segments") {
         let docs: Vec<Vec<u32>> = case["docs"].as_array().unwrap().iter().map(ids).collect();
         let group = case["texts_per_example"].as_u64().unwrap() as usize;
-        let preprocessor =
-            SpanCorruption::new("text", case["inputs_length"].as_u64().unwrap() as usize);
+        let inputs_length = case["inputs_length"].as_u64().unwrap() as usize;
+        let preprocessor = SpanCorruption::new("text", inputs_length);
         let mut segments = Vec::new();
         for (index, texts) in docs.chunks(group).enumerate() {
-            // The words of the vocabulary spell the ids, so the texts tokenize back to them.
-            let texts: Vec<String> = texts
-                .iter()
-                .map(|doc| {
-                    doc.iter()
-                        .map(|t| format!("w{t}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect();
-            let mut example = Example::new();
-            example.insert("text".into(), FeatureValue::Texts(texts));
-            let ctx = Context {
-                output_features: &features,
-                seed: 0,
-                step: 0,
-                index: index as u64,
-            };
-            for row in preprocessor.apply(example, &ctx).unwrap() {
-                let tokens = |name: &str| match row.get(name) {
-                    Some(FeatureValue::Tokens(t)) => t.clone(),
-                    other => panic!("{name}: {other:?}"),
-                };
-                assert!(tokens("inputs").len() <= 64, "inputs fit the input length");
-                assert_eq!(
-                    tokens("hyper_inputs"),
-                    vec![1],
-                    "plain T5: the empty instruction"
-                );
-                segments.push(restore(&tokens("inputs"), &tokens("targets"), |t| {
-                    t >= 32_000
-                }));
-            }
+            let texts: Vec<String> = texts.iter().map(|doc| words(doc)).collect();
+            segments.extend(restored_segments(
+                &preprocessor,
+                &features,
+                texts,
+                index as u64,
+            ));
         }
         let expected: Vec<Vec<u32>> = case["segments"]
             .as_array()
@@ -228,4 +258,52 @@ fn segments_are_t5s_concatenated_and_split_documents() {
             .collect();
         assert_eq!(segments, expected);
     }
+}
+
+#[test]
+fn a_text_over_65536_tokens_is_cut_to_one_chunk_before_texts_are_joined() {
+    let features = features(32_100);
+    let preprocessor = SpanCorruption::new("text", 512);
+    let long: Vec<u32> = (0..70_000).map(|i| 3 + i % 31_000).collect();
+    let short: Vec<u32> = (5..25).collect();
+    let (first, last) = long.split_at(65_536);
+    let mut chunks_seen = [false, false];
+    for index in 0..8 {
+        let texts = vec![words(&long), words(&short)];
+        let joined = restored_segments(&preprocessor, &features, texts, index).concat();
+        let (chunk, tail) = joined.split_at(joined.len() - short.len());
+        assert_eq!(
+            tail,
+            short.as_slice(),
+            "the short text, whole, after the chunk"
+        );
+        assert!(
+            chunk == first || chunk == last,
+            "one whole chunk of the long text"
+        );
+        chunks_seen[usize::from(chunk == last)] = true;
+    }
+    assert_eq!(
+        chunks_seen,
+        [true, true],
+        "both chunks are drawn over 8 examples"
+    );
+}
+
+#[test]
+fn settings_seqio_cannot_noise_are_refused_and_sentinels_are_counted() {
+    let crowded = SpanCorruption {
+        noise_density: 0.8,
+        ..SpanCorruption::new("text", 64)
+    };
+    let error = crowded.validate(None).unwrap_err().to_string();
+    assert!(error.contains("noise spans"), "{error}");
+    // Inputs of 512: segments of 568 tokens have up to 28 noise spans, so 28 sentinels.
+    let t5 = SpanCorruption::new("text", 512);
+    assert_eq!(t5.max_noise_spans().unwrap(), 28);
+    assert!(t5.validate(Some(113)).is_err() && t5.validate(Some(114)).is_ok());
+    let vocabulary = t5_sized_vocabulary(32_100);
+    assert_eq!(sentinel_id(&vocabulary, 28).unwrap(), 32_099);
+    let error = sentinel_id(&vocabulary, 101).unwrap_err().to_string();
+    assert!(error.contains("<extra_id_100>"), "{error}");
 }

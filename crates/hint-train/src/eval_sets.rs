@@ -64,24 +64,30 @@ pub fn eval_tasks(
                 }
             }
         }
-        let several = groups.len() > 1;
-        let mut names = std::collections::BTreeSet::new();
-        for (i, ((own_name, instruction), group)) in groups.into_iter().enumerate() {
-            let name = match own_name {
-                // Unless one task was read under several instructions (demonstrations
-                // drawn per instance): those groups are numbered.
-                Some(own) if own != task.name() && !names.contains(&own) => own,
-                _ if several => format!("{}#{i}", task.name()),
-                _ => task.name().to_string(),
-            };
-            names.insert(name.clone());
+        for ((own_name, instruction), group) in groups {
             tasks.push(EvalTask {
-                name,
+                // Named by the instances' own task (Super-NI, BIG-bench ids), else the
+                // registered one; numbered below when a name has several groups.
+                name: own_name.unwrap_or_else(|| task.name().to_string()),
                 category: group.category,
                 metrics: task.metrics().to_vec(),
                 instruction,
                 examples: group.examples,
             });
+        }
+    }
+    // A task read under several instructions (demonstrations drawn per instance), or two
+    // members naming the same task: `<name>#0`, `<name>#1`, … so that no two share a name.
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for task in &tasks {
+        *counts.entry(task.name.clone()).or_default() += 1;
+    }
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for task in &mut tasks {
+        if counts[&task.name] > 1 {
+            let k = seen.entry(task.name.clone()).or_default();
+            task.name = format!("{}#{k}", task.name);
+            *k += 1;
         }
     }
     Ok(tasks)
@@ -295,4 +301,95 @@ pub fn score_sets_in(
                 })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hint_data::preprocessors::Tokenize;
+    use hint_data::{toy_vocabulary, MemorySource, Task, TaskRegistry};
+
+    fn example(task: &str, category: &str, instruction: &str) -> Example {
+        let text = |t: &str| FeatureValue::Text(t.to_string());
+        Example::from([
+            ("task_name".to_string(), text(task)),
+            ("category".to_string(), text(category)),
+            ("hyper_inputs".to_string(), text(instruction)),
+            ("inputs".to_string(), text("1 2")),
+            ("targets".to_string(), text("2 1")),
+        ])
+    }
+
+    /// One registered task holding the instances of several named tasks, as Super-NI's test
+    /// split is: a task per (name, instruction), named and categorised by its instances.
+    fn tasks_in(mode: &str) -> Vec<EvalTask> {
+        let vocabulary = Arc::new(toy_vocabulary().unwrap());
+        let settings = RunSettings::load(
+            &[],
+            &[
+                format!("hint.train.Run.instruction_mode = {mode:?}"),
+                "hint.train.Run.lengths = (8, 8, 8)".into(),
+            ],
+            &[],
+            false,
+        )
+        .unwrap();
+        let examples = vec![
+            example("reverse", "Lists", "reverse the list"),
+            example("reverse", "Lists", "reverse the list"),
+            example("sort", "Lists", "sort the list"),
+            // One task under two instructions (drawn demonstrations).
+            example("copy", "Copy", "copy the list"),
+            example("copy", "Copy", "copy it"),
+        ];
+        let source = MemorySource::new().split("test", examples);
+        let task = Task::builder("mixed", source)
+            .preprocessor(Tokenize::default())
+            .hint_features(&vocabulary, settings.run.lengths, true)
+            .metric("exact_match")
+            .build()
+            .unwrap();
+        let mut registry = TaskRegistry::new();
+        registry.add_task(task).unwrap();
+        let data = RunData {
+            registry,
+            vocabulary,
+        };
+        eval_tasks(&data, "mixed", "test", &settings).unwrap()
+    }
+
+    fn names(tasks: &[EvalTask]) -> Vec<(String, Option<String>, usize)> {
+        let mut names: Vec<_> = tasks
+            .iter()
+            .map(|t| (t.name.clone(), t.category.clone(), t.examples.len()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn instances_are_grouped_by_their_own_task_in_both_instruction_modes() {
+        let cat = |c: &str| Some(c.to_string());
+        let hyper = tasks_in("hyper");
+        assert_eq!(
+            names(&hyper),
+            [
+                ("copy#0".to_string(), cat("Copy"), 1),
+                ("copy#1".to_string(), cat("Copy"), 1),
+                ("reverse".to_string(), cat("Lists"), 2),
+                ("sort".to_string(), cat("Lists"), 1),
+            ]
+        );
+        // Concatenation: every instruction is empty, the task names still part them.
+        let concat = tasks_in("concat");
+        assert!(concat.iter().all(|t| t.instruction.is_empty()));
+        assert_eq!(
+            names(&concat),
+            [
+                ("copy".to_string(), cat("Copy"), 2),
+                ("reverse".to_string(), cat("Lists"), 2),
+                ("sort".to_string(), cat("Lists"), 1),
+            ]
+        );
+    }
 }

@@ -94,7 +94,8 @@ pub struct ArmSummary {
     pub scores: BTreeMap<String, BTreeMap<String, Spread>>,
     /// Per evaluation set label whose tasks have categories (Super-NI): per category, then
     /// per task (`<category> / <task>`), the metrics over seeds — a category's score is the
-    /// mean over its tasks, as Super-NI reports them.
+    /// mean over its tasks (Super-NI averages over instances, the same with its equal
+    /// instances per task).
     #[serde(default)]
     pub breakdown: BTreeMap<String, Vec<Breakdown>>,
     /// FLOPs per instance (the same for every seed).

@@ -192,8 +192,6 @@ fn pretrain_split_cuts_segments_into_three_parts() {
     assert_eq!(text.len(), 1);
 }
 
-/// The reference's 4- and 6-part ablations: the parts go where `c4_registry_4part.py` and
-/// `_6part.py` put them, joined by the separator 1, and together they are the segment.
 #[test]
 fn pretrain_split_of_grouped_texts_is_that_of_their_concatenated_tokens() {
     let f = features(true);
@@ -219,6 +217,8 @@ fn pretrain_split_of_grouped_texts_is_that_of_their_concatenated_tokens() {
     );
 }
 
+/// The reference's 4- and 6-part ablations: the parts go where `c4_registry_4part.py` and
+/// `_6part.py` put them, joined by the separator 1, and together they are the segment.
 #[test]
 fn pretrain_split_cuts_four_and_six_parts_as_the_reference_ablations() {
     let f = features(true);
@@ -326,4 +326,24 @@ fn specs_build_the_same_preprocessors() {
     }
     assert_eq!(e["inputs_pretokenized"], FeatureValue::from("Q: 1 2"));
     assert_eq!(e["targets"], FeatureValue::Tokens(vec![1]));
+}
+
+#[test]
+fn span_corruption_specs_default_to_t5s_settings_and_refuse_bad_ones() {
+    let parse = |json: &str| serde_json::from_str::<PreprocessorSpec>(json).unwrap();
+    let spec = parse(r#"{"type": "span_corruption", "field": "text", "inputs_length": 512}"#);
+    assert_eq!(
+        spec,
+        PreprocessorSpec::SpanCorruption {
+            field: "text".into(),
+            inputs_length: 512,
+            noise_density: 0.15,
+            mean_noise_span_length: 3.0,
+        }
+    );
+    assert!(spec.build().unwrap().name().contains("density 0.15"));
+    let crowded = parse(
+        r#"{"type": "span_corruption", "field": "text", "inputs_length": 64, "noise_density": 0.8}"#,
+    );
+    assert!(crowded.build().is_err());
 }

@@ -131,6 +131,13 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// How many raw texts one record gathers (a corpus grouping 128 texts per example): the
+    /// shuffle window, counted in records, is divided by it so that it holds about as many
+    /// texts as for any other source.
+    fn texts_per_record(&self) -> usize {
+        1
+    }
+
     /// Opens a split. Unknown splits are [`DataError::UnknownSplit`] (callers add the task).
     fn open(&self, split: &str, options: &OpenOptions) -> Result<RecordStream, DataError>;
 }
