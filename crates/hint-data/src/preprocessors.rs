@@ -725,7 +725,7 @@ pub enum PreprocessorSpec {
         #[serde(default = "three")]
         parts: usize,
     },
-    /// [`SpanCorruption`](crate::span_corruption::SpanCorruption).
+    /// [`SpanCorruption`].
     SpanCorruption {
         /// The field.
         field: String,
