@@ -247,6 +247,11 @@ impl SpanCorruption {
     /// Refuses settings seqio refuses or that leave nothing to learn; `targets_length` is the
     /// targets' room (EOS included), which must hold [`random_spans_helper`]'s targets.
     pub fn validate(&self, targets_length: Option<usize>) -> Result<(), DataError> {
+        self.checked_limits(targets_length).map(|_| ())
+    }
+
+    /// [`SpanCorruption::validate`], returning the limits it computed.
+    fn checked_limits(&self, targets_length: Option<usize>) -> Result<Limits, DataError> {
         if !(self.noise_density > 0.0 && self.noise_density < 1.0) {
             return Err(DataError::field(
                 "noise_density",
@@ -276,12 +281,12 @@ impl SpanCorruption {
                 )));
             }
         }
-        Ok(())
+        Ok(limits)
     }
 
     /// The most noise spans a segment gets (the sentinels needed).
     pub fn max_noise_spans(&self) -> Result<usize, DataError> {
-        Ok(self.limits()?.spans)
+        Ok(self.checked_limits(None)?.spans)
     }
 
     /// What segments of up to the segment length make at most, for every length (a corpus
@@ -337,7 +342,8 @@ impl Preprocessor for SpanCorruption {
     }
 
     fn apply(&self, example: Example, ctx: &Context<'_>) -> Result<Vec<Example>, DataError> {
-        self.validate(None)?;
+        // Checked once per example, the limits computed once.
+        let limits = self.checked_limits(None)?;
         let feature = |name: &str| {
             ctx.output_features.get(name).ok_or_else(|| {
                 DataError::Config(format!(
@@ -348,7 +354,7 @@ impl Preprocessor for SpanCorruption {
         let targets = feature("targets")?;
         let add_eos = (feature("inputs")?.add_eos, targets.add_eos);
         let add_instruction_eos = ctx.output_features.get("hyper_inputs").map(|f| f.add_eos);
-        let first_sentinel = sentinel_id(&targets.vocabulary, self.max_noise_spans()?)?;
+        let first_sentinel = sentinel_id(&targets.vocabulary, limits.spans)?;
         let mut rng = ctx.rng();
         let mut seed = || rng.next_u64() as i64;
         let mut tokens = Vec::new();
