@@ -9,7 +9,7 @@
 //! | `hint.data.Builtin` | [`BuiltinOptions`] | the built-in instruction suite: `builtin_train`, `builtin_heldout` |
 //! | `hint.data.BigBench` | [`BigBenchOptions`] | every `task.json` under `path`: `bigbench_<id>`, `bigbench_list_functions_{train,unseen}` |
 //! | `hint.data.SuperNI` | [`SuperNiOptions`] | a natural-instructions checkout: `natural_instructions`, … (per variant) |
-//! | `hint.data.P3` | [`P3Options`] | P3 Parquet tasks: each task, `p3_train`, `p3_eval` |
+//! | `hint.data.P3` | [`P3Options`] | P3 Parquet tasks: each task, `p3_train`, `p3_eval`; with `shots`, `{task}_{k}_shot`, `p3_train_{k}_shot`, `p3_eval_{k}_shot` |
 //! | `hint.data.Corpus` | [`CorpusOptions`] | a pretraining corpus: `name` (default `pretrain_corpus`) |
 //! | `hint.data.Registry` | [`RegistrySpec`] | `tasks = [@x/hint.data.Task(), …]`, `mixtures = [@m/hint.data.Mixture(), …]` |
 //! | `hint.data.Vocabulary` | [`VocabularyOptions`] | `tokenizer_file`, or a tokenizer of `vocab_size` trained on the suites' text |

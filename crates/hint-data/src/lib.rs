@@ -11,7 +11,8 @@
 //!   behind the [`Source`] trait;
 //! * [`preprocessors`]: per-example steps (rekey, templates, HINT's split, rank
 //!   classification, the C4 pretraining split, tokenization) and [`span_corruption`] (T5's
-//!   pretraining objective, masks identical to seqio's given the seeds);
+//!   pretraining objective, masks identical to seqio's given the seeds) and [`few_shot`]
+//!   (k demonstrations from a task's own train split, T0's `{task}_{k}_shot` tasks);
 //! * [`task`]: [`Task`], [`Mixture`] and [`TaskRegistry`] (start there; [`default_registry`]
 //!   holds the built-in tasks);
 //! * [`feature_converter`]: task features → model [`Batch`]es (HINT's converter, seqio's
@@ -56,6 +57,8 @@ mod example;
 pub mod feature_converter;
 #[cfg(feature = "tasks")]
 mod features;
+#[cfg(feature = "tasks")]
+pub mod few_shot;
 #[cfg(feature = "tasks")]
 pub mod iterator;
 pub mod metrics;

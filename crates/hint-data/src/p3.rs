@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::DataError;
 use crate::example::{Example, FeatureValue};
 use crate::feature_converter::FeatureLengths;
+use crate::few_shot::{few_shot_name, Demonstration, DemonstrationPool, FewShot, ShotsInto};
 use crate::preprocessors::{FnPreprocessor, Tokenize};
-use crate::source::{FileSource, Format};
+use crate::rng::fnv1a;
+use crate::source::{FileSource, Format, Record, Source};
 use crate::task::{Mixture, Rate, Task, TaskRegistry};
 use crate::vocabulary::Vocabulary;
 
@@ -96,6 +98,17 @@ pub struct P3Options {
     pub eval_tasks: Vec<String>,
     /// The example-proportional cap of `p3_train` (T0: 500,000).
     pub max_examples: f64,
+    /// Few-shot variants to register (the original: `[1, 2, 4, 5]`): for each `k`, every
+    /// task gets `{task}_{k}_shot` and the mixtures `p3_train_{k}_shot` and
+    /// `p3_eval_{k}_shot` ([`crate::few_shot`]).
+    pub shots: Vec<usize>,
+    /// Where the demonstrations go, in training and evaluation alike: `"hyper_inputs"`
+    /// (HINT) or `"inputs"` (the concatenation baseline).
+    pub shots_into: ShotsInto,
+    /// The token budget of the demonstrations and the example's input (the original: 960).
+    pub shots_max_input_length: usize,
+    /// Rows of each task's demonstration split the demonstrations are drawn from.
+    pub shots_pool: usize,
 }
 
 impl Default for P3Options {
@@ -107,6 +120,10 @@ impl Default for P3Options {
             extra_train_tasks: Vec::new(),
             eval_tasks: Vec::new(),
             max_examples: 500_000.0,
+            shots: Vec::new(),
+            shots_into: ShotsInto::HyperInputs,
+            shots_max_input_length: 960,
+            shots_pool: 1000,
         }
     }
 }
@@ -238,70 +255,137 @@ pub fn register_p3(
             )));
         }
         let mut source = FileSource::new(Format::Parquet);
-        let mut any = false;
+        let mut splits = Vec::new();
         for split in ["train", "validation", "test"] {
             let files = split_files(&dir, split);
             if !files.is_empty() {
-                any = true;
+                splits.push(split);
                 source = source.split(split, files);
             }
         }
-        if !any {
+        if splits.is_empty() {
             return Err(DataError::Config(format!(
                 "P3 task `{name}`: {} holds no <split>-*.parquet files",
                 dir.display()
             )));
         }
+        let source: Arc<dyn Source> = Arc::new(source);
         let prompt = prompts.get(name).cloned().unwrap_or_default();
-        let task_name = name.clone();
-        let to_hint = FnPreprocessor::new("p3_to_hint", move |example: Example, _ctx| {
-            let text = |field: &str| -> Result<String, DataError> {
-                match example.get(field) {
-                    Some(FeatureValue::Text(t)) => Ok(t.clone()),
-                    Some(_) => Err(DataError::field(field, "expected text")),
-                    None => Err(DataError::field(field, "missing")),
-                }
-            };
-            let mut out = Example::new();
-            out.insert(
-                "inputs".into(),
-                FeatureValue::Text(text("inputs_pretokenized")?),
-            );
-            out.insert(
-                "targets".into(),
-                FeatureValue::Text(text("targets_pretokenized")?.trim().to_string()),
-            );
-            out.insert("hyper_inputs".into(), FeatureValue::Text(prompt.clone()));
-            out.insert("task_name".into(), FeatureValue::Text(task_name.clone()));
-            if let Some(FeatureValue::Texts(choices)) = example.get("answer_choices") {
-                out.insert(
-                    "answer_choices".into(),
-                    FeatureValue::Texts(choices.iter().map(|c| c.trim().to_string()).collect()),
-                );
+        let task = |task_name: String, few_shot: Option<FewShot>| {
+            let mut builder = Task::builder_shared(task_name, Arc::clone(&source))
+                .preprocessor(p3_to_hint(name, &prompt));
+            if let Some(few_shot) = few_shot {
+                builder = builder.preprocessor(few_shot);
             }
-            Ok(vec![out])
-        });
-        let task = Task::builder(name.clone(), source)
-            .preprocessor(to_hint)
-            .preprocessor(Tokenize::default())
-            .hint_features(&vocabulary, lengths, false)
-            .metric("rank_classification")
-            .metric("exact_match")
-            .build()?;
-        registry.add_task(task)?;
+            builder
+                .preprocessor(Tokenize::default())
+                .hint_features(&vocabulary, lengths, false)
+                .metric("rank_classification")
+                .metric("exact_match")
+                .build()
+        };
+        registry.add_task(task(name.clone(), None)?)?;
+        if !options.shots.is_empty() {
+            // The original draws story_cloze's demonstrations from validation, its only
+            // labelled split; so does any task without a train split here.
+            let split = if splits.contains(&"train") {
+                "train"
+            } else {
+                "validation"
+            };
+            if !splits.contains(&split) {
+                return Err(DataError::Config(format!(
+                    "P3 task `{name}`: few-shot variants need a train or validation split in {}",
+                    dir.display()
+                )));
+            }
+            let pool = Arc::new(DemonstrationPool::new(
+                Arc::clone(&source),
+                split,
+                options.shots_pool,
+                p3_demonstration,
+            ));
+            for &shots in &options.shots {
+                let few_shot = FewShot {
+                    shots,
+                    into: options.shots_into,
+                    max_input_length: options.shots_max_input_length,
+                    pool: Arc::clone(&pool),
+                    task_seed: fnv1a(name.as_bytes()),
+                };
+                registry.add_task(task(few_shot_name(name, shots), Some(few_shot))?)?;
+            }
+        }
     }
-    if !train_tasks.is_empty() {
-        registry.add_mixture(Mixture::new(
-            "p3_train",
-            train_tasks
-                .iter()
-                .map(|t| (t.clone(), Rate::proportional(Some(options.max_examples)))),
-        ))?;
-    }
-    if !eval_tasks.is_empty() {
-        registry.add_mixture(Mixture::uniform("p3_eval", eval_tasks))?;
+    let variants = std::iter::once(None).chain(options.shots.iter().copied().map(Some));
+    for shots in variants {
+        let named = |base: &str| match shots {
+            Some(k) => few_shot_name(base, k),
+            None => base.to_string(),
+        };
+        if !train_tasks.is_empty() {
+            registry.add_mixture(Mixture::new(
+                named("p3_train"),
+                train_tasks
+                    .iter()
+                    .map(|t| (named(t), Rate::proportional(Some(options.max_examples)))),
+            ))?;
+        }
+        if !eval_tasks.is_empty() {
+            registry.add_mixture(Mixture::uniform(
+                named("p3_eval"),
+                eval_tasks.iter().map(|t| named(t)),
+            ))?;
+        }
     }
     Ok(())
+}
+
+/// The P3 row as HINT reads it: `inputs` (the prompted input), `targets` (stripped),
+/// `hyper_inputs` (the task's masked prompt), `task_name`, and `answer_choices` (stripped)
+/// when the template has them.
+fn p3_to_hint(name: &str, prompt: &str) -> FnPreprocessor {
+    let (task_name, prompt) = (name.to_string(), prompt.to_string());
+    FnPreprocessor::new("p3_to_hint", move |example: Example, _ctx| {
+        let text = |field: &str| -> Result<String, DataError> {
+            match example.get(field) {
+                Some(FeatureValue::Text(t)) => Ok(t.clone()),
+                Some(_) => Err(DataError::field(field, "expected text")),
+                None => Err(DataError::field(field, "missing")),
+            }
+        };
+        let mut out = Example::new();
+        out.insert(
+            "inputs".into(),
+            FeatureValue::Text(text("inputs_pretokenized")?),
+        );
+        out.insert(
+            "targets".into(),
+            FeatureValue::Text(text("targets_pretokenized")?.trim().to_string()),
+        );
+        out.insert("hyper_inputs".into(), FeatureValue::Text(prompt.clone()));
+        out.insert("task_name".into(), FeatureValue::Text(task_name.clone()));
+        if let Some(FeatureValue::Texts(choices)) = example.get("answer_choices") {
+            out.insert(
+                "answer_choices".into(),
+                FeatureValue::Texts(choices.iter().map(|c| c.trim().to_string()).collect()),
+            );
+        }
+        Ok(vec![out])
+    })
+}
+
+/// A demonstration of a P3 row: its prompted input and stripped target.
+fn p3_demonstration(record: &Record) -> Result<Demonstration, DataError> {
+    let text = |field: &str| match record.example.get(field) {
+        Some(FeatureValue::Text(t)) => Ok(t.clone()),
+        Some(_) => Err(record.field_error(field, "expected text")),
+        None => Err(record.field_error(field, "missing")),
+    };
+    Ok(Demonstration {
+        inputs: text("inputs_pretokenized")?,
+        targets: text("targets_pretokenized")?.trim().to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -333,5 +417,141 @@ mod tests {
         );
         let err = parse_edited_prompts("only one field\n", Path::new("p.txt")).unwrap_err();
         assert!(err.to_string().contains("p.txt:1"), "{err}");
+    }
+
+    fn write_rows(path: &Path, rows: &[(&str, &str)]) {
+        use arrow::array::{ArrayRef, RecordBatch, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        let column = |i: usize| -> ArrayRef {
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| if i == 0 { r.0 } else { r.1 })
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("inputs_pretokenized", DataType::Utf8, true),
+            Field::new("targets_pretokenized", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(schema, vec![column(0), column(1)]).unwrap();
+        let file = std::fs::File::create(path).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    fn texts(task: &Arc<Task>, split: &str, field: &str) -> Vec<String> {
+        task.open(split, &crate::task::ReadOptions::default())
+            .unwrap()
+            .map(|example| match &example.unwrap()[field] {
+                FeatureValue::Tokens(ids) => task.output_features()[field]
+                    .vocabulary
+                    .decode(ids)
+                    .unwrap(),
+                other => panic!("{field}: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn few_shot_variants_draw_from_the_tasks_own_train_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let rte = dir.path().join("rte_x");
+        let cloze = dir.path().join("story_cloze_2016_x");
+        std::fs::create_dir_all(&rte).unwrap();
+        std::fs::create_dir_all(&cloze).unwrap();
+        // Digits and the toy vocabulary's words, so that decoding shows the text again.
+        let train = [("1 2", " 3"), ("4 5", " 6"), ("7 8", " 9"), ("0 1", " 2")];
+        write_rows(&rte.join("train-00000-of-00001.parquet"), &train);
+        write_rows(
+            &rte.join("validation-00000-of-00001.parquet"),
+            &[("9 9", " 0")],
+        );
+        write_rows(
+            &cloze.join("validation-00000-of-00001.parquet"),
+            &[("1 1", " 1"), ("2 2", " 2"), ("3 3", " 3")],
+        );
+        let prompts = dir.path().join("prompts.txt");
+        std::fs::write(&prompts, "rte\t||||\tx\t||||\tcopy [premise]\n").unwrap();
+        let options = P3Options {
+            path: dir.path().to_path_buf(),
+            prompts_file: prompts,
+            train_tasks: vec!["rte_x".into()],
+            eval_tasks: vec!["story_cloze_2016_x".into()],
+            shots: vec![1, 2],
+            ..P3Options::default()
+        };
+        let vocabulary = Arc::new(crate::registry::toy_vocabulary().unwrap());
+        let mut registry = TaskRegistry::new();
+        let lengths = FeatureLengths::new(64, 64, 8);
+        register_p3(&mut registry, &options, Arc::clone(&vocabulary), lengths).unwrap();
+
+        let two_shot = registry.task("rte_x_2_shot").unwrap();
+        assert!(two_shot
+            .preprocessor_names()
+            .iter()
+            .any(|n| n.starts_with("few_shot(2 from train")));
+        let hyper = texts(&two_shot, "validation", "hyper_inputs");
+        assert_eq!(hyper.len(), 1);
+        // Two training rows, then the masked prompt (the toy vocabulary drops `Output:` and
+        // `Definition:`, unknown words, to <unk>).
+        let train_texts: Vec<String> = train
+            .iter()
+            .map(|(i, t)| format!("{i} {}", t.trim()))
+            .collect();
+        let shown = hyper[0]
+            .replace("<unk>", "")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let found = train_texts
+            .iter()
+            .filter(|t| shown.contains(t.as_str()))
+            .count();
+        assert_eq!(found, 2, "{shown:?}");
+        assert!(shown.ends_with("copy"), "{shown:?}");
+        assert_eq!(texts(&two_shot, "validation", "inputs"), ["9 9"]);
+        let zero_shot = registry.task("rte_x").unwrap();
+        assert_eq!(
+            texts(&zero_shot, "validation", "hyper_inputs")[0]
+                .replace("<unk>", "")
+                .trim(),
+            "copy"
+        );
+
+        // story_cloze has no train split: its demonstrations come from validation, and an
+        // example is never its own.
+        let cloze = registry.task("story_cloze_2016_x_1_shot").unwrap();
+        assert!(cloze
+            .preprocessor_names()
+            .iter()
+            .any(|n| n.starts_with("few_shot(1 from validation")));
+        let inputs = texts(&cloze, "validation", "inputs");
+        let hyper = texts(&cloze, "validation", "hyper_inputs");
+        for (input, hyper) in inputs.iter().zip(&hyper) {
+            let digit = &input[..1];
+            assert!(!hyper.contains(input.as_str()), "{input:?} in {hyper:?}");
+            assert_eq!(
+                hyper.matches(|c: char| c.is_ascii_digit()).count(),
+                3,
+                "{digit}: {hyper:?}"
+            );
+        }
+
+        for (mixture, member) in [
+            ("p3_train", "rte_x"),
+            ("p3_train_1_shot", "rte_x_1_shot"),
+            ("p3_train_2_shot", "rte_x_2_shot"),
+            ("p3_eval_2_shot", "story_cloze_2016_x_2_shot"),
+        ] {
+            let members: Vec<String> = registry
+                .mixture(mixture)
+                .unwrap()
+                .members
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect();
+            assert_eq!(members, [member], "{mixture}");
+        }
     }
 }
