@@ -142,11 +142,21 @@ fn hint_bindings_pass_through_beside_the_original() {
 
 #[test]
 fn a_design_hint_lacks_is_an_error_naming_the_binding_and_file() {
-    let concat = "hyper_network.HyperT5Config.layer_embedding_method = 'concat'\n";
-    let error = error_beside_model("concat", "concat.gin", concat);
+    // `decoder_test` (hypertune_decoder_us.gin) is a method the original rejects too.
+    let unbuilt = "hyper_network.HyperT5Config.layer_embedding_method = 'decoder_test'\n";
+    let error = error_beside_model("decoder-test", "dt.gin", unbuilt);
     assert!(error.contains("layer_embedding_method"), "{error}");
-    assert!(error.contains("concat.gin:1"), "{error}");
-    assert!(error.contains("not built"), "{error}");
+    assert!(error.contains("dt.gin:1"), "{error}");
+    assert!(error.contains("'decoder_test'"), "{error}");
+    // The reference's ablations translate.
+    for (name, method) in [
+        ("layer", hint::model::LayerEmbedding::Layer),
+        ("concat", hint::model::LayerEmbedding::Concat),
+    ] {
+        let file = format!("hyper_network.HyperT5Config.layer_embedding_method = '{name}'\n");
+        let settings = load_beside_model(name, &format!("{name}.gin"), &file).unwrap();
+        assert_eq!(settings.hyper.layer_embedding_method, method);
+    }
     // A switch at the value hint's design equals is accepted, another is not.
     let f32_logits = "hyper_network.HyperT5Config.float32_attention_logits = True\n";
     let error = error_beside_model("f32", "f32.gin", f32_logits);
@@ -164,10 +174,18 @@ fn a_design_hint_lacks_is_an_error_naming_the_binding_and_file() {
         hint::model::LayerEmbedding::Pooled
     );
     assert!(settings.hyper.per_layer_hnet);
-    // Half of it is an error naming the switch.
-    let half = "hyper_network.HyperT5Config.per_layer_hnet = True\n";
-    let error = error_beside_model("half", "half.gin", half);
-    assert!(error.contains("per_layer_hnet"), "{error}");
+    // Per-layer generators over component embeddings (the original's default method) are a
+    // design of their own; over `layer`'s per-slot vectors they are an error naming both.
+    let per_component = "hyper_network.HyperT5Config.per_layer_hnet = True\n";
+    let settings = load_beside_model("per-component", "pc.gin", per_component).unwrap();
+    assert!(settings.hyper.per_layer_hnet);
+    let per_slot =
+        format!("{per_component}hyper_network.HyperT5Config.layer_embedding_method = 'layer'\n");
+    let error = error_beside_model("per-slot", "ps.gin", &per_slot);
+    assert!(
+        error.contains("per_layer_hnet") && error.contains("'layer'") && error.contains("ps.gin:1"),
+        "{error}"
+    );
     // A configurable neither hint nor the table knows is an error too (not a silent drop).
     let unknown = "from __gin__ import dynamic_registration\nfrom t5x import utils\nutils.SomethingNew.x = 1\n";
     let error = error_beside_model("unknown", "new.gin", unknown);
@@ -285,16 +303,10 @@ fn load_original(files: &[String], scratch: &Path) -> Result<RunSettings, TrainE
         .and_then(|config| RunSettings::from_config(&config))
 }
 
-/// The files that name a design or optimizer hint does not build, and the binding each
-/// error names.
+/// The files the original cannot run either, and the binding each error names.
 const NOT_BUILT: &[(&str, &str)] = &[
+    // `decoder_test` is not among the original's `layer_embedding_method`s (hint.md §10).
     ("hypertune_decoder_us.gin", "layer_embedding_method"),
-    // HyperTune's decoder with per-layer generators.
-    ("hypertune_embed.gin", "per_layer_hnet = True is built for"),
-    (
-        "hypertune_full_train.gin",
-        "per_layer_hnet = True is built for",
-    ),
     // It binds optax.adam.weight_decay, which optax.adam does not take (the original
     // fails on it too); its three groups have no two-rule counterpart.
     ("partial_train_adam.gin", "optax groups"),
@@ -319,6 +331,15 @@ fn every_original_gin_file_translates_or_names_what_hint_lacks() {
         let files = composition(name);
         match load_original(&files, scratch) {
             Ok(settings) => {
+                if name.starts_with("hypertune_embed") || name.starts_with("hypertune_full") {
+                    // HyperTune's hyper-decoder with per-layer generators.
+                    assert_eq!(
+                        settings.hyper.layer_embedding_method,
+                        hint::model::LayerEmbedding::Decoder,
+                        "{name}"
+                    );
+                    assert!(settings.hyper.per_layer_hnet, "{name}");
+                }
                 // Every composition keeps hyper_small's shape unless it is a size file.
                 if !name.starts_with("hyper_") {
                     assert_eq!(settings.t5.d_model, 512, "{name}");

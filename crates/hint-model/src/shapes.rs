@@ -2,7 +2,7 @@
 //! model: what a memory planner counts for models that would not fit here (T5-XXL has
 //! 11B parameters). A test checks it against the variables `HyperT5::new` creates.
 
-use crate::hyper::config::HyperConfig;
+use crate::hyper::config::{HyperConfig, LayerEmbedding};
 use crate::hyper::layout::Layout;
 use crate::t5::config::{FeedForwardProj, T5Config};
 
@@ -22,15 +22,25 @@ pub fn parameter_shapes(t5: &T5Config, hyper: &HyperConfig) -> Vec<(String, Vec<
     if !t5.tie_word_embeddings {
         out.push(("lm_head.weight".into(), vec![t5.vocab_size, d]));
     }
-    stack(&mut out, "encoder", t5, false);
-    stack(&mut out, "decoder", t5, true);
+    stack(&mut out, "encoder", t5, Stack::Encoder);
+    stack(&mut out, "decoder", t5, Stack::Decoder);
     if hyper.uses_instruction() && !hyper.share_hnet_encoder {
-        stack(&mut out, "hyper.hyper_encoder", t5, false);
+        stack(&mut out, "hyper.hyper_encoder", t5, Stack::Encoder);
+    }
+    if hyper.has_instruction_linear() {
+        out.push(("hyper.instruction_embed.weight".into(), vec![d, d]));
     }
     if hyper.has_hypernetwork() {
         let layout = Layout::new(t5, hyper);
-        out.push(("hyper.component_embedding".into(), vec![layout.rows(), d]));
-        if hyper.use_instructions {
+        let method = hyper.layer_embedding_method;
+        if layout.embedding_rows() > 0 {
+            out.push((
+                "hyper.component_embedding".into(),
+                vec![layout.embedding_rows(), d],
+            ));
+        }
+        let reads = hyper.use_instructions;
+        if reads && matches!(method, LayerEmbedding::Component | LayerEmbedding::Layer) {
             for (name, shape) in [
                 ("q", [inner, d]),
                 ("k", [inner, d]),
@@ -40,13 +50,28 @@ pub fn parameter_shapes(t5: &T5Config, hyper: &HyperConfig) -> Vec<(String, Vec<
                 out.push((format!("hyper.hyperattn.{name}.weight"), shape.to_vec()));
             }
         }
+        if reads && method == LayerEmbedding::Decoder {
+            stack(&mut out, "hyper.hyper_decoder", t5, Stack::HyperDecoder);
+        }
+        let input_width = if method == LayerEmbedding::Concat {
+            2 * d
+        } else {
+            d
+        };
+        let normalised = hyper.hnet_layernorm || method == LayerEmbedding::Decoder;
         for kind in layout.kinds() {
             let name = kind.name();
-            out.push((format!("hyper.{name}.wi.weight"), vec![d, d]));
+            out.push((format!("hyper.{name}.wi.weight"), vec![d, input_width]));
             out.push((
                 format!("hyper.{name}.wo.weight"),
-                vec![kind.output_dim(t5, hyper), d],
+                vec![
+                    kind.output_dim(t5, hyper) * layout.emitted_per_input(kind),
+                    d,
+                ],
             ));
+            if normalised {
+                out.push((format!("hyper.{name}_norm.weight"), vec![input_width]));
+            }
         }
         if hyper.use_prefix && hyper.zero_init_generated {
             out.push(("hyper.prefix_gate".into(), vec![layout.slots]));
@@ -56,12 +81,24 @@ pub fn parameter_shapes(t5: &T5Config, hyper: &HyperConfig) -> Vec<(String, Vec<
     out
 }
 
-fn stack(out: &mut Vec<(String, Vec<i64>)>, prefix: &str, t5: &T5Config, decoder: bool) {
+/// The kinds of T5 block stacks a model holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stack {
+    /// Self-attention (relative bias in block 0), feed-forward.
+    Encoder,
+    /// Self-attention, cross-attention, feed-forward.
+    Decoder,
+    /// HyperTune's hyper-decoder: cross-attention and feed-forward, as many blocks as the
+    /// decoder.
+    HyperDecoder,
+}
+
+fn stack(out: &mut Vec<(String, Vec<i64>)>, prefix: &str, t5: &T5Config, kind: Stack) {
     let (d, inner, ff) = (t5.d_model, t5.inner_dim(), t5.d_ff);
-    let layers = if decoder {
-        t5.decoder_layers()
-    } else {
+    let layers = if kind == Stack::Encoder {
         t5.num_layers
+    } else {
+        t5.decoder_layers()
     };
     for block in 0..layers {
         let layer = format!("{prefix}.block.{block}.layer");
@@ -83,12 +120,20 @@ fn stack(out: &mut Vec<(String, Vec<i64>)>, prefix: &str, t5: &T5Config, decoder
             }
             out.push((format!("{layer}.{index}.layer_norm.weight"), vec![d]));
         };
-        attention(0, "SelfAttention", block == 0);
-        let ff_index = if decoder {
-            attention(1, "EncDecAttention", false);
-            2
-        } else {
-            1
+        let ff_index = match kind {
+            Stack::Encoder => {
+                attention(0, "SelfAttention", block == 0);
+                1
+            }
+            Stack::Decoder => {
+                attention(0, "SelfAttention", block == 0);
+                attention(1, "EncDecAttention", false);
+                2
+            }
+            Stack::HyperDecoder => {
+                attention(0, "EncDecAttention", false);
+                1
+            }
         };
         let dense = format!("{layer}.{ff_index}.DenseReluDense");
         let inputs: &[&str] = match t5.feed_forward_proj {
@@ -151,6 +196,30 @@ mod tests {
             },
             HyperConfig {
                 use_instructions: false,
+                ..HyperConfig::default()
+            },
+            HyperConfig {
+                use_linear: true,
+                hnet_layernorm: true,
+                layer_embedding_method: LayerEmbedding::Concat,
+                use_prompt: true,
+                ..HyperConfig::default()
+            },
+            HyperConfig {
+                layer_embedding_method: LayerEmbedding::Layer,
+                use_lora: true,
+                lora_ranks: [Some(2), None, None, Some(1)],
+                ..HyperConfig::default()
+            },
+            HyperConfig {
+                layer_embedding_method: LayerEmbedding::Decoder,
+                per_layer_hnet: true,
+                use_ia3: true,
+                ..HyperConfig::default()
+            },
+            HyperConfig {
+                layer_embedding_method: LayerEmbedding::Pooled,
+                per_layer_hnet: true,
                 ..HyperConfig::default()
             },
         ];

@@ -8,10 +8,15 @@ use hint_model::{
     cross_entropy, HyperConfig, HyperT5, LayerEmbedding, LossConfig, T5Config, TaskAdaptation,
 };
 
-const METHODS: [LayerEmbedding; 3] = [
-    LayerEmbedding::Component,
-    LayerEmbedding::Decoder,
-    LayerEmbedding::Pooled,
+/// Every design: `layer_embedding_method` and `per_layer_hnet`.
+const DESIGNS: [(LayerEmbedding, bool); 7] = [
+    (LayerEmbedding::Component, false),
+    (LayerEmbedding::Decoder, false),
+    (LayerEmbedding::Pooled, true),
+    (LayerEmbedding::Layer, false),
+    (LayerEmbedding::Concat, false),
+    (LayerEmbedding::Component, true),
+    (LayerEmbedding::Decoder, true),
 ];
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -306,8 +311,8 @@ fn every_combination_of_modules_runs_forward_and_backward() {
             // Both sides of the two switches, and each design, across the combinations.
             hnet_layernorm: bits % 3 == 0,
             use_linear: bits % 4 < 2,
-            layer_embedding_method: METHODS[(bits as usize / 2) % 3],
-            per_layer_hnet: METHODS[(bits as usize / 2) % 3] == LayerEmbedding::Pooled,
+            layer_embedding_method: DESIGNS[(bits as usize / 2) % 7].0,
+            per_layer_hnet: DESIGNS[(bits as usize / 2) % 7].1,
             ..HyperConfig::preset("tiny").unwrap()
         };
         config.validate().unwrap();
@@ -848,4 +853,124 @@ fn hypertune_and_hypter_read_the_instruction_as_designed() {
     .validate()
     .unwrap_err();
     assert!(error.contains("per_layer_hnet"), "{error}");
+}
+
+/// The reference's `layer` and `concat` ablations and `per_layer_hnet` over component
+/// embeddings (`hypertune_embed.gin`'s design over the hyper-decoder): the embedding has
+/// one row per slot or per component, every hypernetwork parameter trains, and what the
+/// generators read and emit is what each design says.
+#[test]
+fn layer_concat_and_per_component_designs_read_and_emit_as_designed() {
+    let (_, _, instructions, _) = batch();
+    // tiny_t5: S = 2 + 2·2 = 6 slots; the tiny preset: a = 8, P = 2, so C = 2a + 2 + 2P = 22.
+    let designs = [
+        (LayerEmbedding::Layer, false, 6),
+        (LayerEmbedding::Concat, false, 6),
+        (LayerEmbedding::Component, true, 22),
+        (LayerEmbedding::Decoder, true, 22),
+    ];
+    for (method, per_layer_hnet, rows) in designs {
+        let config = HyperConfig {
+            layer_embedding_method: method,
+            per_layer_hnet,
+            use_fusion_in_decoder: false,
+            ..HyperConfig::preset("tiny").unwrap()
+        };
+        config.validate().unwrap();
+        let context = format!("{method:?}, per_layer_hnet {per_layer_hnet}");
+        let (vs, model) = build(&config);
+        let variables = vs.variables();
+        assert_eq!(
+            variables["hyper.component_embedding"].size(),
+            vec![rows, 16],
+            "{context}"
+        );
+        let width = if method == LayerEmbedding::Concat {
+            32
+        } else {
+            16
+        };
+        assert_eq!(
+            variables["hyper.adapter_down.wi.weight"].size(),
+            vec![16, width],
+            "{context}"
+        );
+        assert_eq!(
+            variables.contains_key("hyper.hyperattn.q.weight"),
+            matches!(method, LayerEmbedding::Layer | LayerEmbedding::Component),
+            "{context}"
+        );
+        assert_every_hyper_parameter_trains(&vs, &model, &context);
+        let hypernetwork = model.hypernetwork.as_ref().unwrap();
+        let (states, instruction_mask) =
+            tch::no_grad(|| model.encode_instruction(&instructions, false));
+        let components =
+            tch::no_grad(|| hypernetwork.components(Some((&states, &instruction_mask)), false));
+        assert_eq!(components.size(), vec![3, rows, width], "{context}");
+        if method == LayerEmbedding::Concat {
+            // The mean-pooled instruction beside each slot's embedding.
+            let lengths = instruction_mask
+                .sum_dim_intlist(1, true, Kind::Float)
+                .unsqueeze(-1);
+            let mean = states.sum_dim_intlist(1, true, Kind::Float) / lengths;
+            for row in 0..rows {
+                let slot = components.narrow(1, row, 1);
+                assert!(max_diff(&slot.narrow(2, 0, 16), &mean) < 1e-6);
+                let embedding = variables["hyper.component_embedding"].narrow(0, row, 1);
+                let expected = embedding.unsqueeze(0).expand([3, 1, 16], false);
+                assert!(max_diff(&slot.narrow(2, 16, 16), &expected) < 1e-6);
+            }
+        }
+        // Which generated values a change of one embedding row moves: under `layer` and
+        // `concat` row s is slot s (every component of it); per component, row c is
+        // component c of every slot. Adapters: components 0..8 are the down-projection
+        // (8 vectors of d = 16, read as [d, a]).
+        let before = tch::no_grad(|| model.adapt(&instructions, false));
+        let embedding = variables["hyper.component_embedding"].shallow_clone();
+        tch::no_grad(|| {
+            let mut row = embedding.narrow(0, 0, 1);
+            let moved = &row * 3.0 + 1.0;
+            row.copy_(&moved);
+        });
+        let after = tch::no_grad(|| model.adapt(&instructions, false));
+        let down = |adaptation: &TaskAdaptation, layer: usize, component: i64| {
+            adaptation.encoder.layers[layer]
+                .adapter
+                .as_ref()
+                .unwrap()
+                .down
+                .reshape([3, -1])
+                .narrow(1, 16 * component, 16)
+        };
+        let moved = |layer: usize, component: i64| {
+            max_diff(
+                &down(&before, layer, component),
+                &down(&after, layer, component),
+            ) > 1e-6
+        };
+        if per_layer_hnet {
+            assert!(
+                moved(0, 0) && moved(1, 0),
+                "{context}: component 0 of every slot"
+            );
+            assert!(
+                !moved(0, 1) && !moved(1, 1),
+                "{context}: no other component"
+            );
+        } else {
+            assert!(
+                moved(0, 0) && moved(0, 1),
+                "{context}: every component of slot 0"
+            );
+            assert!(!moved(1, 0) && !moved(1, 1), "{context}: no other slot");
+        }
+    }
+    let error = HyperConfig {
+        layer_embedding_method: LayerEmbedding::Layer,
+        per_layer_hnet: true,
+        ..HyperConfig::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(error.contains("\"layer\""), "{error}");
 }

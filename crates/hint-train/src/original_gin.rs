@@ -113,7 +113,7 @@ pub const TABLE: &[Row] = &[
     row("HyperT5Config.share_hnet_encoder", Same("hint.model.HyperConfig.share_hnet_encoder")),
     row("HyperT5Config.use_tanh_prefix", Same("hint.model.HyperConfig.use_tanh_prefix")),
     row("HyperT5Config.hyperencoder_model", Unsupported("hint's separate instruction encoder (share_hnet_encoder = False) has the T5's own shape and starts from the checkpoint's encoder through hint.train.Run.assignment_map (configs/optim/separate_henc.gin); no other model is loaded")),
-    row("HyperT5Config.layer_embedding_method", Converted("hint.model.HyperConfig.layer_embedding_method: 'component' (HINT), 'decoder' (HyperTune), 'none' (Hypter, with per_layer_hnet); 'layer', 'concat' and 'decoder_test' are not built", layer_embedding_method)),
+    row("HyperT5Config.layer_embedding_method", Converted("hint.model.HyperConfig.layer_embedding_method: 'component' (HINT), 'decoder' (HyperTune), 'none' (Hypter, with per_layer_hnet), 'layer', 'concat'; 'decoder_test' (which the original rejects too) is not built", layer_embedding_method)),
     row("HyperT5Config.use_linear", Same("hint.model.HyperConfig.use_linear")),
     row("HyperT5Config.per_layer_hnet", Same("hint.model.HyperConfig.per_layer_hnet")),
     row("HyperT5Config.hypernet_activations", OnlyDefault("('gelu',)", "hint's generators use GELU (tanh approximation, as flax's nn.gelu)")),
@@ -353,17 +353,17 @@ impl Translation {
     fn finish(mut self) -> Result<Self> {
         // The model's switches that only work together, named where the original bound them.
         let bound = |target: &str| self.bindings.get(target).cloned();
-        if let (Some((per_layer, origin)), method) = (
-            bound("hint.model.HyperConfig.per_layer_hnet"),
-            bound("hint.model.HyperConfig.layer_embedding_method"),
-        ) {
-            let pooled = method.as_ref().is_some_and(|(m, _)| m == "'none'");
-            if per_layer == "True" && !pooled {
+        if let Some((per_layer, origin)) = bound("hint.model.HyperConfig.per_layer_hnet") {
+            let method = bound("hint.model.HyperConfig.layer_embedding_method");
+            let per_slot = method
+                .as_ref()
+                .is_some_and(|(m, _)| m == "'layer'" || m == "'concat'");
+            if per_layer == "True" && per_slot {
                 return Err(TrainError::invalid(
                     origin,
                     format!(
-                        "per_layer_hnet = True is built for layer_embedding_method = 'none' (Hypter) only, not {}",
-                        method.map_or("'component'".into(), |(m, _)| m)
+                        "per_layer_hnet = True does not go with layer_embedding_method = {}, whose generators already read one vector per layer",
+                        method.map_or_else(String::new, |(m, _)| m)
                     ),
                 ));
             }
@@ -755,8 +755,8 @@ fn layer_embedding_method(value: &Value, out: &mut Translation) -> std::result::
         value,
         out,
         "hint.model.HyperConfig.layer_embedding_method",
-        &["component", "decoder", "none"],
-        "not built: hint's designs are 'component' (HINT), 'decoder' (HyperTune) and 'none' (Hypter)",
+        &["component", "decoder", "none", "layer", "concat"],
+        "not a design of the original's working code: 'component' (HINT), 'decoder' (HyperTune), 'none' (Hypter), 'layer' and 'concat' (ablations); 'decoder_test' is rejected by the original too",
     )
 }
 

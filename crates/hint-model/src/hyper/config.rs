@@ -21,6 +21,27 @@ pub enum LayerEmbedding {
     /// generator reads the mean-pooled instruction and emits all layers' values at once.
     #[serde(rename = "none")]
     Pooled,
+    /// The reference's `layer` ablation: one learned embedding per slot (layer and
+    /// attention block) attends over the instruction, and each generator emits all of the
+    /// slot's components from that one vector.
+    Layer,
+    /// The reference's `concat` ablation: each generator reads the mean-pooled instruction
+    /// concatenated with a learned per-slot embedding (`2·d` wide, no attention) and emits
+    /// all of the slot's components.
+    Concat,
+}
+
+impl LayerEmbedding {
+    /// The name gin files use (`"component"`, `"decoder"`, `"none"`, `"layer"`, `"concat"`).
+    pub fn gin_name(self) -> &'static str {
+        match self {
+            Self::Component => "component",
+            Self::Decoder => "decoder",
+            Self::Pooled => "none",
+            Self::Layer => "layer",
+            Self::Concat => "concat",
+        }
+    }
 }
 
 /// HINT's switches. The default is HINT as in the paper: shared instruction encoder with
@@ -87,11 +108,13 @@ pub struct HyperConfig {
     /// `dropout(W·h) / √d` (`hyper.instruction_embed`; the reference's `use_linear`, meant
     /// for an instruction encoder whose states do not match the decoder's).
     pub use_linear: bool,
-    /// What the generators read: `component` (HINT), `decoder` (HyperTune) or `none`
-    /// (Hypter, with `per_layer_hnet`).
+    /// What the generators read: `component` (HINT), `decoder` (HyperTune), `none`
+    /// (Hypter, with `per_layer_hnet`), or the reference's ablations `layer` and `concat`.
     pub layer_embedding_method: LayerEmbedding,
     /// Generators emit every layer's values from one input vector (the reference's
-    /// `per_layer_hnet`; Hypter's design, with `layer_embedding_method = "none"`).
+    /// `per_layer_hnet`): from the pooled instruction (`none`, Hypter's design, which
+    /// needs it), or from one vector per component of a slot instead of one per row
+    /// (`component`, `decoder`: HyperTune's `hypertune_embed.gin`).
     pub per_layer_hnet: bool,
 }
 
@@ -180,17 +203,23 @@ impl HyperConfig {
     /// # Errors
     /// A message naming the switches, for the caller to attach to the binding.
     pub fn validate(&self) -> Result<(), String> {
-        let pooled = self.layer_embedding_method == LayerEmbedding::Pooled;
-        if pooled != self.per_layer_hnet {
-            return Err("layer_embedding_method = \"none\" and per_layer_hnet = True go together (Hypter): generators that read the pooled instruction emit every layer's values".into());
+        let method = self.layer_embedding_method;
+        if method == LayerEmbedding::Pooled && !self.per_layer_hnet {
+            return Err("layer_embedding_method = \"none\" needs per_layer_hnet = True (Hypter): generators that read the pooled instruction emit every layer's values".into());
+        }
+        if matches!(method, LayerEmbedding::Layer | LayerEmbedding::Concat) && self.per_layer_hnet {
+            return Err(format!(
+                "per_layer_hnet = True does not go with layer_embedding_method = \"{}\", whose generators already read one vector per layer",
+                method.gin_name()
+            ));
         }
         if self.layer_embedding_method != LayerEmbedding::Component
             && self.has_hypernetwork()
             && !self.use_instructions
         {
             return Err(format!(
-                "layer_embedding_method = {:?} reads the instruction: use_instructions must be True",
-                self.layer_embedding_method
+                "layer_embedding_method = \"{}\" reads the instruction: use_instructions must be True",
+                method.gin_name()
             ));
         }
         Ok(())

@@ -174,14 +174,14 @@ pub fn hypernetwork_parameters(c: &T5Config, h: &HyperConfig) -> i64 {
     let layout = Layout::new(c, h);
     let d = c.d_model;
     let method = h.layer_embedding_method;
-    let pooled = method == LayerEmbedding::Pooled;
     let reader = match (h.use_instructions, method) {
-        (true, LayerEmbedding::Component) => 4 * d * c.inner_dim(),
+        (true, LayerEmbedding::Component | LayerEmbedding::Layer) => 4 * d * c.inner_dim(),
         (true, LayerEmbedding::Decoder) => hyper_decoder_parameters(c),
         _ => 0,
     };
+    let input_width = generator_input_width(c, h);
     let norm = if h.hnet_layernorm || method == LayerEmbedding::Decoder {
-        d
+        input_width
     } else {
         0
     };
@@ -189,12 +189,8 @@ pub fn hypernetwork_parameters(c: &T5Config, h: &HyperConfig) -> i64 {
         .kinds()
         .iter()
         .map(|kind| {
-            let rows = if pooled {
-                layout.rows_of(*kind).len() as i64
-            } else {
-                1
-            };
-            d * d + d * kind.output_dim(c, h) * rows + norm
+            let out = kind.output_dim(c, h) * layout.emitted_per_input(*kind);
+            input_width * d + d * out + norm
         })
         .sum();
     let gate = if h.use_prefix && h.zero_init_generated {
@@ -202,8 +198,18 @@ pub fn hypernetwork_parameters(c: &T5Config, h: &HyperConfig) -> i64 {
     } else {
         0
     };
-    let embeddings = if pooled { 0 } else { layout.rows() * d };
+    let embeddings = layout.embedding_rows() * d;
     embeddings + reader + generators + gate + instruction_linear
+}
+
+/// Width of a generator's input vector: `d`, or `2·d` under `concat` (the pooled
+/// instruction beside the slot's embedding).
+fn generator_input_width(c: &T5Config, h: &HyperConfig) -> i64 {
+    if h.layer_embedding_method == LayerEmbedding::Concat {
+        2 * c.d_model
+    } else {
+        c.d_model
+    }
 }
 
 /// HINT's and the concatenation baseline's forward FLOPs for a workload.
@@ -225,32 +231,30 @@ pub fn inference_flops(c: &T5Config, h: &HyperConfig, w: &Workload) -> FlopsRepo
         per_task += encoder(c, h, w.instruction_len, false);
     }
     if h.has_hypernetwork() {
-        let rows = layout.rows();
-        // One cross-attention of the component rows over the instruction.
+        let rows = layout.embedding_rows();
+        // One cross-attention of the embedding rows over the instruction.
         let attention = matmul(rows, d, inner) // queries
             + 2.0 * matmul(w.instruction_len, d, inner) // keys, values
             + 2.0 * matmul(rows, inner, w.instruction_len) // scores, context
             + matmul(rows, inner, d); // output
         per_task += match (h.use_instructions, h.layer_embedding_method) {
-            (true, LayerEmbedding::Component) => attention,
+            (true, LayerEmbedding::Component | LayerEmbedding::Layer) => attention,
             // Each hyper-decoder layer: that cross-attention and a feed-forward.
             (true, LayerEmbedding::Decoder) => {
                 c.decoder_layers() as f64 * (attention + feed_forward(c, 0, rows))
             }
+            // Mean pooling (Hypter, concat) is a sum per instruction token: negligible.
             _ => 0.0,
         };
-        let pooled = h.layer_embedding_method == LayerEmbedding::Pooled;
+        let input_width = generator_input_width(c, h);
         per_task += layout
             .kinds()
             .iter()
             .map(|kind| {
-                let n = layout.rows_of(*kind).len() as i64;
-                if pooled {
-                    // One input vector, all n rows emitted at once.
-                    matmul(1, d, d) + matmul(1, d, n * kind.output_dim(c, h))
-                } else {
-                    matmul(n, d, d) + matmul(n, d, kind.output_dim(c, h))
-                }
+                // Each input vector through wi, then all the rows it emits through wo.
+                let n = layout.inputs_of(*kind).len() as i64;
+                let out = layout.emitted_per_input(*kind) * kind.output_dim(c, h);
+                matmul(n, input_width, d) + matmul(n, d, out)
             })
             .sum::<f64>();
     }

@@ -14,7 +14,7 @@ use crate::t5::layers::{in_kind, mask_value, LayerNorm, Linear};
 
 use super::config::{HyperConfig, LayerEmbedding};
 use super::decoder::HyperDecoder;
-use super::layout::{Generated, Layout};
+use super::layout::{Generated, Layout, Reading};
 
 /// A variable of shape `[out, in]` drawn from t5x's `variance_scaling(1.0, 'fan_in',
 /// 'truncated_normal')`: a normal truncated at two standard deviations, rescaled so that
@@ -46,6 +46,9 @@ struct Generator {
     wi: Linear,
     wo: Linear,
     tanh: bool,
+    /// Width of one generated component row (`wo` emits several rows per input under the
+    /// per-component, per-slot and pooled designs).
+    width: i64,
 }
 
 impl Generator {
@@ -67,19 +70,23 @@ impl Generator {
 #[derive(Debug)]
 pub struct Hypernetwork {
     layout: Layout,
-    /// One learned vector per generated component row (none for Hypter's pooled design).
+    /// One learned vector per generator input row ([`Layout::embedding_rows`]; none for
+    /// Hypter's pooled design).
     component_embedding: Option<Tensor>,
-    /// HINT's hyper-attention of the components over the instruction.
+    /// The hyper-attention of the embedding rows over the instruction (HINT, `layer`).
     attention: Option<[Linear; 4]>,
     /// HyperTune's hyper-decoder in its place.
     decoder: Option<HyperDecoder>,
-    /// Hypter: the generators read the mean-pooled instruction and emit every row.
-    pooled: bool,
+    /// How the embedding meets the instruction.
+    method: LayerEmbedding,
+    /// Width of a generator input: `d`, or `2·d` for `concat`.
+    input_width: i64,
     device: tch::Device,
     /// In a fixed order: generator dropout draws from the random generator in turn, so
     /// the order decides the masks (a HashMap's differs from process to process).
     generators: BTreeMap<Generated, Generator>,
     prefix_gate: Option<Tensor>,
+    /// The input rows each generator reads ([`Layout::inputs_of`]).
     row_index: HashMap<Generated, Tensor>,
     num_heads: i64,
     d_kv: i64,
@@ -94,17 +101,23 @@ pub struct Hypernetwork {
 /// `[B, S, count, out]` (prompt: `[B, T, d]`).
 pub type GeneratedTensors = HashMap<Generated, Tensor>;
 
+/// The mean of the instruction's states over its real tokens, `[B, 1, d]` (padding rows of
+/// `states` are zero).
+fn mean_pool(states: &Tensor, mask: &Tensor) -> Tensor {
+    let count = mask.sum_dim_intlist(1, true, states.kind()).clamp_min(1.0);
+    states.sum_dim_intlist(1, true, states.kind()) / count.unsqueeze(-1)
+}
+
 impl Hypernetwork {
     /// Creates the parameters under `p` (the `hyper` path).
     pub fn new(p: nn::Path<'_>, t5: &T5Config, hyper: &HyperConfig) -> Self {
         let layout = Layout::new(t5, hyper);
         let (d, inner, hd) = (t5.d_model, t5.inner_dim(), t5.d_kv);
         let method = hyper.layer_embedding_method;
-        let pooled = method == LayerEmbedding::Pooled;
-        let component_embedding = (!pooled).then(|| {
+        let component_embedding = (layout.embedding_rows() > 0).then(|| {
             p.var(
                 "component_embedding",
-                &[layout.rows(), d],
+                &[layout.embedding_rows(), d],
                 nn::Init::Randn {
                     mean: 0.0,
                     stdev: (1.0 / d as f64).sqrt(),
@@ -113,7 +126,8 @@ impl Hypernetwork {
         });
         let decoder = (hyper.use_instructions && method == LayerEmbedding::Decoder)
             .then(|| HyperDecoder::new(&p / "hyper_decoder", t5));
-        let with_attention = hyper.use_instructions && method == LayerEmbedding::Component;
+        let with_attention = hyper.use_instructions
+            && matches!(method, LayerEmbedding::Component | LayerEmbedding::Layer);
         let attention = with_attention.then(|| {
             let attn = &p / "hyperattn";
             let normal = |name: &str, fan_in: i64, fan_out: i64, std: f64| {
@@ -127,18 +141,20 @@ impl Hypernetwork {
                 normal("o", inner, d, (1.0 / inner as f64).sqrt()),
             ]
         });
+        // The reference's generators infer their input width: the pooled instruction and
+        // the slot's embedding side by side under `concat`.
+        let input_width = if method == LayerEmbedding::Concat {
+            2 * d
+        } else {
+            d
+        };
         let mut generators = BTreeMap::new();
         let mut row_index = HashMap::new();
         for kind in layout.kinds() {
             let g = &p / kind.name();
-            // Hypter's generators emit all of a kind's rows from one input.
-            let rows = if pooled {
-                layout.rows_of(kind).len() as i64
-            } else {
-                1
-            };
-            let out = kind.output_dim(t5, hyper) * rows;
-            let wi = truncated_normal_linear(&g / "wi", d, d);
+            let width = kind.output_dim(t5, hyper);
+            let out = width * layout.emitted_per_input(kind);
+            let wi = truncated_normal_linear(&g / "wi", input_width, d);
             let wo = if hyper.zero_init_generated && kind.zero_initialised() {
                 Linear::new(&g / "wo", d, out, 0.0)
             } else {
@@ -151,15 +167,24 @@ impl Hypernetwork {
             let norm = normalise.then(|| {
                 LayerNorm::new(
                     &p / format!("{}_norm", kind.name()),
-                    d,
+                    input_width,
                     t5.layer_norm_epsilon,
                     1.0,
                 )
             });
-            generators.insert(kind, Generator { norm, wi, wo, tanh });
+            generators.insert(
+                kind,
+                Generator {
+                    norm,
+                    wi,
+                    wo,
+                    tanh,
+                    width,
+                },
+            );
             row_index.insert(
                 kind,
-                Tensor::from_slice(&layout.rows_of(kind)).to_device(p.device()),
+                Tensor::from_slice(&layout.inputs_of(kind)).to_device(p.device()),
             );
         }
         let prefix_gate = (hyper.use_prefix && hyper.zero_init_generated)
@@ -169,7 +194,8 @@ impl Hypernetwork {
             component_embedding,
             attention,
             decoder,
-            pooled,
+            method,
+            input_width,
             device: p.device(),
             generators,
             prefix_gate,
@@ -189,27 +215,37 @@ impl Hypernetwork {
         &self.layout
     }
 
-    /// Component vectors `[B, rows, d]`: the component embeddings attending over the
-    /// instruction (`states [B, L, d]`, `mask [B, L]`) — through the hyper-decoder for
-    /// HyperTune —, or the embeddings alone `[1, rows, d]` when the model does not read
-    /// instructions. Hypter's pooled design gives the mean of the instruction's states
-    /// `[B, 1, d]` (zeros without an instruction, which [`HyperConfig::validate`] refuses).
+    /// The generators' input vectors `[B, rows, width]` ([`Layout::embedding_rows`] rows):
+    /// the learned embedding attending over the instruction (`states [B, L, d]`,
+    /// `mask [B, L]`) — through the hyper-decoder for HyperTune —, the mean-pooled
+    /// instruction beside each embedding row (`concat`, `2·d` wide), or the embedding alone
+    /// `[1, rows, d]` when the model does not read instructions. Hypter's pooled design
+    /// gives the mean of the instruction's states `[B, 1, d]` (zeros without an
+    /// instruction, which [`HyperConfig::validate`] refuses).
     pub fn components(&self, instruction: Option<(&Tensor, &Tensor)>, train: bool) -> Tensor {
         let Some(embedding) = &self.component_embedding else {
             return match instruction {
-                Some((states, mask)) => {
-                    let count = mask.sum_dim_intlist(1, true, states.kind()).clamp_min(1.0);
-                    // Padding rows of `states` are zero.
-                    (states.sum_dim_intlist(1, true, states.kind()) / count.unsqueeze(-1)).view([
-                        states.size()[0],
-                        1,
-                        self.d_model,
-                    ])
-                }
+                Some((states, mask)) => mean_pool(states, mask),
                 None => Tensor::zeros([1, 1, self.d_model], (Kind::Float, self.device)),
             };
         };
         let queries = embedding.unsqueeze(0);
+        let rows = queries.size()[1];
+        if self.method == LayerEmbedding::Concat {
+            let pooled = match instruction {
+                Some((states, mask)) => mean_pool(states, mask),
+                None => Tensor::zeros([1, 1, self.d_model], (Kind::Float, self.device)),
+            };
+            let batch = pooled.size()[0];
+            let shape = [batch, rows, self.d_model];
+            return Tensor::cat(
+                &[
+                    pooled.expand(shape, false),
+                    in_kind(&queries, pooled.kind()).expand(shape, false),
+                ],
+                2,
+            );
+        }
         if let (Some(decoder), Some((states, mask))) = (&self.decoder, instruction) {
             return decoder.forward(&queries, states, mask, train);
         }
@@ -218,7 +254,6 @@ impl Hypernetwork {
         };
         let kind = states.kind();
         let (batch, len) = (states.size()[0], states.size()[1]);
-        let rows = self.layout.rows();
         let heads =
             |x: Tensor, n: i64, t: i64| x.view([n, t, self.num_heads, self.d_kv]).transpose(1, 2);
         let query = heads(q.forward(&in_kind(&queries, kind)), 1, rows);
@@ -238,26 +273,28 @@ impl Hypernetwork {
         o.forward(&context)
     }
 
-    /// Runs every generator on its component rows: `[B, S, count, out]` per type.
+    /// Runs every generator on its input rows: `[B, S, count, out]` per type (prompt:
+    /// `[B, T, d]`).
     pub fn generate(&self, components: &Tensor, train: bool) -> GeneratedTensors {
-        let scale = (self.d_model as f64).powf(-0.5);
+        // The reference divides by the square root of the generator input's width.
+        let scale = (self.input_width as f64).powf(-0.5);
         let batch = components.size()[0];
+        let layout = &self.layout;
         self.generators
             .iter()
             .map(|(kind, generator)| {
-                let out = if self.pooled {
-                    let rows = self.row_index[kind].size()[0];
-                    let out = generator.forward(components, self.generator_dropout, train, scale);
-                    out.view([out.size()[0], rows, -1])
-                } else {
-                    let rows = components.index_select(1, &self.row_index[kind]);
-                    generator.forward(&rows, self.generator_dropout, train, scale)
-                };
-                let width = out.size()[2];
+                let inputs = components.index_select(1, &self.row_index[kind]);
+                let out = generator.forward(&inputs, self.generator_dropout, train, scale);
+                let width = generator.width;
                 let shaped = if *kind == Generated::Prompt {
-                    out
+                    out.view([batch, layout.prompt_tokens, width])
+                } else if layout.reading == Reading::PerComponent {
+                    // Each component's vector emitted that component for every slot.
+                    out.view([batch, layout.count(*kind), layout.slots, width])
+                        .transpose(1, 2)
+                        .contiguous()
                 } else {
-                    out.view([batch, self.layout.slots, self.layout.count(*kind), width])
+                    out.view([batch, layout.slots, layout.count(*kind), width])
                 };
                 (*kind, shaped)
             })

@@ -1,9 +1,29 @@
 //! Where each generated tensor's component rows live: `S = L_enc + 2·L_dec` slots of `C`
-//! components each (slot-major, `row = slot·C + component`), then the prompt rows.
+//! components each (slot-major, `row = slot·C + component`), then the prompt rows; and, per
+//! design ([`Reading`]), which vectors the generators read and how many rows each emits.
 
 use crate::t5::config::T5Config;
 
-use super::config::HyperConfig;
+use super::config::{HyperConfig, LayerEmbedding};
+
+/// What one generator input vector stands for, by design (`layer_embedding_method`,
+/// `per_layer_hnet`). A generator of a type with `count` components per slot reads the
+/// vectors [`Layout::inputs_of`] names and emits [`Layout::emitted_per_input`] component
+/// rows from each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// One vector per generated row (HINT's components, HyperTune's hyper-decoder):
+    /// `S·C + T` embedding rows, one row emitted each.
+    PerRow,
+    /// One vector per component of a slot, emitting that component for every slot
+    /// (`per_layer_hnet` over components or the hyper-decoder): `C + T` embedding rows.
+    PerComponent,
+    /// One vector per slot, emitting all of the slot's components (`layer`, `concat`):
+    /// `S + T` embedding rows.
+    PerSlot,
+    /// One pooled vector emitting everything (Hypter): no embedding.
+    Pooled,
+}
 
 /// A type of generated tensor; one generator MLP serves all slots of a type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,6 +144,8 @@ pub struct Layout {
     pub encoder_layers: i64,
     /// Decoder layers.
     pub decoder_layers: i64,
+    /// What the generators read.
+    pub reading: Reading,
 }
 
 impl Layout {
@@ -176,6 +198,54 @@ impl Layout {
             },
             encoder_layers,
             decoder_layers,
+            reading: match (hyper.layer_embedding_method, hyper.per_layer_hnet) {
+                (LayerEmbedding::Pooled, _) => Reading::Pooled,
+                (LayerEmbedding::Layer | LayerEmbedding::Concat, _) => Reading::PerSlot,
+                (LayerEmbedding::Component | LayerEmbedding::Decoder, true) => {
+                    Reading::PerComponent
+                }
+                (LayerEmbedding::Component | LayerEmbedding::Decoder, false) => Reading::PerRow,
+            },
+        }
+    }
+
+    /// Rows of the learned embedding the design reads (`0` for Hypter's, which has none):
+    /// `S·C + T`, `C + T` or `S + T` ([`Reading`]).
+    pub fn embedding_rows(&self) -> i64 {
+        match self.reading {
+            Reading::PerRow => self.rows(),
+            Reading::PerComponent => self.per_slot + self.prompt_tokens,
+            Reading::PerSlot => self.slots + self.prompt_tokens,
+            Reading::Pooled => 0,
+        }
+    }
+
+    /// The input vectors a generator of `kind` reads: rows of the embedding's output
+    /// (index 0 of the single pooled vector for Hypter).
+    pub fn inputs_of(&self, kind: Generated) -> Vec<i64> {
+        let prompt_start = self.embedding_rows() - self.prompt_tokens;
+        match (self.reading, kind) {
+            (Reading::Pooled, _) => vec![0],
+            (_, Generated::Prompt) => (prompt_start..prompt_start + self.prompt_tokens).collect(),
+            (Reading::PerRow, _) => self.rows_of(kind),
+            (Reading::PerComponent, _) => {
+                let Some(range) = self.ranges.iter().find(|r| r.kind == kind) else {
+                    return Vec::new();
+                };
+                (range.start..range.start + range.count).collect()
+            }
+            (Reading::PerSlot, _) => (0..self.slots).collect(),
+        }
+    }
+
+    /// Component rows a generator of `kind` emits from each input vector (all of them
+    /// from Hypter's one vector).
+    pub fn emitted_per_input(&self, kind: Generated) -> i64 {
+        match (self.reading, kind) {
+            (Reading::Pooled, _) => self.rows_of(kind).len() as i64,
+            (_, Generated::Prompt) | (Reading::PerRow, _) => 1,
+            (Reading::PerComponent, _) => self.slots,
+            (Reading::PerSlot, _) => self.count(kind),
         }
     }
 
