@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use hint::data::task::ReadOptions;
+use hint::data::{Example, FeatureValue, Vocabulary};
 use hint::train::model::build_model;
 use hint::train::{train_and_evaluate, CheckpointManager, NoHooks, RunSettings, TrainOutcome};
 use tch::Tensor;
@@ -93,6 +95,67 @@ fn equal(a: &Tensor, b: &Tensor) -> bool {
             .equal(&b.to_kind(tch::Kind::Float))
 }
 
+fn tokens<'a>(example: &'a Example, feature: &str) -> &'a [u32] {
+    match &example[feature] {
+        FeatureValue::Tokens(ids) => ids,
+        other => panic!("{feature}: not tokens but {other:?}"),
+    }
+}
+
+/// Stage 1 trained on T5's span corruption, not on the HINT split its corpus could also give:
+/// the run's mixture is the corpus task with the span-corruption preprocessor, and its
+/// examples are denoising pairs — noise spans in the inputs replaced by sentinels counted
+/// down from the vocabulary's last id, the targets the sentinels each followed by its span.
+fn assert_trained_on_span_corruption(settings: &RunSettings, tokenizer: &Path) {
+    let data = settings
+        .data
+        .build(settings.run.lengths, Some(tokenizer))
+        .unwrap();
+    let task = data.registry.task(&settings.run.mixture).unwrap();
+    let preprocessors = task.preprocessor_names();
+    assert!(
+        preprocessors
+            .iter()
+            .any(|name| name
+                .starts_with("span_corruption(text, inputs 32, density 0.15, mean span 3)")),
+        "{preprocessors:?}"
+    );
+    let first_sentinel = data.vocabulary.token_to_id("<extra_id_0>").unwrap();
+    assert_eq!(first_sentinel as usize, data.vocabulary.vocab_size() - 1);
+    let examples: Vec<Example> = task
+        .open("train", &ReadOptions::default())
+        .unwrap()
+        .take(4)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(examples.len(), 4);
+    let is_sentinel = |id: &u32| *id + 100 > first_sentinel && *id <= first_sentinel;
+    for example in &examples {
+        let (inputs, targets) = (tokens(example, "inputs"), tokens(example, "targets"));
+        assert!(inputs.len() <= 32, "inputs fit their length");
+        assert_eq!(inputs.last(), Some(&Vocabulary::EOS_ID));
+        assert_eq!(targets.last(), Some(&Vocabulary::EOS_ID));
+        assert_eq!(
+            targets[0], first_sentinel,
+            "targets start with <extra_id_0>"
+        );
+        let input_sentinels: Vec<u32> = inputs.iter().copied().filter(is_sentinel).collect();
+        let target_sentinels: Vec<u32> = targets.iter().copied().filter(is_sentinel).collect();
+        // One sentinel per noise span in the inputs, counted down from <extra_id_0>; the
+        // targets have the same ones, each before the span it replaced.
+        let counted_down: Vec<u32> = (0..input_sentinels.len() as u32)
+            .map(|k| first_sentinel - k)
+            .collect();
+        assert!(!input_sentinels.is_empty());
+        assert_eq!(input_sentinels, counted_down);
+        assert!(target_sentinels.starts_with(&input_sentinels));
+        let noise = targets.len() - target_sentinels.len() - 1;
+        let kept = inputs.len() - input_sentinels.len() - 1;
+        let density = noise as f64 / (noise + kept) as f64;
+        assert!((0.1..0.2).contains(&density), "noise density {density}");
+    }
+}
+
 /// Small shapes and 2 steps for every stage.
 fn common(tokenizer: &str) -> Vec<String> {
     vec![
@@ -136,6 +199,7 @@ fn span_corruption_then_hint_pretraining_then_fine_tuning_restore_the_right_vari
         tokenizer.is_file(),
         "stage 1 keeps its tokenizer for the next stages"
     );
+    assert_trained_on_span_corruption(&stage1, &tokenizer);
     let tokenizer_binding = format!("TOKENIZER = {:?}", tokenizer.display().to_string());
     let stage1_tensors = checkpoint_tensors(&t5_checkpoint);
 
