@@ -265,8 +265,8 @@ fn composition(name: &str) -> Vec<String> {
                 name.to_string(),
             ]
         }
-        // Tk-Instruct's formatting exists in the Super-NI suite only.
-        "experiments/arms/tk_instruct.gin" => {
+        // Tk-Instruct's formatting and HINT's positive examples exist in Super-NI suites only.
+        "experiments/arms/tk_instruct.gin" | "experiments/arms/hint_def_pos_2.gin" => {
             vec!["experiments/superni.gin".to_string(), name.to_string()]
         }
         // An arm on top of the fastest suite.
@@ -519,6 +519,8 @@ fn every_config_parses_and_builds() {
         "t5_pretrain.gin",
         "experiments/builtin_256.gin",
         "experiments/superni_pretrained.gin",
+        "experiments/builtin_pretrained.gin",
+        "experiments/arms/hint_def_pos_2.gin",
         "experiments/arms/hint_pretrained.gin",
         "experiments/arms/concat_pretrained.gin",
         "hint/hypter.gin",
@@ -702,4 +704,31 @@ fn superni_shared_suite_builds_on_the_real_subset() {
     let concat_tasks = eval_tasks(&data, "natural_instructions", split, &concat).unwrap();
     assert!(concat_tasks.iter().all(|t| t.instruction.is_empty()));
     assert_eq!(names(&concat_tasks), names(&tasks));
+
+    // HINT with the definition and 2 positive examples in the hypernetwork input: the arm
+    // registers the variant itself and reads each task's two examples before its definition.
+    let positive_config = load_config(
+        &[
+            configs_dir().join("experiments/superni.gin"),
+            configs_dir().join("experiments/arms/hint_def_pos_2.gin"),
+        ],
+        &bindings,
+        &[configs_dir()],
+        false,
+    )
+    .unwrap();
+    let positive = RunSettings::from_config(&positive_config).unwrap();
+    let positive_data = positive.data.build(positive.run.lengths, None).unwrap();
+    let (_, mixture, split) = &positive.run.eval_sets[0];
+    assert_eq!(mixture, "natural_instruction_positive_example_hyper_2");
+    let positive_tasks = eval_tasks(&positive_data, mixture, split, &positive).unwrap();
+    assert_eq!(names(&positive_tasks), names(&tasks));
+    for task in &positive_tasks {
+        let ids: Vec<u32> = task.instruction.iter().map(|&id| id as u32).collect();
+        let instruction = positive_data.vocabulary.decode(&ids).unwrap();
+        let first = instruction.find("Positive Example 2").expect(&instruction);
+        let second = instruction.find("Positive Example 1").expect(&instruction);
+        let definition = instruction.find("Definition:").expect(&instruction);
+        assert!(first < second && second < definition, "{instruction}");
+    }
 }
