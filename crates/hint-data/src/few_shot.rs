@@ -316,16 +316,21 @@ mod tests {
 
     const ROWS: [(&str, &str); 4] = [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")];
 
+    /// `shots` demonstrations of [`ROWS`] into the hypernetwork input.
+    fn into_hyper(shots: usize, max_input_length: usize, task_seed: u64) -> FewShot {
+        FewShot {
+            shots,
+            into: ShotsInto::HyperInputs,
+            max_input_length,
+            pool: pool(&ROWS),
+            task_seed,
+        }
+    }
+
     #[test]
     fn demonstrations_precede_the_definition_in_the_chosen_feature() {
-        let into_hyper = FewShot {
-            shots: 2,
-            into: ShotsInto::HyperInputs,
-            max_input_length: 960,
-            pool: pool(&ROWS),
-            task_seed: 1,
-        };
-        let out = apply(&into_hyper, row("b ", "B"), 0);
+        let to_hyper = into_hyper(2, 960, 1);
+        let out = apply(&to_hyper, row("b ", "B"), 0);
         let hyper = text(&out, "hyper_inputs");
         let parts: Vec<&str> = hyper.split(EXAMPLE_SEPARATOR).collect();
         assert_eq!(parts.len(), 3, "{hyper:?}");
@@ -339,7 +344,7 @@ mod tests {
 
         let into_inputs = FewShot {
             into: ShotsInto::Inputs,
-            ..into_hyper.clone()
+            ..to_hyper.clone()
         };
         let out = apply(&into_inputs, row("b", "B"), 0);
         assert_eq!(text(&out, "hyper_inputs"), "copy it");
@@ -349,13 +354,7 @@ mod tests {
 
     #[test]
     fn a_task_draws_its_demonstrations_once_and_an_example_never_sees_itself() {
-        let few_shot = |task_seed| FewShot {
-            shots: 2,
-            into: ShotsInto::HyperInputs,
-            max_input_length: 960,
-            pool: pool(&ROWS),
-            task_seed,
-        };
+        let few_shot = |task_seed| into_hyper(2, 960, task_seed);
         let task = few_shot(7);
         let shared = text(&apply(&task, row("e", "E"), 0), "hyper_inputs");
         assert_eq!(shared.matches(OUTPUT_SEPARATOR).count(), 2);
@@ -377,13 +376,7 @@ mod tests {
 
     #[test]
     fn demonstrations_stop_where_the_feature_would_cut_off_the_definition() {
-        let few_shot = FewShot {
-            shots: 3,
-            into: ShotsInto::HyperInputs,
-            max_input_length: 960,
-            pool: pool(&ROWS),
-            task_seed: 0,
-        };
+        let few_shot = into_hyper(3, 960, 0);
         let mut features = features();
         let vocabulary = Arc::clone(&features["inputs"].vocabulary);
         // " Definition: copy it" is 4 tokens; a demonstration "a Output: A\n\n" 4.
@@ -404,13 +397,7 @@ mod tests {
     fn demonstrations_are_pruned_to_the_token_budget() {
         // The toy vocabulary's words are one token each; "a" and "A" make a demonstration
         // of 2 tokens, the example's input 1.
-        let few_shot = FewShot {
-            shots: 3,
-            into: ShotsInto::HyperInputs,
-            max_input_length: 5,
-            pool: pool(&ROWS),
-            task_seed: 0,
-        };
+        let few_shot = into_hyper(3, 5, 0);
         let hyper = text(&apply(&few_shot, row("e", "E"), 0), "hyper_inputs");
         assert_eq!(hyper.matches(OUTPUT_SEPARATOR).count(), 2, "{hyper:?}");
         let none_fit = FewShot {
