@@ -3,7 +3,7 @@
 //! 11B parameters). A test checks it against the variables `HyperT5::new` creates.
 
 use crate::hyper::config::{HyperConfig, LayerEmbedding};
-use crate::hyper::layout::Layout;
+use crate::hyper::layout::{Generated, Layout};
 use crate::t5::config::{FeedForwardProj, T5Config};
 
 /// `(name, shape)` of every parameter `HyperT5::new(vs.root(), t5, hyper)` creates, in the
@@ -61,7 +61,21 @@ pub fn parameter_shapes(t5: &T5Config, hyper: &HyperConfig) -> Vec<(String, Vec<
         let normalised = hyper.hnet_layernorm || method == LayerEmbedding::Decoder;
         for kind in layout.kinds() {
             let name = kind.name();
-            out.push((format!("hyper.{name}.wi.weight"), vec![d, input_width]));
+            let tanh_prefix = hyper.use_tanh_prefix
+                && matches!(kind, Generated::PrefixKey | Generated::PrefixValue);
+            let projections = if tanh_prefix {
+                1
+            } else {
+                hyper.hypernet_activations.len()
+            };
+            for i in 0..projections {
+                let wi = if projections == 1 {
+                    "wi".to_string()
+                } else {
+                    format!("wi_{i}")
+                };
+                out.push((format!("hyper.{name}.{wi}.weight"), vec![d, input_width]));
+            }
             out.push((
                 format!("hyper.{name}.wo.weight"),
                 vec![
@@ -220,6 +234,11 @@ mod tests {
             HyperConfig {
                 layer_embedding_method: LayerEmbedding::Pooled,
                 per_layer_hnet: true,
+                ..HyperConfig::default()
+            },
+            HyperConfig {
+                hypernet_activations: vec!["gelu".into(), "linear".into()],
+                use_tanh_prefix: true,
                 ..HyperConfig::default()
             },
         ];

@@ -974,3 +974,55 @@ fn layer_concat_and_per_component_designs_read_and_emit_as_designed() {
     .unwrap_err();
     assert!(error.contains("\"layer\""), "{error}");
 }
+
+/// `hypernet_activations` as t5x's `MlpBlock`: `["gelu", "linear"]` is a gated GELU over two
+/// input projections `wi_0`, `wi_1`, by hand; `use_tanh_prefix` gives the prefix generators
+/// one tanh projection; unknown names are refused.
+#[test]
+fn generator_activations_follow_t5x_mlp_blocks() {
+    let config = HyperConfig {
+        hypernet_activations: vec!["gelu".into(), "linear".into()],
+        use_tanh_prefix: true,
+        ..HyperConfig::preset("tiny").unwrap()
+    };
+    config.validate().unwrap();
+    let (vs, model) = build(&config);
+    let variables = vs.variables();
+    assert!(variables.contains_key("hyper.adapter_up.wi_0.weight"));
+    assert!(variables.contains_key("hyper.adapter_up.wi_1.weight"));
+    assert!(!variables.contains_key("hyper.adapter_up.wi.weight"));
+    assert!(variables.contains_key("hyper.prefix_key.wi.weight"));
+    assert!(!variables.contains_key("hyper.prefix_key.wi_0.weight"));
+    assert_every_hyper_parameter_trains(&vs, &model, "gated GELU");
+    // The adapter's up bias of slot 0 (one component) from its component vector, by hand.
+    let (_, _, instructions, _) = batch();
+    let hypernetwork = model.hypernetwork.as_ref().unwrap();
+    let (states, mask) = tch::no_grad(|| model.encode_instruction(&instructions, false));
+    let components = tch::no_grad(|| hypernetwork.components(Some((&states, &mask)), false));
+    let adaptation = tch::no_grad(|| model.adapt(&instructions, false));
+    let up_bias = adaptation.encoder.layers[0]
+        .adapter
+        .as_ref()
+        .unwrap()
+        .up_bias
+        .shallow_clone();
+    // tiny preset: a = 8; components per slot: down 8, up 8, bias down 1, bias up 1, ...
+    let z = components.narrow(1, 17, 1);
+    let weight = |name: &str| variables[name].shallow_clone();
+    let hidden = z
+        .matmul(&weight("hyper.adapter_bias_up.wi_0.weight").tr())
+        .gelu("tanh")
+        * z.matmul(&weight("hyper.adapter_bias_up.wi_1.weight").tr());
+    let expected = hidden.matmul(&weight("hyper.adapter_bias_up.wo.weight").tr()) / 4.0;
+    assert!(
+        max_diff(&up_bias.view([3, 16]), &expected.view([3, 16])) < 1e-5,
+        "the gated generator by hand"
+    );
+    let error = HyperConfig {
+        hypernet_activations: vec!["gelu".into(), "mish".into()],
+        ..HyperConfig::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(error.contains("\"mish\""), "{error}");
+}

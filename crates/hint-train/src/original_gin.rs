@@ -116,7 +116,7 @@ pub const TABLE: &[Row] = &[
     row("HyperT5Config.layer_embedding_method", Converted("hint.model.HyperConfig.layer_embedding_method: 'component' (HINT), 'decoder' (HyperTune), 'none' (Hypter, with per_layer_hnet), 'layer', 'concat'; 'decoder_test' (which the original rejects too) is not built", layer_embedding_method)),
     row("HyperT5Config.use_linear", Same("hint.model.HyperConfig.use_linear")),
     row("HyperT5Config.per_layer_hnet", Same("hint.model.HyperConfig.per_layer_hnet")),
-    row("HyperT5Config.hypernet_activations", OnlyDefault("('gelu',)", "hint's generators use GELU (tanh approximation, as flax's nn.gelu)")),
+    row("HyperT5Config.hypernet_activations", Same("hint.model.HyperConfig.hypernet_activations")),
     row("HyperT5Config.hnet_layernorm", Same("hint.model.HyperConfig.hnet_layernorm")),
     row("HyperTransformer.config", Followed),
     // ---- the model (hyper_transformer.HyperEncoderDecoder[Contrastive]Model)

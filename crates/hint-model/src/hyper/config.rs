@@ -31,6 +31,10 @@ pub enum LayerEmbedding {
     Concat,
 }
 
+/// The activation names `hypernet_activations` accepts (flax's names, and t5x's `linear`).
+pub const GENERATOR_ACTIVATIONS: [&str; 7] =
+    ["gelu", "relu", "silu", "swish", "tanh", "sigmoid", "linear"];
+
 impl LayerEmbedding {
     /// The name gin files use (`"component"`, `"decoder"`, `"none"`, `"layer"`, `"concat"`).
     pub fn gin_name(self) -> &'static str {
@@ -100,6 +104,12 @@ pub struct HyperConfig {
     pub zero_init_generated: bool,
     /// tanh instead of GELU in the prefix generators (an ablation of the reference).
     pub use_tanh_prefix: bool,
+    /// The generators' hidden activations, as t5x's `MlpBlock` reads them (the reference's
+    /// `hypernet_activations`, default `["gelu"]`): one input projection per name (`wi`, or
+    /// `wi_0`, `wi_1`, … for several), each through its function, multiplied elementwise —
+    /// `["gelu", "linear"]` is a gated GELU. Names: `gelu` (tanh approximation, as flax),
+    /// `relu`, `silu` / `swish`, `tanh`, `sigmoid`, `linear`.
+    pub hypernet_activations: Vec<String>,
     /// A layer norm (T5's, one scale per generator: `hyper.<generated>_norm`) on the
     /// component vectors before each generator (the reference's `hnet_layernorm`; its
     /// HyperTune design always has it).
@@ -138,6 +148,7 @@ impl Default for HyperConfig {
             generator_dropout: 0.0,
             zero_init_generated: false,
             use_tanh_prefix: false,
+            hypernet_activations: vec!["gelu".into()],
             hnet_layernorm: false,
             use_linear: false,
             layer_embedding_method: LayerEmbedding::Component,
@@ -203,6 +214,21 @@ impl HyperConfig {
     /// # Errors
     /// A message naming the switches, for the caller to attach to the binding.
     pub fn validate(&self) -> Result<(), String> {
+        if self.hypernet_activations.is_empty() {
+            return Err(
+                "hypernet_activations needs at least one activation (default [\"gelu\"])".into(),
+            );
+        }
+        if let Some(unknown) = self
+            .hypernet_activations
+            .iter()
+            .find(|name| !GENERATOR_ACTIVATIONS.contains(&name.as_str()))
+        {
+            return Err(format!(
+                "hypernet_activations: unknown activation {unknown:?} (known: {})",
+                GENERATOR_ACTIVATIONS.join(", ")
+            ));
+        }
         let method = self.layer_embedding_method;
         if method == LayerEmbedding::Pooled && !self.per_layer_hnet {
             return Err("layer_embedding_method = \"none\" needs per_layer_hnet = True (Hypter): generators that read the pooled instruction emit every layer's values".into());

@@ -38,14 +38,53 @@ pub(crate) fn truncated_normal_linear(p: nn::Path<'_>, fan_in: i64, fan_out: i64
     Linear { weight }
 }
 
-/// One generator MLP: `wo(dropout(act(wi(z))))`, no biases, then divided by √d; with
-/// `hnet_layernorm`, `z` is normalised first.
+/// A generator's hidden activation (`hypernet_activations`; names as flax's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activation {
+    /// GELU, tanh approximation (flax's `nn.gelu` default).
+    Gelu,
+    Relu,
+    Silu,
+    Tanh,
+    Sigmoid,
+    /// The identity (t5x's `linear`).
+    Linear,
+}
+
+impl Activation {
+    /// `None` for a name [`HyperConfig::validate`] refuses.
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "gelu" => Self::Gelu,
+            "relu" => Self::Relu,
+            "silu" | "swish" => Self::Silu,
+            "tanh" => Self::Tanh,
+            "sigmoid" => Self::Sigmoid,
+            "linear" => Self::Linear,
+            _ => return None,
+        })
+    }
+
+    fn apply(self, x: Tensor) -> Tensor {
+        match self {
+            Self::Gelu => x.gelu("tanh"),
+            Self::Relu => x.relu(),
+            Self::Silu => x.silu(),
+            Self::Tanh => x.tanh(),
+            Self::Sigmoid => x.sigmoid(),
+            Self::Linear => x,
+        }
+    }
+}
+
+/// One generator MLP, t5x's `MlpBlock` without biases: `wo(dropout(Π act_i(wi_i(z))))`,
+/// then divided by √(input width); with `hnet_layernorm`, `z` is normalised first.
 #[derive(Debug)]
 struct Generator {
     norm: Option<LayerNorm>,
-    wi: Linear,
+    /// One input projection per activation (`wi`, or `wi_0`, `wi_1`, … for several).
+    wi: Vec<(Linear, Activation)>,
     wo: Linear,
-    tanh: bool,
     /// Width of one generated component row (`wo` emits several rows per input under the
     /// per-component, per-slot and pooled designs).
     width: i64,
@@ -53,15 +92,16 @@ struct Generator {
 
 impl Generator {
     fn forward(&self, z: &Tensor, dropout: f64, train: bool, scale: f64) -> Tensor {
-        let hidden = match &self.norm {
-            Some(norm) => self.wi.forward(&norm.forward(z)),
-            None => self.wi.forward(z),
+        let z = match &self.norm {
+            Some(norm) => norm.forward(z),
+            None => z.shallow_clone(),
         };
-        let hidden = if self.tanh {
-            hidden.tanh()
-        } else {
-            hidden.gelu("tanh")
-        };
+        let hidden = self
+            .wi
+            .iter()
+            .map(|(wi, activation)| activation.apply(wi.forward(&z)))
+            .reduce(|product, factor| product * factor)
+            .expect("a generator has at least one input projection");
         self.wo.forward(&hidden.dropout(dropout, train)) * scale
     }
 }
@@ -154,14 +194,37 @@ impl Hypernetwork {
             let g = &p / kind.name();
             let width = kind.output_dim(t5, hyper);
             let out = width * layout.emitted_per_input(kind);
-            let wi = truncated_normal_linear(&g / "wi", input_width, d);
+            // The reference's use_tanh_prefix replaces the prefix generators' activations.
+            let tanh = hyper.use_tanh_prefix
+                && matches!(kind, Generated::PrefixKey | Generated::PrefixValue);
+            let names: Vec<&str> = if tanh {
+                vec!["tanh"]
+            } else {
+                hyper
+                    .hypernet_activations
+                    .iter()
+                    .map(String::as_str)
+                    .collect()
+            };
+            let wi = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let path = if names.len() == 1 {
+                        &g / "wi"
+                    } else {
+                        &g / format!("wi_{i}")
+                    };
+                    // HyperConfig::validate refuses unknown names; GELU stands in regardless.
+                    let activation = Activation::from_name(name).unwrap_or(Activation::Gelu);
+                    (truncated_normal_linear(path, input_width, d), activation)
+                })
+                .collect();
             let wo = if hyper.zero_init_generated && kind.zero_initialised() {
                 Linear::new(&g / "wo", d, out, 0.0)
             } else {
                 truncated_normal_linear(&g / "wo", d, out)
             };
-            let tanh = hyper.use_tanh_prefix
-                && matches!(kind, Generated::PrefixKey | Generated::PrefixValue);
             // HyperTune always normalises what its generators read.
             let normalise = hyper.hnet_layernorm || method == LayerEmbedding::Decoder;
             let norm = normalise.then(|| {
@@ -178,7 +241,6 @@ impl Hypernetwork {
                     norm,
                     wi,
                     wo,
-                    tanh,
                     width,
                 },
             );
@@ -418,7 +480,8 @@ impl Hypernetwork {
             .values()
             .map(|g| {
                 let norm = g.norm.as_ref().map_or(0, |n| n.weight.numel());
-                (g.wi.weight.numel() + g.wo.weight.numel() + norm) as i64
+                let wi: usize = g.wi.iter().map(|(wi, _)| wi.weight.numel()).sum();
+                (wi + g.wo.weight.numel() + norm) as i64
             })
             .sum::<i64>();
         count + self.prefix_gate.as_ref().map_or(0, |g| g.numel() as i64)
