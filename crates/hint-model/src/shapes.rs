@@ -3,7 +3,7 @@
 //! 11B parameters). A test checks it against the variables `HyperT5::new` creates.
 
 use crate::hyper::config::{HyperConfig, LayerEmbedding};
-use crate::hyper::layout::{Generated, Layout};
+use crate::hyper::layout::Layout;
 use crate::t5::config::{FeedForwardProj, T5Config};
 
 /// `(name, shape)` of every parameter `HyperT5::new(vs.root(), t5, hyper)` creates, in the
@@ -61,13 +61,7 @@ pub fn parameter_shapes(t5: &T5Config, hyper: &HyperConfig) -> Vec<(String, Vec<
         let normalised = hyper.hnet_layernorm || method == LayerEmbedding::Decoder;
         for kind in layout.kinds() {
             let name = kind.name();
-            let tanh_prefix = hyper.use_tanh_prefix
-                && matches!(kind, Generated::PrefixKey | Generated::PrefixValue);
-            let projections = if tanh_prefix {
-                1
-            } else {
-                hyper.hypernet_activations.len()
-            };
+            let projections = kind.activations(hyper).len();
             for i in 0..projections {
                 let wi = if projections == 1 {
                     "wi".to_string()

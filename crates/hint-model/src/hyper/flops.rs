@@ -10,7 +10,7 @@ use crate::t5::config::T5Config;
 
 use super::config::{HyperConfig, LayerEmbedding};
 use super::decoder::hyper_decoder_parameters;
-use super::layout::{Generated, Layout};
+use super::layout::Layout;
 
 /// Lengths of one inference workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -190,7 +190,7 @@ pub fn hypernetwork_parameters(c: &T5Config, h: &HyperConfig) -> i64 {
         .iter()
         .map(|kind| {
             let out = kind.output_dim(c, h) * layout.emitted_per_input(*kind);
-            generator_projections(h, *kind) * input_width * d + d * out + norm
+            kind.activations(h).len() as i64 * input_width * d + d * out + norm
         })
         .sum();
     let gate = if h.use_prefix && h.zero_init_generated {
@@ -200,18 +200,6 @@ pub fn hypernetwork_parameters(c: &T5Config, h: &HyperConfig) -> i64 {
     };
     let embeddings = layout.embedding_rows() * d;
     embeddings + reader + generators + gate + instruction_linear
-}
-
-/// Input projections of a generator of `kind`: one per `hypernet_activations` entry (one
-/// `tanh` for the prefix generators under `use_tanh_prefix`).
-fn generator_projections(h: &HyperConfig, kind: Generated) -> i64 {
-    let tanh_prefix =
-        h.use_tanh_prefix && matches!(kind, Generated::PrefixKey | Generated::PrefixValue);
-    if tanh_prefix {
-        1
-    } else {
-        h.hypernet_activations.len() as i64
-    }
 }
 
 /// Width of a generator's input vector: `d`, or `2·d` under `concat` (the pooled
@@ -266,8 +254,7 @@ pub fn inference_flops(c: &T5Config, h: &HyperConfig, w: &Workload) -> FlopsRepo
                 // Each input vector through wi, then all the rows it emits through wo.
                 let n = layout.inputs_of(*kind).len() as i64;
                 let out = layout.emitted_per_input(*kind) * kind.output_dim(c, h);
-                generator_projections(h, *kind) as f64 * matmul(n, input_width, d)
-                    + matmul(n, d, out)
+                kind.activations(h).len() as f64 * matmul(n, input_width, d) + matmul(n, d, out)
             })
             .sum::<f64>();
     }

@@ -194,18 +194,7 @@ impl Hypernetwork {
             let g = &p / kind.name();
             let width = kind.output_dim(t5, hyper);
             let out = width * layout.emitted_per_input(kind);
-            // The reference's use_tanh_prefix replaces the prefix generators' activations.
-            let tanh = hyper.use_tanh_prefix
-                && matches!(kind, Generated::PrefixKey | Generated::PrefixValue);
-            let names: Vec<&str> = if tanh {
-                vec!["tanh"]
-            } else {
-                hyper
-                    .hypernet_activations
-                    .iter()
-                    .map(String::as_str)
-                    .collect()
-            };
+            let names = kind.activations(hyper);
             let wi = names
                 .iter()
                 .enumerate()

@@ -103,6 +103,21 @@ impl Generated {
         }
     }
 
+    /// The hidden activations of this type's generator: `hypernet_activations`, or one
+    /// `tanh` for the prefix generators under `use_tanh_prefix` (as the reference). One
+    /// input projection each (`wi`, or `wi_0`, `wi_1`, … for several).
+    pub fn activations(self, hyper: &HyperConfig) -> Vec<&str> {
+        if hyper.use_tanh_prefix && matches!(self, Self::PrefixKey | Self::PrefixValue) {
+            vec!["tanh"]
+        } else {
+            hyper
+                .hypernet_activations
+                .iter()
+                .map(String::as_str)
+                .collect()
+        }
+    }
+
     /// Whether an untrained generator should produce zeros in zero-init mode.
     pub fn zero_initialised(self) -> bool {
         // IA3 scales are 1 + generated: zeros are the identity.
