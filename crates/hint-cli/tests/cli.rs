@@ -162,8 +162,9 @@ fn config_show_prints_the_translation_of_the_originals_gin() {
     );
 
     std::fs::write(
-        dir.join("hypter.gin"),
-        "hyper_network.HyperT5Config.layer_embedding_method = 'layer'\n",
+        dir.join("unbuilt.gin"),
+        // A method the original's code rejects too (hypertune_decoder_us.gin).
+        "hyper_network.HyperT5Config.layer_embedding_method = 'decoder_test'\n",
     )
     .unwrap();
     let output = hint()
@@ -171,7 +172,7 @@ fn config_show_prints_the_translation_of_the_originals_gin() {
             "config",
             "show",
             "--gin_file=hyper.gin",
-            "--gin_file=hypter.gin",
+            "--gin_file=unbuilt.gin",
         ])
         .arg(format!("--gin_search_paths={}", dir.display()))
         .output()
@@ -179,7 +180,7 @@ fn config_show_prints_the_translation_of_the_originals_gin() {
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
-        stderr.contains("hypter.gin:1:1") && stderr.contains("layer_embedding_method"),
+        stderr.contains("unbuilt.gin:1:1") && stderr.contains("layer_embedding_method"),
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
