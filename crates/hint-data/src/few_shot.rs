@@ -165,6 +165,89 @@ pub struct FewShot {
     /// The task's own seed (a hash of its name): with the run's seed it decides the task's
     /// demonstrations.
     pub task_seed: u64,
+    /// The task's drawn demonstrations, formatted and counted once (every example of the
+    /// task reads the same ones), with the (run seed, step) they were drawn for.
+    drawn: Arc<Mutex<Option<DrawnFor>>>,
+}
+
+/// A task's drawn demonstrations and the (run seed, step) they were drawn for.
+type DrawnFor = ((u64, usize), Arc<Vec<Drawn>>);
+
+/// One of a task's drawn demonstrations, ready to prepend.
+#[derive(Debug)]
+struct Drawn {
+    /// Its input, to recognise the example itself.
+    inputs: String,
+    /// `"{inputs} Output: {targets}\n\n"`.
+    block: String,
+    /// The original's count: input and target tokens.
+    tokens: usize,
+    /// The block's tokens, separators included.
+    formatted: usize,
+}
+
+impl FewShot {
+    /// `shots` demonstrations per example from `pool`, into `into`, within
+    /// `max_input_length` tokens; `task_seed` tells the task's draw apart from others'.
+    pub fn new(
+        shots: usize,
+        into: ShotsInto,
+        max_input_length: usize,
+        pool: Arc<DemonstrationPool>,
+        task_seed: u64,
+    ) -> Self {
+        Self {
+            shots,
+            into,
+            max_input_length,
+            pool,
+            task_seed,
+            drawn: Arc::default(),
+        }
+    }
+
+    /// The task's first `shots + 1` demonstrations in its own seeded order (the extra one
+    /// stands in for an example that is itself among them), drawn and counted on first use.
+    fn drawn(
+        &self,
+        ctx: &Context<'_>,
+        count: impl Fn(&str) -> Result<usize, DataError>,
+    ) -> Result<Arc<Vec<Drawn>>, DataError> {
+        let key = (ctx.seed, ctx.step);
+        let mut cached = self.drawn.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((drawn_for, drawn)) = cached.as_ref() {
+            if *drawn_for == key {
+                return Ok(Arc::clone(drawn));
+            }
+        }
+        let pool = self.pool.demonstrations()?;
+        let mut order: Vec<usize> = (0..pool.len()).collect();
+        let mut rng = SplitMix64::derive(&[ctx.seed, ctx.step as u64, self.task_seed]);
+        let taken = (self.shots + 1).min(order.len());
+        for i in 0..taken {
+            let j = i + rng.range(0, (order.len() - i) as u64) as usize;
+            order.swap(i, j);
+        }
+        let drawn = order[..taken]
+            .iter()
+            .map(|&i| {
+                let demonstration = &pool[i];
+                let block = format!(
+                    "{}{OUTPUT_SEPARATOR}{}{EXAMPLE_SEPARATOR}",
+                    demonstration.inputs, demonstration.targets
+                );
+                Ok(Drawn {
+                    inputs: demonstration.inputs.clone(),
+                    tokens: count(&demonstration.inputs)? + count(&demonstration.targets)?,
+                    formatted: count(&block)?,
+                    block,
+                })
+            })
+            .collect::<Result<Vec<_>, DataError>>()?;
+        let drawn = Arc::new(drawn);
+        *cached = Some((key, Arc::clone(&drawn)));
+        Ok(drawn)
+    }
 }
 
 /// Between a demonstration's input and its target (the original's `targets_prefix`).
@@ -198,21 +281,7 @@ impl Preprocessor for FewShot {
         let count = |text: &str| -> Result<usize, DataError> {
             Ok(vocabulary.encode_with(text, false)?.len())
         };
-        let pool = self.pool.demonstrations()?;
-        // The task's first `shots + 1` demonstrations in its own seeded order (the same for
-        // every example); the extra one stands in for the example itself.
-        let mut order: Vec<usize> = (0..pool.len()).collect();
-        let mut rng = SplitMix64::derive(&[ctx.seed, ctx.step as u64, self.task_seed]);
-        let drawn = (self.shots + 1).min(order.len());
-        for i in 0..drawn {
-            let j = i + rng.range(0, (order.len() - i) as u64) as usize;
-            order.swap(i, j);
-        }
-        let chosen = order[..drawn]
-            .iter()
-            .map(|&i| &pool[i])
-            .filter(|demonstration| demonstration.inputs != inputs)
-            .take(self.shots);
+        let drawn = self.drawn(ctx, count)?;
         // The original's budget counts the demonstrations' own tokens against the example's
         // input; the receiving feature's length bounds them with their separators, so that
         // the definition after them is never cut off.
@@ -228,20 +297,18 @@ impl Preprocessor for FewShot {
             None => usize::MAX,
         };
         let mut shots = String::new();
+        let chosen = drawn
+            .iter()
+            .filter(|demonstration| demonstration.inputs != inputs)
+            .take(self.shots);
         for demonstration in chosen {
-            let block = format!(
-                "{}{OUTPUT_SEPARATOR}{}{EXAMPLE_SEPARATOR}",
-                demonstration.inputs, demonstration.targets
-            );
-            let tokens = count(&demonstration.inputs)? + count(&demonstration.targets)?;
-            let formatted = count(&block)?;
             // The original's cumulative-sum mask: once one does not fit, none after it does.
-            if tokens > budget || formatted > room {
+            if demonstration.tokens > budget || demonstration.formatted > room {
                 break;
             }
-            budget -= tokens;
-            room -= formatted;
-            shots.push_str(&block);
+            budget -= demonstration.tokens;
+            room -= demonstration.formatted;
+            shots.push_str(&demonstration.block);
         }
         let joined = format!("{shots}{DEFINITION_SEPARATOR}{instruction}");
         example.insert(feature.into(), FeatureValue::Text(joined));
@@ -318,13 +385,13 @@ mod tests {
 
     /// `shots` demonstrations of [`ROWS`] into the hypernetwork input.
     fn into_hyper(shots: usize, max_input_length: usize, task_seed: u64) -> FewShot {
-        FewShot {
+        FewShot::new(
             shots,
-            into: ShotsInto::HyperInputs,
+            ShotsInto::HyperInputs,
             max_input_length,
-            pool: pool(&ROWS),
+            pool(&ROWS),
             task_seed,
-        }
+        )
     }
 
     #[test]
@@ -413,13 +480,8 @@ mod tests {
         let mut bad = row("a", "A");
         bad.insert("targets".into(), FeatureValue::Int(3));
         let source: Arc<dyn Source> = Arc::new(MemorySource::new().split("train", vec![bad]));
-        let few_shot = FewShot {
-            shots: 1,
-            into: ShotsInto::HyperInputs,
-            max_input_length: 960,
-            pool: Arc::new(DemonstrationPool::new(source, "train", 10, demonstration)),
-            task_seed: 0,
-        };
+        let pool = Arc::new(DemonstrationPool::new(source, "train", 10, demonstration));
+        let few_shot = FewShot::new(1, ShotsInto::HyperInputs, 960, pool, 0);
         let features = features();
         let ctx = Context {
             output_features: &features,

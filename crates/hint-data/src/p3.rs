@@ -305,14 +305,15 @@ pub fn register_p3(
                 options.shots_pool,
                 p3_demonstration,
             ));
+            let task_seed = fnv1a(name.as_bytes());
             for &shots in &options.shots {
-                let few_shot = FewShot {
+                let few_shot = FewShot::new(
                     shots,
-                    into: options.shots_into,
-                    max_input_length: options.shots_max_input_length,
-                    pool: Arc::clone(&pool),
-                    task_seed: fnv1a(name.as_bytes()),
-                };
+                    options.shots_into,
+                    options.shots_max_input_length,
+                    Arc::clone(&pool),
+                    task_seed,
+                );
                 registry.add_task(task(few_shot_name(name, shots), Some(few_shot))?)?;
             }
         }

@@ -39,8 +39,7 @@ pub fn parameter_shapes(t5: &T5Config, hyper: &HyperConfig) -> Vec<(String, Vec<
                 vec![layout.embedding_rows(), d],
             ));
         }
-        let reads = hyper.use_instructions;
-        if reads && matches!(method, LayerEmbedding::Component | LayerEmbedding::Layer) {
+        if hyper.attends_over_instruction() {
             for (name, shape) in [
                 ("q", [inner, d]),
                 ("k", [inner, d]),
@@ -50,15 +49,11 @@ pub fn parameter_shapes(t5: &T5Config, hyper: &HyperConfig) -> Vec<(String, Vec<
                 out.push((format!("hyper.hyperattn.{name}.weight"), shape.to_vec()));
             }
         }
-        if reads && method == LayerEmbedding::Decoder {
+        if hyper.use_instructions && method == LayerEmbedding::Decoder {
             stack(&mut out, "hyper.hyper_decoder", t5, Stack::HyperDecoder);
         }
-        let input_width = if method == LayerEmbedding::Concat {
-            2 * d
-        } else {
-            d
-        };
-        let normalised = hyper.hnet_layernorm || method == LayerEmbedding::Decoder;
+        let input_width = hyper.generator_input_width(d);
+        let normalised = hyper.normalises_generator_inputs();
         for kind in layout.kinds() {
             let name = kind.name();
             let projections = kind.activations(hyper).len();

@@ -251,6 +251,31 @@ impl HyperConfig {
         Ok(())
     }
 
+    /// Whether the embedding rows read the instruction through HINT's hyper-attention
+    /// (`component` and `layer`, when instructions are used).
+    pub fn attends_over_instruction(&self) -> bool {
+        self.use_instructions
+            && matches!(
+                self.layer_embedding_method,
+                LayerEmbedding::Component | LayerEmbedding::Layer
+            )
+    }
+
+    /// Width of a generator's input vector: `d_model`, or twice it under `concat` (the
+    /// pooled instruction beside the slot's embedding).
+    pub fn generator_input_width(&self, d_model: i64) -> i64 {
+        if self.layer_embedding_method == LayerEmbedding::Concat {
+            2 * d_model
+        } else {
+            d_model
+        }
+    }
+
+    /// Whether each generator normalises its input (`hnet_layernorm`; HyperTune always).
+    pub fn normalises_generator_inputs(&self) -> bool {
+        self.hnet_layernorm || self.layer_embedding_method == LayerEmbedding::Decoder
+    }
+
     /// Whether the fused instruction goes through `hyper.instruction_embed` (`use_linear`
     /// under fusion of an encoded instruction).
     pub fn has_instruction_linear(&self) -> bool {

@@ -174,13 +174,15 @@ pub fn hypernetwork_parameters(c: &T5Config, h: &HyperConfig) -> i64 {
     let layout = Layout::new(c, h);
     let d = c.d_model;
     let method = h.layer_embedding_method;
-    let reader = match (h.use_instructions, method) {
-        (true, LayerEmbedding::Component | LayerEmbedding::Layer) => 4 * d * c.inner_dim(),
-        (true, LayerEmbedding::Decoder) => hyper_decoder_parameters(c),
-        _ => 0,
+    let reader = if h.attends_over_instruction() {
+        4 * d * c.inner_dim()
+    } else if h.use_instructions && method == LayerEmbedding::Decoder {
+        hyper_decoder_parameters(c)
+    } else {
+        0
     };
-    let input_width = generator_input_width(c, h);
-    let norm = if h.hnet_layernorm || method == LayerEmbedding::Decoder {
+    let input_width = h.generator_input_width(d);
+    let norm = if h.normalises_generator_inputs() {
         input_width
     } else {
         0
@@ -200,16 +202,6 @@ pub fn hypernetwork_parameters(c: &T5Config, h: &HyperConfig) -> i64 {
     };
     let embeddings = layout.embedding_rows() * d;
     embeddings + reader + generators + gate + instruction_linear
-}
-
-/// Width of a generator's input vector: `d`, or `2·d` under `concat` (the pooled
-/// instruction beside the slot's embedding).
-fn generator_input_width(c: &T5Config, h: &HyperConfig) -> i64 {
-    if h.layer_embedding_method == LayerEmbedding::Concat {
-        2 * c.d_model
-    } else {
-        c.d_model
-    }
 }
 
 /// HINT's and the concatenation baseline's forward FLOPs for a workload.
@@ -246,7 +238,7 @@ pub fn inference_flops(c: &T5Config, h: &HyperConfig, w: &Workload) -> FlopsRepo
             // Mean pooling (Hypter, concat) is a sum per instruction token: negligible.
             _ => 0.0,
         };
-        let input_width = generator_input_width(c, h);
+        let input_width = h.generator_input_width(d);
         per_task += layout
             .kinds()
             .iter()

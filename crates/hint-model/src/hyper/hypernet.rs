@@ -166,9 +166,7 @@ impl Hypernetwork {
         });
         let decoder = (hyper.use_instructions && method == LayerEmbedding::Decoder)
             .then(|| HyperDecoder::new(&p / "hyper_decoder", t5));
-        let with_attention = hyper.use_instructions
-            && matches!(method, LayerEmbedding::Component | LayerEmbedding::Layer);
-        let attention = with_attention.then(|| {
+        let attention = hyper.attends_over_instruction().then(|| {
             let attn = &p / "hyperattn";
             let normal = |name: &str, fan_in: i64, fan_out: i64, std: f64| {
                 Linear::new(&attn / name, fan_in, fan_out, std)
@@ -181,13 +179,8 @@ impl Hypernetwork {
                 normal("o", inner, d, (1.0 / inner as f64).sqrt()),
             ]
         });
-        // The reference's generators infer their input width: the pooled instruction and
-        // the slot's embedding side by side under `concat`.
-        let input_width = if method == LayerEmbedding::Concat {
-            2 * d
-        } else {
-            d
-        };
+        // The reference's generators infer their input width (wider under `concat`).
+        let input_width = hyper.generator_input_width(d);
         let mut generators = BTreeMap::new();
         let mut row_index = HashMap::new();
         for kind in layout.kinds() {
@@ -214,9 +207,7 @@ impl Hypernetwork {
             } else {
                 truncated_normal_linear(&g / "wo", d, out)
             };
-            // HyperTune always normalises what its generators read.
-            let normalise = hyper.hnet_layernorm || method == LayerEmbedding::Decoder;
-            let norm = normalise.then(|| {
+            let norm = hyper.normalises_generator_inputs().then(|| {
                 LayerNorm::new(
                     &p / format!("{}_norm", kind.name()),
                     input_width,
@@ -274,19 +265,17 @@ impl Hypernetwork {
     /// gives the mean of the instruction's states `[B, 1, d]` (zeros without an
     /// instruction, which [`HyperConfig::validate`] refuses).
     pub fn components(&self, instruction: Option<(&Tensor, &Tensor)>, train: bool) -> Tensor {
+        let pooled = || match instruction {
+            Some((states, mask)) => mean_pool(states, mask),
+            None => Tensor::zeros([1, 1, self.d_model], (Kind::Float, self.device)),
+        };
         let Some(embedding) = &self.component_embedding else {
-            return match instruction {
-                Some((states, mask)) => mean_pool(states, mask),
-                None => Tensor::zeros([1, 1, self.d_model], (Kind::Float, self.device)),
-            };
+            return pooled();
         };
         let queries = embedding.unsqueeze(0);
         let rows = queries.size()[1];
         if self.method == LayerEmbedding::Concat {
-            let pooled = match instruction {
-                Some((states, mask)) => mean_pool(states, mask),
-                None => Tensor::zeros([1, 1, self.d_model], (Kind::Float, self.device)),
-            };
+            let pooled = pooled();
             let batch = pooled.size()[0];
             let shape = [batch, rows, self.d_model];
             return Tensor::cat(
