@@ -232,6 +232,17 @@ pub fn register_p3(
     vocabulary: Arc<Vocabulary>,
     lengths: FeatureLengths,
 ) -> Result<(), DataError> {
+    if options.shots.contains(&0) {
+        return Err(DataError::Config(
+            "hint.data.P3.shots: 0 is not a number of demonstrations (the original registers 1, 2, 4 and 5)"
+                .into(),
+        ));
+    }
+    if !options.shots.is_empty() && options.shots_pool == 0 {
+        return Err(DataError::Config(
+            "hint.data.P3.shots_pool: 0 rows leave no demonstrations to draw".into(),
+        ));
+    }
     let root = options.path.as_path();
     let prompts = options.prompts()?;
     let train_patterns: Vec<String> = options
@@ -537,6 +548,24 @@ mod tests {
                 3,
                 "{digit}: {hyper:?}"
             );
+        }
+
+        // Settings that would register few-shot tasks without demonstrations are refused.
+        for (shots, pool, field) in [(vec![2, 0], 1000, "shots"), (vec![1], 0, "shots_pool")] {
+            let refused = P3Options {
+                shots,
+                shots_pool: pool,
+                ..options.clone()
+            };
+            let error = register_p3(
+                &mut TaskRegistry::new(),
+                &refused,
+                Arc::clone(&vocabulary),
+                lengths,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(&format!("hint.data.P3.{field}")), "{error}");
         }
 
         for (mixture, member) in [
