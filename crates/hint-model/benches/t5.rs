@@ -48,7 +48,7 @@ fn training_step(c: &mut Criterion) {
     group.sample_size(10);
     for shape in shapes() {
         tch::manual_seed(0);
-        let vs = VarStore::new(Device::Cpu);
+        let mut vs = VarStore::new(Device::Cpu);
         let mut model = T5::new(vs.root(), &shape.config);
         let vocab = shape.config.vocab_size;
         let inputs = Tensor::randint(
@@ -65,9 +65,18 @@ fn training_step(c: &mut Criterion) {
         let weights = targets.ones_like().to_kind(Kind::Float);
         let tokens = shape.batch * (shape.input_len + shape.target_len);
         group.throughput(Throughput::Elements(tokens as u64));
-        for kind in [Kind::Float, Kind::BFloat16] {
+        // f32; bf16 compute on f32 master weights (`compute_dtype`); and bf16 weights too
+        // (`param_dtype`, which the step casts nothing for).
+        for (name, kind, bf16_weights) in [
+            ("Float", Kind::Float, false),
+            ("BFloat16", Kind::BFloat16, false),
+            ("BFloat16_params", Kind::BFloat16, true),
+        ] {
+            if bf16_weights {
+                vs.bfloat16();
+            }
             model.set_compute_kind(kind);
-            group.bench_function(format!("{}_{kind:?}", shape.name), |b| {
+            group.bench_function(format!("{}_{name}", shape.name), |b| {
                 b.iter(|| {
                     let logits = model.forward(&inputs, None, &decoder_inputs, None, true);
                     let loss = cross_entropy(&logits, &targets, &weights, &LossConfig::default());
@@ -86,15 +95,6 @@ fn greedy_generation(c: &mut Criterion) {
     let mut group = c.benchmark_group("t5_greedy");
     group.sample_size(10);
     let shape = &shapes()[1];
-    tch::manual_seed(0);
-    let vs = VarStore::new(Device::Cpu);
-    // No EOS id, so every row generates exactly `new_tokens` (as min_new_tokens in the
-    // Python comparison).
-    let config = T5Config {
-        eos_token_id: -1,
-        ..shape.config.clone()
-    };
-    let model = T5::new(vs.root(), &config);
     let inputs = Tensor::randint(
         shape.config.vocab_size,
         [shape.batch, shape.input_len],
@@ -107,13 +107,32 @@ fn greedy_generation(c: &mut Criterion) {
         max_new_tokens: new_tokens,
         ..GenerationConfig::default()
     };
-    group.bench_function("small_f32_32_tokens", |b| {
-        b.iter(|| {
-            // Encoder included, as in transformers' `generate`.
-            let out = generate(&model, &inputs, &mask, &config).expect("generate");
-            assert!(out.tokens.iter().all(|t| t.len() as i64 == new_tokens));
-        })
-    });
+    // f32, and bf16 weights with bf16 activations (`param_dtype` and `compute_dtype`
+    // bfloat16; transformers' peer is `model.to(torch.bfloat16)`).
+    for (name, kind) in [("f32", Kind::Float), ("bf16", Kind::BFloat16)] {
+        tch::manual_seed(0);
+        let mut vs = VarStore::new(Device::Cpu);
+        // No EOS id, so every row generates exactly `new_tokens` (as min_new_tokens in the
+        // Python comparison).
+        let mut model = T5::new(
+            vs.root(),
+            &T5Config {
+                eos_token_id: -1,
+                ..shape.config.clone()
+            },
+        );
+        if kind == Kind::BFloat16 {
+            vs.bfloat16();
+            model.set_compute_kind(kind);
+        }
+        group.bench_function(format!("small_{name}_32_tokens"), |b| {
+            b.iter(|| {
+                // Encoder included, as in transformers' `generate`.
+                let out = generate(&model, &inputs, &mask, &config).expect("generate");
+                assert!(out.tokens.iter().all(|t| t.len() as i64 == new_tokens));
+            })
+        });
+    }
     group.finish();
 }
 

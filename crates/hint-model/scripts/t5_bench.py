@@ -1,7 +1,7 @@
 """Times transformers' eager PyTorch T5 on the shapes of `benches/t5.rs`, for the
 side-by-side comparison in the issue (same machine, same libtorch 2.13.0, same threads).
 
-    python crates/hint-model/scripts/t5_bench.py [--same-allocator]   # torch==2.13.0, transformers
+    python crates/hint-model/scripts/t5_bench.py [--same-allocator] [--greedy-only]   # torch==2.13.0, transformers
 
 `--same-allocator` gives Python the glibc setting that `hint` and its benches apply
 (`hint_model::retain_freed_memory`: freed memory is kept for reuse, not returned to the
@@ -53,14 +53,18 @@ for name, s in SHAPES.items():
         loss.backward()
         model.zero_grad(set_to_none=False)
 
-    for dtype in ("f32", "bf16"):
+    for dtype in ("f32", "bf16") if "--greedy-only" not in sys.argv else ():
         print(f"train_step {name} {dtype}: {timeit(lambda: step(dtype), reps=5 if name == 'small' else 20) * 1e3:.1f} ms")
     if name == "small":
         model.eval()
         mask = torch.ones_like(inputs)
-        with torch.no_grad():
-            def gen():
-                model.generate(input_ids=inputs, attention_mask=mask, max_new_tokens=32, min_new_tokens=32,
-                               do_sample=False, num_beams=1)
-            t = timeit(gen, warmup=1, reps=3)
-        print(f"greedy small f32: {t * 1e3:.1f} ms for {s['batch']}x32 tokens = {s['batch'] * 32 / t:.0f} tokens/s")
+        # f32, then bf16 weights and activations (hint's param_dtype and compute_dtype bfloat16).
+        for dtype in ("f32", "bf16"):
+            if dtype == "bf16":
+                model.to(torch.bfloat16)
+            with torch.no_grad():
+                def gen():
+                    model.generate(input_ids=inputs, attention_mask=mask, max_new_tokens=32, min_new_tokens=32,
+                                   do_sample=False, num_beams=1)
+                t = timeit(gen, warmup=1, reps=3)
+            print(f"greedy small {dtype}: {t * 1e3:.1f} ms for {s['batch']}x32 tokens = {s['batch'] * 32 / t:.0f} tokens/s")
