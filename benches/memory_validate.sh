@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `hint plan`'s prediction against the measured peak of a first training step, at sizes
 # this machine can run: HINT at the T5-v1.1-small shape (f32) and at the T5-v1.1-base
-# shape (bf16 activations), each without and with rematerialisation. The measured peak
+# shape (bf16 activations), each without rematerialisation and with `minimal` and `full`. The measured peak
 # is the bytes CPU tensors held (the `memory` line of metrics.jsonl, counted from
 # libtorch's allocation reports); the process's peak resident set is printed beside it.
 #
@@ -49,7 +49,7 @@ lines = [json.loads(l) for l in open(metrics)]
 memory = next(l["memory"] for l in lines if "memory" in l)
 step = next(l for l in lines if "loss" in l)
 batch = memory["examples"]
-predicted = plan["peak_bytes_without_remat" if remat == "none" else "peak_bytes_with_remat"]
+predicted = plan[{"none": "peak_bytes_without_remat", "minimal": "peak_bytes_with_minimal_remat"}.get(remat, "peak_bytes_with_remat")]
 measured = memory["peak"]
 print(f"{name} remat={remat}: {plan['parameters'] / 1e6:.0f}M parameters, batch {batch} "
       f"({memory['instructions']} instructions): predicted {predicted / 1e9:.2f} GB, "
@@ -59,7 +59,7 @@ print(f"{name} remat={remat}: {plan['parameters'] / 1e6:.0f}M parameters, batch 
 PY
 }
 
-for remat in none full; do
+for remat in none minimal full; do
   check small "$remat" "${SMALL[@]}"
   check base "$remat" "${BASE[@]}"
 done

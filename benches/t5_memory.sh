@@ -4,7 +4,8 @@
 # 8 × (512 + 128), f32 and bf16, without and with rematerialisation: hint
 # (`examples/t5_step.rs`) against transformers' eager PyTorch (`scripts/t5_step.py`,
 # `gradient_checkpointing_enable()` for the rematerialised column), each configuration in
-# fresh processes, alternating, same libtorch 2.13.0 and threads, same glibc setting.
+# fresh processes, alternating, same libtorch 2.13.0 and threads, same glibc setting; and
+# hint's `minimal` policy (the weight products kept), which transformers has no switch for.
 #
 #   cargo build --release -p hint-model --example t5_step
 #   benches/t5_memory.sh [python-with-transformers] [shape] [steps]
@@ -20,4 +21,5 @@ for dtype in f32 bf16; do
     "$HINT_STEP" "$SHAPE" "$dtype" "$remat" "$STEPS" | tail -2
     "$PYTHON" "$SCRIPT" "$SHAPE" "$dtype" "$remat" "$STEPS" 2>/dev/null | tail -2
   done
+  "$HINT_STEP" "$SHAPE" "$dtype" minimal "$STEPS" | tail -2
 done

@@ -80,6 +80,7 @@ fn policy_name(policy: RematPolicy) -> &'static str {
     match policy {
         RematPolicy::None => "none",
         RematPolicy::Full => "full",
+        RematPolicy::Minimal => "minimal",
     }
 }
 
@@ -113,7 +114,7 @@ fn text(plan: &MemoryPlan, device_memory: Option<u64>, reserve: u64) -> String {
         gigabytes(plan.optimizer_state_bytes),
         gigabytes(plan.optimizer_scratch_bytes)
     ));
-    for policy in [RematPolicy::None, RematPolicy::Full] {
+    for policy in [RematPolicy::None, RematPolicy::Minimal, RematPolicy::Full] {
         let mark = if policy == plan.remat_policy {
             " (configured)"
         } else {
@@ -147,11 +148,13 @@ fn text(plan: &MemoryPlan, device_memory: Option<u64>, reserve: u64) -> String {
             ));
         } else {
             let none = plan.largest_batch(usable, RematPolicy::None);
+            let minimal = plan.largest_batch(usable, RematPolicy::Minimal);
             let full = plan.largest_batch(usable, RematPolicy::Full);
             out.push_str(&format!(
-                "largest (micro)batch per rank {none} with remat_policy=none, {full} with full \
-                 (global {} and {} per pass)\n",
+                "largest (micro)batch per rank {none} with remat_policy=none, {minimal} with \
+                 minimal, {full} with full (global {}, {} and {} per pass)\n",
                 none * plan.world_size,
+                minimal * plan.world_size,
                 full * plan.world_size
             ));
         }

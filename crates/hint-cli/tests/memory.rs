@@ -73,16 +73,22 @@ fn every_step_records_its_peak_and_the_first_step_what_held_it() {
 fn rematerialised_runs_give_the_plain_losses_and_resume_identically() {
     let tmp = tempfile::tempdir().unwrap();
     let dropout = "--gin.T5Config.dropout_rate=0.1";
-    let remat = "--gin.TrainConfig.remat_policy=\"full\"";
     let plain = tmp.path().join("plain");
     train(&plain, 6, &[dropout]);
-    let straight = tmp.path().join("straight");
-    train(&straight, 6, &[dropout, remat]);
-    assert_same_losses(&plain, &straight, "remat against plain");
-    let resumed = tmp.path().join("resumed");
-    train(&resumed, 3, &[dropout, remat]);
-    train(&resumed, 6, &[dropout, remat]);
-    assert_eq!(losses(&straight), losses(&resumed), "remat resumed");
+    for policy in ["full", "minimal"] {
+        let remat = format!("--gin.TrainConfig.remat_policy=\"{policy}\"");
+        let straight = tmp.path().join(format!("{policy}-straight"));
+        train(&straight, 6, &[dropout, &remat]);
+        assert_same_losses(&plain, &straight, &format!("remat {policy} against plain"));
+        let resumed = tmp.path().join(format!("{policy}-resumed"));
+        train(&resumed, 3, &[dropout, &remat]);
+        train(&resumed, 6, &[dropout, &remat]);
+        assert_eq!(
+            losses(&straight),
+            losses(&resumed),
+            "remat {policy} resumed"
+        );
+    }
 }
 
 #[test]
@@ -150,7 +156,7 @@ fn the_plan_predicts_a_measured_first_step_within_fifteen_percent() {
         "--gin.BATCH_SIZE=16",
         "--gin.Run.device=\"cpu\"",
     ];
-    for remat in ["none", "full"] {
+    for remat in ["none", "minimal", "full"] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("run");
         let policy = format!("--gin.TrainConfig.remat_policy=\"{remat}\"");
@@ -177,10 +183,10 @@ fn the_plan_predicts_a_measured_first_step_within_fifteen_percent() {
                 .args(&args),
         );
         let plan: serde_json::Value = serde_json::from_str(&output).unwrap();
-        let predicted = plan[if remat == "none" {
-            "peak_bytes_without_remat"
-        } else {
-            "peak_bytes_with_remat"
+        let predicted = plan[match remat {
+            "none" => "peak_bytes_without_remat",
+            "minimal" => "peak_bytes_with_minimal_remat",
+            _ => "peak_bytes_with_remat",
         }]
         .as_f64()
         .unwrap();

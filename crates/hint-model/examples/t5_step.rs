@@ -6,7 +6,7 @@
 //!     cargo run --release -p hint-model --example t5_step -- SHAPE DTYPE REMAT [STEPS]
 //!
 //! SHAPE `small` (T5-v1.1-small) or `base` (T5-v1.1-base: d_model 768, 12+12 layers),
-//! batch 8 × (512 inputs + 128 targets); DTYPE `f32` or `bf16`; REMAT `none` or `full`.
+//! batch 8 × (512 inputs + 128 targets); DTYPE `f32` or `bf16`; REMAT `none`, `minimal` or `full`.
 #![allow(clippy::print_stdout)]
 
 use std::time::Instant;
@@ -52,7 +52,7 @@ fn main() {
     } else {
         Kind::Float
     });
-    model.set_remat_policy(remat.parse::<RematPolicy>().expect("none or full"));
+    model.set_remat_policy(remat.parse::<RematPolicy>().expect("none, minimal or full"));
     let vocab = config.vocab_size;
     let inputs = Tensor::randint(vocab, [batch, input_len], (Kind::Int64, Device::Cpu));
     let targets = Tensor::randint(vocab, [batch, target_len], (Kind::Int64, Device::Cpu));

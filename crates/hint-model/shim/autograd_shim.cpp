@@ -6,7 +6,10 @@
 //    inputs and with the random generators as they were, then back-propagates through the
 //    recomputation. The function is Rust code, called back through a pointer; the node
 //    owns it and drops it when the graph is freed.
-// 2. The device caching allocator's statistics (peak allocated and reserved bytes), read
+// 2. For rematerialisation that keeps the weight products (t5x's `minimal` policy): a
+//    product `input · weightᵀ` whose output was computed in the first run and kept, given
+//    the gradient node of that product without computing it again.
+// 3. The device caching allocator's statistics (peak allocated and reserved bytes), read
 //    through c10's device-generic interface, so that no CUDA header is needed.
 //
 // Every entry point catches every C++ exception and reports it as a return code plus a
@@ -179,6 +182,39 @@ struct RematerialisedBackward : public torch::autograd::Node {
   }
 };
 
+// The backward pass of `input · weightᵀ` (a bias-free linear map), for an output that was
+// computed earlier and kept: the gradients of a linear map, from its saved operands.
+struct KeptProductBackward : public torch::autograd::Node {
+  at::Tensor input;
+  at::Tensor weight;
+  bool input_needs_grad = false;
+  bool weight_needs_grad = false;
+
+  std::string name() const override { return "KeptProductBackward"; }
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    TORCH_CHECK(input.defined() && weight.defined(),
+                "a kept product's operands were freed: was backward called twice?");
+    const auto& grad = grads[0];
+    at::Tensor input_grad;
+    at::Tensor weight_grad;
+    if (grad.defined() && input_needs_grad) {
+      input_grad = grad.matmul(weight);
+    }
+    if (grad.defined() && weight_needs_grad) {
+      weight_grad = grad.reshape({-1, grad.size(-1)})
+                        .t()
+                        .mm(input.reshape({-1, input.size(-1)}));
+    }
+    return {input_grad, weight_grad};
+  }
+
+  void release_variables() override {
+    input.reset();
+    weight.reset();
+  }
+};
+
 // Bytes of CPU tensors, counted from libtorch's allocation reports: its CPU allocator
 // tells a thread's memory reporter of every allocation and release once the thread has
 // one (the hook PyTorch's profiler uses), so this counts what tensors hold, as CUDA's
@@ -288,6 +324,36 @@ int hm_rematerialise(at::Tensor** inputs, size_t n, void* function, hm_call_fn c
       }
       push(sink, &out);
     }
+  });
+}
+
+// Whether this thread records a graph (libtorch's grad mode; tch keeps its reader private).
+int hm_grad_enabled() { return at::GradMode::is_enabled() ? 1 : 0; }
+
+// `kept`, the value of `input · weightᵀ` computed earlier, as that product's output: a new
+// tensor sharing its storage whose gradient node is the linear map's (none when neither
+// operand needs a gradient or grad mode is off).
+int hm_kept_product(at::Tensor* input, at::Tensor* weight, at::Tensor* kept, at::Tensor** out) {
+  return guarded([&] {
+    TORCH_CHECK(kept->size(-1) == weight->size(0) && input->size(-1) == weight->size(1) &&
+                    kept->sizes().slice(0, kept->dim() - 1) ==
+                        input->sizes().slice(0, input->dim() - 1),
+                "a kept product ", kept->sizes(), " does not match its operands ",
+                input->sizes(), " and ", weight->sizes(),
+                ": the recomputation ran other products than the first run");
+    auto result = kept->detach();
+    bool input_grad = input->requires_grad();
+    bool weight_grad = weight->requires_grad();
+    if (at::GradMode::is_enabled() && (input_grad || weight_grad)) {
+      auto node = c10::make_intrusive<KeptProductBackward>();
+      node->set_next_edges(torch::autograd::collect_next_edges(*input, *weight));
+      node->input = *input;
+      node->weight = *weight;
+      node->input_needs_grad = input_grad;
+      node->weight_needs_grad = weight_grad;
+      torch::autograd::set_history(result, node);
+    }
+    *out = new at::Tensor(std::move(result));
   });
 }
 

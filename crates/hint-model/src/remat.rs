@@ -12,9 +12,11 @@
 // its calls back, each with its reason.
 #![allow(unsafe_code)]
 
+use std::cell::RefCell;
 use std::ffi::{c_void, CStr};
 use std::os::raw::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -30,6 +32,11 @@ pub enum RematPolicy {
     /// Only each block's inputs are kept; the backward pass recomputes the rest of the
     /// block (encoder and decoder blocks, and the instruction encoder's).
     Full,
+    /// Each block's inputs and the outputs of its weight products (t5x's `minimal`, JAX's
+    /// `checkpoint_dots_with_no_batch_dims`) are kept; the backward pass recomputes the
+    /// rest (norms, attention scores and weights, activation functions, dropout) and none
+    /// of the weight products, the bulk of a block's arithmetic.
+    Minimal,
 }
 
 impl std::str::FromStr for RematPolicy {
@@ -39,8 +46,9 @@ impl std::str::FromStr for RematPolicy {
         match name {
             "none" => Ok(Self::None),
             "full" => Ok(Self::Full),
+            "minimal" => Ok(Self::Minimal),
             other => Err(format!(
-                "unknown remat_policy `{other}`: `none` or `full` (per block)"
+                "unknown remat_policy `{other}`: `none`, `full` (per block) or `minimal` (per block, keeping the weight products)"
             )),
         }
     }
@@ -59,6 +67,13 @@ type DropFn = unsafe extern "C" fn(function: *mut c_void);
 unsafe extern "C" {
     fn hm_last_error() -> *const c_char;
     fn hm_set_error(message: *const c_char);
+    fn hm_grad_enabled() -> c_int;
+    fn hm_kept_product(
+        input: *mut C_tensor,
+        weight: *mut C_tensor,
+        kept: *mut C_tensor,
+        out: *mut *mut C_tensor,
+    ) -> c_int;
     fn hm_rematerialise(
         inputs: *mut *mut C_tensor,
         n: usize,
@@ -184,6 +199,120 @@ where
     outputs
 }
 
+/// Whether this thread records a graph.
+fn grad_mode() -> bool {
+    // SAFETY: reads a thread-local flag.
+    unsafe { hm_grad_enabled() != 0 }
+}
+
+/// The weight products of one rematerialised block (`RematPolicy::Minimal`): recorded in
+/// order by the first run, handed back in the same order to the recomputation.
+#[derive(Default)]
+struct ProductTape {
+    products: Vec<Tensor>,
+    next: usize,
+}
+
+thread_local! {
+    /// The tape of the rematerialised block running on this thread, if any.
+    static TAPE: RefCell<Option<Arc<Mutex<ProductTape>>>> = const { RefCell::new(None) };
+}
+
+/// Installs a block's tape for the duration of a run and puts back whatever was there (a
+/// block inside a block, a panic).
+struct TapeGuard(Option<Arc<Mutex<ProductTape>>>);
+
+impl TapeGuard {
+    fn install(tape: &Arc<Mutex<ProductTape>>) -> Self {
+        Self(TAPE.with(|t| t.borrow_mut().replace(Arc::clone(tape))))
+    }
+}
+
+impl Drop for TapeGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        TAPE.with(|t| *t.borrow_mut() = previous);
+    }
+}
+
+/// `input · weightᵀ` (a bias-free linear map in `input`'s dtype). Inside a block
+/// rematerialised with [`RematPolicy::Minimal`], the first run keeps the product and the
+/// recomputation takes it back instead of computing it again (its gradient is still the
+/// linear map's); everywhere else it is `input.linear(weight)`.
+pub(crate) fn weight_product(input: &Tensor, weight: &Tensor) -> Tensor {
+    let Some(tape) = TAPE.with(|t| t.borrow().clone()) else {
+        return input.linear::<Tensor>(weight, None);
+    };
+    let mut tape = tape.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !grad_mode() {
+        // The first run (without a graph): compute and keep.
+        let product = input.linear::<Tensor>(weight, None);
+        tape.products.push(product.shallow_clone());
+        return product;
+    }
+    // The recomputation: the same products in the same order.
+    let index = tape.next;
+    tape.next += 1;
+    let kept = tape.products.get(index).unwrap_or_else(|| {
+        panic!("the recomputation ran more weight products than the first run ({index})")
+    });
+    let (mut input, mut weight, mut kept) = (
+        input.shallow_clone(),
+        weight.shallow_clone(),
+        kept.shallow_clone(),
+    );
+    let mut out: *mut C_tensor = std::ptr::null_mut();
+    // SAFETY: the three tensors are live for the call; on success the shim hands over a
+    // new tensor, owned by the returned value.
+    let code = unsafe {
+        hm_kept_product(
+            input.as_mut_ptr(),
+            weight.as_mut_ptr(),
+            kept.as_mut_ptr(),
+            &mut out,
+        )
+    };
+    if code != 0 {
+        // SAFETY: a NUL-terminated string owned by the shim's thread-local storage.
+        let message = unsafe { CStr::from_ptr(hm_last_error()) }.to_string_lossy();
+        panic!("kept weight product: {message}");
+    }
+    // SAFETY: see above.
+    unsafe { Tensor::from_ptr(out) }
+}
+
+/// [`rematerialise`] with `policy`: `Full` recomputes everything, `Minimal` keeps the
+/// weight products of the first run for the recomputation (see [`weight_product`]).
+pub(crate) fn rematerialise_with<F>(
+    policy: RematPolicy,
+    inputs: &[Tensor],
+    function: F,
+) -> Vec<Tensor>
+where
+    F: Fn(&[Tensor]) -> Vec<Tensor> + 'static,
+{
+    if policy != RematPolicy::Minimal || !grad_mode() {
+        return rematerialise(inputs, function);
+    }
+    let tape = Arc::new(Mutex::new(ProductTape::default()));
+    rematerialise(inputs, move |inputs| {
+        let _installed = TapeGuard::install(&tape);
+        let outputs = function(inputs);
+        if grad_mode() {
+            // The recomputation is the tape's last reader: its products now live in the
+            // graph it built, for as long as that graph does.
+            let mut tape = tape.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            assert_eq!(
+                tape.next,
+                tape.products.len(),
+                "the recomputation ran fewer weight products than the first run"
+            );
+            *tape = ProductTape::default();
+        }
+        outputs
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +376,55 @@ mod tests {
         };
         let err = y[0].sum(Kind::Float).f_backward().unwrap_err().to_string();
         assert!(err.contains("recomputation refused"), "{err}");
+    }
+
+    /// `tanh(x · wᵀ) · vᵀ` with dropout, rematerialised with `policy`; `tamper` runs
+    /// between the forward and the backward pass. Returns the gradients of `w`, `v` and `x`.
+    fn products_step(policy: Option<RematPolicy>, tamper: impl FnOnce(&Tensor)) -> [Vec<f32>; 3] {
+        tch::manual_seed(5);
+        let w = (Tensor::arange(12, (Kind::Float, Device::Cpu)).view([4, 3]) / 10.0 - 0.5)
+            .set_requires_grad(true);
+        let v = (Tensor::arange(8, (Kind::Float, Device::Cpu)).view([2, 4]) / 5.0 - 0.7)
+            .set_requires_grad(true);
+        let x = (Tensor::arange(6, (Kind::Float, Device::Cpu)).view([2, 3]) / 4.0)
+            .set_requires_grad(true);
+        let f = {
+            let (w, v) = (w.shallow_clone(), v.shallow_clone());
+            move |inputs: &[Tensor]| {
+                let hidden = weight_product(&inputs[0], &w).tanh().dropout(0.3, true);
+                vec![weight_product(&hidden, &v)]
+            }
+        };
+        let y = match policy {
+            Some(policy) => rematerialise_with(policy, &[&x * 1.0], f).remove(0),
+            None => f(&[&x * 1.0]).remove(0),
+        };
+        tamper(&w);
+        (&y * y.detach()).sum(Kind::Float).backward();
+        let values = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+        [values(&w.grad()), values(&v.grad()), values(&x.grad())]
+    }
+
+    #[test]
+    fn minimal_gradients_equal_the_plain_forward_with_dropout() {
+        let plain = products_step(None, |_| {});
+        assert_eq!(products_step(Some(RematPolicy::Minimal), |_| {}), plain);
+        assert_eq!(products_step(Some(RematPolicy::Full), |_| {}), plain);
+    }
+
+    /// The recomputation of `minimal` takes the first run's products back rather than
+    /// computing them again: a weight changed after the forward pass (which no training
+    /// step does) changes what `full` recomputes, not the products `minimal` kept.
+    #[test]
+    fn minimal_recomputes_no_weight_product() {
+        let zero = |w: &Tensor| {
+            let _ = tch::no_grad(|| w.shallow_clone().zero_());
+        };
+        let kept = products_step(Some(RematPolicy::Minimal), zero);
+        let recomputed = products_step(Some(RematPolicy::Full), zero);
+        let plain = products_step(None, |_| {});
+        // `v`'s gradient reads only the hidden products: the kept ones are the plain ones.
+        assert_eq!(kept[1], plain[1]);
+        assert_ne!(recomputed[1], plain[1]);
     }
 }

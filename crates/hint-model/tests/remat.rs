@@ -1,6 +1,7 @@
-//! Rematerialised blocks (`RematPolicy::Full`): with dropout on, the loss and every
-//! parameter's gradient equal those of the plain forward pass, for T5 alone and for HINT
-//! with every generated module, fusion, and a separate instruction encoder.
+//! Rematerialised blocks (`RematPolicy::Full`, and `Minimal`, which keeps the weight
+//! products): with dropout on, the loss and every parameter's gradient equal those of the
+//! plain forward pass, for T5 alone and for HINT with every generated module, fusion, and
+//! a separate instruction encoder.
 
 use hint_model::{cross_entropy, HyperConfig, HyperT5, LossConfig, RematPolicy, T5Config};
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -72,12 +73,18 @@ fn step(hyper: &HyperConfig, policy: RematPolicy) -> (f64, Vec<(String, Tensor)>
 static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn assert_equal_steps(hyper: &HyperConfig) {
+    for policy in [RematPolicy::Full, RematPolicy::Minimal] {
+        assert_equal_step(hyper, policy);
+    }
+}
+
+fn assert_equal_step(hyper: &HyperConfig, policy: RematPolicy) {
     let _turn = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
     let (plain_loss, plain) = step(hyper, RematPolicy::None);
-    let (remat_loss, remat) = step(hyper, RematPolicy::Full);
+    let (remat_loss, remat) = step(hyper, policy);
     assert!(
         (plain_loss - remat_loss).abs() <= 1e-6 * plain_loss.abs(),
-        "loss {plain_loss} vs {remat_loss}"
+        "{policy:?}: loss {plain_loss} vs {remat_loss}"
     );
     assert_eq!(plain.len(), remat.len());
     let mut reached = 0;
@@ -85,7 +92,7 @@ fn assert_equal_steps(hyper: &HyperConfig) {
         assert_eq!(
             a.defined(),
             b.defined(),
-            "`{name}`: a gradient in one run only"
+            "{policy:?} `{name}`: a gradient in one run only"
         );
         if !a.defined() {
             continue;
@@ -94,7 +101,7 @@ fn assert_equal_steps(hyper: &HyperConfig) {
         let diff = f64::try_from((a - b).abs().max()).unwrap();
         assert!(
             diff <= 1e-6 * scale,
-            "`{name}`: differs by {diff} (scale {scale})"
+            "{policy:?} `{name}`: differs by {diff} (scale {scale})"
         );
         reached += usize::from(scale > 1e-12);
     }

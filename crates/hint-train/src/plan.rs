@@ -176,6 +176,21 @@ fn block_terms(t5: &hint_model::T5Config, t: f64, keys: &[f64]) -> ActivationTer
     }
 }
 
+/// Elements of one block's weight products (`remat_policy = minimal` keeps them): q for
+/// the `t` queries and k, v for the keys each attention projects itself (`keys`: not a
+/// generated prefix's), its output projection, and the feed-forward's input and output
+/// projections.
+fn block_products(t5: &hint_model::T5Config, t: f64, keys: &[f64]) -> f64 {
+    let (d, ff, inner) = (t5.d_model as f64, t5.d_ff as f64, t5.inner_dim() as f64);
+    let inputs = if t5.feed_forward_proj.is_gated() {
+        2.0
+    } else {
+        1.0
+    };
+    let attention: f64 = keys.iter().map(|k| (t + 2.0 * k) * inner + t * d).sum();
+    attention + t * (inputs * ff + d)
+}
+
 /// A stack of transformer blocks in a step.
 #[derive(Debug, Clone, Serialize)]
 pub struct StackTerms {
@@ -187,6 +202,8 @@ pub struct StackTerms {
     pub blocks: i64,
     /// Elements of the stack's attention biases (position and masks), for one row.
     pub biases: f64,
+    /// Elements of one block's weight products, for one row.
+    pub products: f64,
     /// Whether the stack runs once per distinct instruction rather than per example.
     pub per_instruction: bool,
 }
@@ -270,6 +287,43 @@ impl StepTerms {
     }
 }
 
+impl StepTerms {
+    /// Bytes a step keeps with `remat_policy = minimal`, per example: what `full` keeps,
+    /// every block's weight products (`element_bytes` each, the compute dtype's), the
+    /// logits whole (the loss is not rematerialised: they are a product too), and the
+    /// largest block's recomputation less its products, which it takes back rather than
+    /// recomputes. Linear in the examples, so one example's share.
+    pub fn minimal_bytes(
+        &self,
+        coefficients: &ActivationBytes,
+        element_bytes: f64,
+        instructions_per_example: f64,
+    ) -> f64 {
+        let full = self.remat_bytes(coefficients, 1.0, instructions_per_example);
+        let rows = |s: &StackTerms| {
+            if s.per_instruction {
+                instructions_per_example
+            } else {
+                1.0
+            }
+        };
+        let products: f64 = self
+            .stacks
+            .iter()
+            .map(|s| rows(s) * s.products * s.blocks as f64 * element_bytes)
+            .sum();
+        let recomputed = self
+            .stacks
+            .iter()
+            .map(|s| {
+                rows(s) * (s.block.dot(&coefficients.kept) - s.products * element_bytes).max(0.0)
+            })
+            .fold(0.0, f64::max)
+            * coefficients.recomputed;
+        full.kept + recomputed + full.logits + products
+    }
+}
+
 /// The parts of a rematerialised step's activations ([`StepTerms::remat_bytes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RematBytes {
@@ -336,6 +390,7 @@ pub fn step_terms(settings: &RunSettings) -> StepTerms {
         block: block_terms(t5, inputs, &[inputs + prefix]),
         blocks: t5.num_layers,
         biases: heads * inputs * (inputs + prefix),
+        products: block_products(t5, inputs, &[inputs]),
         per_instruction: false,
     }];
     if instruction > 0.0 {
@@ -344,6 +399,7 @@ pub fn step_terms(settings: &RunSettings) -> StepTerms {
             block: block_terms(t5, instruction, &[instruction]),
             blocks: t5.num_layers,
             biases: heads * instruction * instruction,
+            products: block_products(t5, instruction, &[instruction]),
             per_instruction: true,
         });
     }
@@ -352,6 +408,7 @@ pub fn step_terms(settings: &RunSettings) -> StepTerms {
         block: block_terms(t5, targets, &[targets + prefix, memory + prefix]),
         blocks: t5.decoder_layers(),
         biases: heads * targets * (targets + prefix) + heads * targets * (memory + prefix),
+        products: block_products(t5, targets, &[targets, memory]),
         per_instruction: false,
     });
     let (generated, hypernetwork) = if hyper.has_hypernetwork() {
@@ -407,10 +464,14 @@ pub struct MemoryPlan {
     pub remat_activation_bytes_per_example: u64,
     /// With `remat_policy = full`: the parts of one example's activations.
     pub remat: RematBytes,
+    /// With `remat_policy = minimal`: activation bytes per example.
+    pub minimal_activation_bytes_per_example: u64,
     /// The step's peak at the configured microbatch, without rematerialisation.
     pub peak_bytes_without_remat: u64,
     /// The same with `remat_policy = full`.
     pub peak_bytes_with_remat: u64,
+    /// The same with `remat_policy = minimal`.
+    pub peak_bytes_with_minimal_remat: u64,
     /// Distinct instructions per example assumed (1: every example brings its own, the
     /// most the hypernetwork and the instruction encoder can cost).
     pub instructions_per_example: f64,
@@ -441,6 +502,7 @@ impl MemoryPlan {
         match policy {
             RematPolicy::None => self.activation_bytes_per_example,
             RematPolicy::Full => self.remat_activation_bytes_per_example,
+            RematPolicy::Minimal => self.minimal_activation_bytes_per_example,
         }
     }
 
@@ -450,6 +512,7 @@ impl MemoryPlan {
         let activations = match policy {
             RematPolicy::None => batch as u64 * self.activation_bytes_per_example,
             RematPolicy::Full => self.remat.scaled(batch as f64).peak() as u64,
+            RematPolicy::Minimal => batch as u64 * self.minimal_activation_bytes_per_example,
         };
         self.fixed_bytes() + activations.max(self.optimizer_scratch_bytes)
     }
@@ -543,6 +606,14 @@ pub fn plan(
             (one.kept + one.recomputed_block) as u64
         },
         remat: terms.remat_bytes(&coefficients, 1.0, instructions_per_example),
+        minimal_activation_bytes_per_example: terms.minimal_bytes(
+            &coefficients,
+            match settings.train.compute_dtype {
+                ComputeDtype::Float32 => 4.0,
+                ComputeDtype::Bfloat16 => 2.0,
+            },
+            instructions_per_example,
+        ) as u64,
         instructions_per_example,
         batch_per_rank: settings.run.batch_size.div_ceil(world_size),
         microbatch_per_rank: settings
@@ -556,9 +627,12 @@ pub fn plan(
         terms,
         peak_bytes_without_remat: 0,
         peak_bytes_with_remat: 0,
+        peak_bytes_with_minimal_remat: 0,
     };
     plan.peak_bytes_without_remat = plan.peak_bytes(plan.microbatch_per_rank, RematPolicy::None);
     plan.peak_bytes_with_remat = plan.peak_bytes(plan.microbatch_per_rank, RematPolicy::Full);
+    plan.peak_bytes_with_minimal_remat =
+        plan.peak_bytes(plan.microbatch_per_rank, RematPolicy::Minimal);
     Ok(plan)
 }
 
@@ -636,6 +710,28 @@ mod tests {
         let memory = fixed + 10 * plan.activation_bytes_per_example + 1;
         assert_eq!(plan.largest_batch(memory, RematPolicy::None), 10);
         assert_eq!(plan.largest_batch(fixed - 1, RematPolicy::None), 0);
+        // `minimal` keeps each block's weight products. Encoder block, T=3: q, k, v
+        // 3·3·4, o 3·4, wi_0 and wi_1 2·3·8, wo 3·4 (108); decoder block, T=2: self
+        // q, k, v 3·2·4, o 2·4, cross q 2·4 and k, v over the memory 2·3·4, o 2·4, wi_0
+        // and wi_1 2·2·8, wo 2·4 (112).
+        let products: Vec<f64> = plan.terms.stacks.iter().map(|s| s.products).collect();
+        assert_eq!(products, [108.0, 112.0]);
+        let full = plan.terms.remat_bytes(&bytes, 1.0, 1.0);
+        let largest_rest = plan
+            .terms
+            .stacks
+            .iter()
+            .map(|s| s.block.dot(&bytes.kept) - s.products * 4.0)
+            .fold(0.0, f64::max);
+        assert_eq!(
+            plan.minimal_activation_bytes_per_example,
+            (full.kept + largest_rest * bytes.recomputed + full.logits + (108.0 + 112.0) * 4.0)
+                as u64
+        );
+        assert_eq!(
+            plan.peak_bytes(4, RematPolicy::Minimal),
+            fixed + 4 * plan.minimal_activation_bytes_per_example
+        );
     }
 
     #[test]
@@ -666,5 +762,10 @@ mod tests {
     fn rematerialisation_keeps_less_than_everything() {
         let plan = plan(&tiny(&["hint.model.T5Config.num_layers = 4"]), 1, 1.0).unwrap();
         assert!(plan.remat_activation_bytes_per_example < plan.activation_bytes_per_example);
+        // `minimal` lies between: it keeps the products `full` recomputes.
+        assert!(plan.minimal_activation_bytes_per_example < plan.activation_bytes_per_example);
+        assert!(
+            plan.minimal_activation_bytes_per_example > plan.remat_activation_bytes_per_example
+        );
     }
 }

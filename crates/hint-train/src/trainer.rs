@@ -57,10 +57,11 @@ pub struct TrainConfig {
     /// (its state stays f32) and rounds the result to bf16. f32 parameters are the
     /// default, as t5x's.
     pub param_dtype: ComputeDtype,
-    /// Which activations a training step keeps (t5x's `remat_policy`): `none` (all) or
+    /// Which activations a training step keeps (t5x's `remat_policy`): `none` (all),
     /// `full` (each transformer block's inputs only, and the logits a chunk of positions
-    /// at a time; the backward pass recomputes the rest, for about a third more compute).
-    /// Gradients are the same either way.
+    /// at a time; the backward pass recomputes the rest, for about a third more compute)
+    /// or `minimal` (the blocks' inputs and weight products; the backward pass recomputes
+    /// only the element-wise work). Gradients are the same whichever it is.
     pub remat_policy: RematPolicy,
     /// The loss (t5x: summed cross-entropy with z-loss 1e-4).
     pub loss: LossConfig,
@@ -738,7 +739,8 @@ impl<'a> Trainer<'a> {
                     &part.loss_weights,
                     &self.config.loss,
                 ),
-                RematPolicy::None => cross_entropy(
+                // `minimal` keeps the weight products, the logits among them.
+                RematPolicy::None | RematPolicy::Minimal => cross_entropy(
                     &self.model.t5.logits(&states),
                     &part.targets,
                     &part.loss_weights,

@@ -28,7 +28,7 @@ impl Linear {
 
     /// `x · weightᵀ`, in `x`'s dtype.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear::<Tensor>(&in_kind(&self.weight, x.kind()), None)
+        crate::remat::weight_product(x, &in_kind(&self.weight, x.kind()))
     }
 }
 
@@ -44,8 +44,7 @@ pub fn fused_linear<const N: usize>(x: &Tensor, linears: [&Linear; N]) -> [Tenso
         .map(|l| in_kind(&l.weight, x.kind()))
         .collect();
     let sizes: Vec<i64> = weights.iter().map(|w| w.size()[0]).collect();
-    let parts = x
-        .linear::<Tensor>(&Tensor::cat(&weights, 0), None)
+    let parts = crate::remat::weight_product(x, &Tensor::cat(&weights, 0))
         .split_with_sizes(sizes.as_slice(), -1);
     std::array::from_fn(|i| parts[i].shallow_clone())
 }

@@ -133,8 +133,9 @@ impl T5 {
 
     /// Rematerialises the encoder's and decoder's blocks in training forward passes
     /// ([`crate::RematPolicy::Full`]): activation memory falls to the blocks' inputs, for
-    /// a second forward pass of each block during the backward pass. Gradients are
-    /// unchanged.
+    /// a second forward pass of each block during the backward pass; with
+    /// [`crate::RematPolicy::Minimal`] the blocks' weight products are kept too and the
+    /// second pass recomputes only the element-wise work. Gradients are unchanged.
     pub fn set_remat_policy(&mut self, policy: crate::RematPolicy) {
         self.encoder.set_remat_policy(policy);
         self.decoder.set_remat_policy(policy);

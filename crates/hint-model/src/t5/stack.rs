@@ -10,7 +10,7 @@ use super::block::{Block, BlockCache};
 use super::config::T5Config;
 use super::layers::{additive_padding_mask, in_kind, mask_value, LayerNorm};
 use super::memory::EncoderMemory;
-use crate::remat::{rematerialise, RematPolicy};
+use crate::remat::{rematerialise_with, RematPolicy};
 
 /// The caches of every decoder block, for incremental decoding.
 #[derive(Debug, Default)]
@@ -159,12 +159,12 @@ impl Stack {
             )
         });
         let mut h = embeddings.dropout(self.dropout, train);
-        let remat = self.remat == RematPolicy::Full && train && cache.is_none();
+        let remat = self.remat != RematPolicy::None && train && cache.is_none();
         for (i, block) in self.blocks.iter().enumerate() {
             let layer = adaptation.and_then(|a| a.layers.get(i));
             let encoder = encoder.as_ref().map(|(s, b)| (*s, b));
             h = if remat {
-                rematerialised_block(block, &h, &self_bias, encoder, layer)
+                rematerialised_block(self.remat, block, &h, &self_bias, encoder, layer)
             } else {
                 let block_cache = cache.as_deref_mut().map(|c| &mut c.blocks[i]);
                 block.forward(&h, &self_bias, encoder, block_cache, layer, train)
@@ -182,6 +182,7 @@ impl Stack {
 /// rematerialised function, flat, and is rebuilt inside it; the block's own weights are
 /// leaves, read through the shared block.
 fn rematerialised_block(
+    policy: RematPolicy,
     block: &Arc<Block>,
     x: &Tensor,
     self_bias: &Tensor,
@@ -232,5 +233,5 @@ fn rematerialised_block(
             true,
         )]
     };
-    rematerialise(&inputs, function).remove(0)
+    rematerialise_with(policy, &inputs, function).remove(0)
 }
