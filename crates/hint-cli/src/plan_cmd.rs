@@ -114,6 +114,12 @@ fn text(plan: &MemoryPlan, device_memory: Option<u64>, reserve: u64) -> String {
         gigabytes(plan.optimizer_state_bytes),
         gigabytes(plan.optimizer_scratch_bytes)
     ));
+    if plan.weight_copy_bytes > 0 {
+        out.push_str(&format!(
+            "  weight copies    {} (the weights cast to the compute dtype, kept by the products without remat)\n",
+            gigabytes(plan.weight_copy_bytes)
+        ));
+    }
     for policy in [RematPolicy::None, RematPolicy::Minimal, RematPolicy::Full] {
         let mark = if policy == plan.remat_policy {
             " (configured)"

@@ -459,6 +459,12 @@ pub struct MemoryPlan {
     pub optimizer_scratch_bytes: u64,
     /// Activation bytes per example without rematerialisation.
     pub activation_bytes_per_example: u64,
+    /// Without rematerialisation, when the compute dtype is not the parameters' (bf16 on
+    /// f32 masters): the weights cast for the products, which the products keep for the
+    /// backward pass, so the whole step holds a second copy of every weight but the untied
+    /// input embedding (whose rows are cast after the lookup). Rematerialised blocks cast
+    /// their weights again when they are recomputed, one block at a time.
+    pub weight_copy_bytes: u64,
     /// With `remat_policy = full`: the cost of one more example once the step is large
     /// (what is kept, and the recomputed block's share).
     pub remat_activation_bytes_per_example: u64,
@@ -510,7 +516,9 @@ impl MemoryPlan {
     /// `policy`.
     pub fn peak_bytes(&self, batch: usize, policy: RematPolicy) -> u64 {
         let activations = match policy {
-            RematPolicy::None => batch as u64 * self.activation_bytes_per_example,
+            RematPolicy::None => {
+                batch as u64 * self.activation_bytes_per_example + self.weight_copy_bytes
+            }
             RematPolicy::Full => self.remat.scaled(batch as f64).peak() as u64,
             RematPolicy::Minimal => batch as u64 * self.minimal_activation_bytes_per_example,
         };
@@ -601,6 +609,20 @@ pub fn plan(
             }) as u64,
         activation_bytes_per_example: terms.bytes(&coefficients, 1.0, instructions_per_example)
             as u64,
+        weight_copy_bytes: if settings.train.compute_dtype == settings.train.param_dtype {
+            0
+        } else {
+            let untied_embedding = if settings.t5.tie_word_embeddings {
+                0
+            } else {
+                settings.t5.vocab_size * settings.t5.d_model
+            };
+            ((parameters - untied_embedding)
+                * match settings.train.compute_dtype {
+                    ComputeDtype::Float32 => 4,
+                    ComputeDtype::Bfloat16 => 2,
+                }) as u64
+        },
         remat_activation_bytes_per_example: {
             let one = terms.remat_bytes(&coefficients, 1.0, instructions_per_example);
             (one.kept + one.recomputed_block) as u64
@@ -746,6 +768,21 @@ mod tests {
         assert_eq!(bf16.parameter_bytes * 2, f32_plan.parameter_bytes);
         assert_eq!(bf16.gradient_bytes * 2, f32_plan.gradient_bytes);
         assert_eq!(bf16.optimizer_state_bytes, f32_plan.optimizer_state_bytes);
+        // Computing in another dtype than the parameters': without rematerialisation the
+        // products keep a cast copy of every weight but the untied input embedding (10·4).
+        assert_eq!(f32_plan.weight_copy_bytes, 0);
+        assert_eq!(bf16.weight_copy_bytes, (620 - 40) * 4);
+        let mixed = plan(
+            &tiny(&["hint.train.TrainConfig.compute_dtype = 'bfloat16'"]),
+            1,
+            1.0,
+        )
+        .unwrap();
+        assert_eq!(mixed.weight_copy_bytes, (620 - 40) * 2);
+        assert_eq!(
+            mixed.peak_bytes(3, RematPolicy::None),
+            mixed.fixed_bytes() + 3 * mixed.activation_bytes_per_example + mixed.weight_copy_bytes
+        );
         let sharded = plan(
             &tiny(&["hint.train.TrainConfig.shard_optimizer = True"]),
             2,
