@@ -192,11 +192,17 @@ where
         )
     };
     if code != 0 {
-        // SAFETY: a NUL-terminated string owned by the shim's thread-local storage.
-        let message = unsafe { CStr::from_ptr(hm_last_error()) }.to_string_lossy();
-        panic!("rematerialised block: {message}");
+        panic!("rematerialised block: {}", shim_error());
     }
     outputs
+}
+
+/// The message of the shim's last failure on this thread.
+fn shim_error() -> String {
+    // SAFETY: a NUL-terminated string owned by the shim's thread-local storage.
+    unsafe { CStr::from_ptr(hm_last_error()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Whether this thread records a graph.
@@ -273,9 +279,7 @@ pub(crate) fn weight_product(input: &Tensor, weight: &Tensor) -> Tensor {
         )
     };
     if code != 0 {
-        // SAFETY: a NUL-terminated string owned by the shim's thread-local storage.
-        let message = unsafe { CStr::from_ptr(hm_last_error()) }.to_string_lossy();
-        panic!("kept weight product: {message}");
+        panic!("kept weight product: {}", shim_error());
     }
     // SAFETY: see above.
     unsafe { Tensor::from_ptr(out) }

@@ -208,6 +208,18 @@ pub struct StackTerms {
     pub per_instruction: bool,
 }
 
+impl StackTerms {
+    /// The stack's rows in a step of `examples` rows with `instructions` distinct
+    /// instructions.
+    fn rows(&self, examples: f64, instructions: f64) -> f64 {
+        if self.per_instruction {
+            instructions
+        } else {
+            examples
+        }
+    }
+}
+
 /// The terms of a run's training step: per example, and per distinct instruction (the
 /// instruction encoder and the hypernetwork run once per distinct instruction in a batch).
 #[derive(Debug, Clone, Serialize)]
@@ -227,11 +239,7 @@ impl StepTerms {
         let mut total = self.per_example.scaled(examples);
         total.add(&self.per_instruction.scaled(instructions));
         for stack in &self.stacks {
-            let rows = if stack.per_instruction {
-                instructions
-            } else {
-                examples
-            };
+            let rows = stack.rows(examples, instructions);
             total.add(&stack.block.scaled(rows * stack.blocks as f64));
         }
         total
@@ -255,13 +263,7 @@ impl StepTerms {
         instructions: f64,
     ) -> RematBytes {
         let kept = &coefficients.kept;
-        let rows = |stack: &StackTerms| {
-            if stack.per_instruction {
-                instructions
-            } else {
-                examples
-            }
-        };
+        let rows = |stack: &StackTerms| stack.rows(examples, instructions);
         let inputs: f64 = self
             .stacks
             .iter()
@@ -285,9 +287,7 @@ impl StepTerms {
             logit_chunk: hint_model::REMAT_LOSS_CHUNK_LOGITS as f64 * kept.logits,
         }
     }
-}
 
-impl StepTerms {
     /// Bytes a step keeps with `remat_policy = minimal`, per example: what `full` keeps,
     /// every block's weight products (`element_bytes` each, the compute dtype's), the
     /// logits whole (the loss is not rematerialised: they are a product too), and the
@@ -300,13 +300,7 @@ impl StepTerms {
         instructions_per_example: f64,
     ) -> f64 {
         let full = self.remat_bytes(coefficients, 1.0, instructions_per_example);
-        let rows = |s: &StackTerms| {
-            if s.per_instruction {
-                instructions_per_example
-            } else {
-                1.0
-            }
-        };
+        let rows = |s: &StackTerms| s.rows(1.0, instructions_per_example);
         let products: f64 = self
             .stacks
             .iter()
@@ -561,10 +555,7 @@ pub fn plan(
     let groups = settings.param_groups();
     let names: Vec<String> = shapes.iter().map(|(n, _)| n.clone()).collect();
     let group_of = group_of_each(&names, &groups)?;
-    let param_bytes = match settings.train.param_dtype {
-        ComputeDtype::Float32 => 4,
-        ComputeDtype::Bfloat16 => 2,
-    };
+    let param_bytes = settings.train.param_dtype.element_bytes();
     let mut parameters = 0i64;
     let mut trainable = 0i64;
     let mut largest_trainable = 0i64;
@@ -596,6 +587,7 @@ pub fn plan(
     let terms = step_terms(settings);
     let coefficients =
         activation_bytes(settings.train.compute_dtype, settings.t5.dropout_rate > 0.0);
+    let remat = terms.remat_bytes(&coefficients, 1.0, instructions_per_example);
     let mut plan = MemoryPlan {
         parameters,
         trainable_parameters: trainable,
@@ -617,23 +609,13 @@ pub fn plan(
             } else {
                 settings.t5.vocab_size * settings.t5.d_model
             };
-            ((parameters - untied_embedding)
-                * match settings.train.compute_dtype {
-                    ComputeDtype::Float32 => 4,
-                    ComputeDtype::Bfloat16 => 2,
-                }) as u64
+            ((parameters - untied_embedding) * settings.train.compute_dtype.element_bytes()) as u64
         },
-        remat_activation_bytes_per_example: {
-            let one = terms.remat_bytes(&coefficients, 1.0, instructions_per_example);
-            (one.kept + one.recomputed_block) as u64
-        },
-        remat: terms.remat_bytes(&coefficients, 1.0, instructions_per_example),
+        remat_activation_bytes_per_example: (remat.kept + remat.recomputed_block) as u64,
+        remat,
         minimal_activation_bytes_per_example: terms.minimal_bytes(
             &coefficients,
-            match settings.train.compute_dtype {
-                ComputeDtype::Float32 => 4.0,
-                ComputeDtype::Bfloat16 => 2.0,
-            },
+            settings.train.compute_dtype.element_bytes() as f64,
             instructions_per_example,
         ) as u64,
         instructions_per_example,

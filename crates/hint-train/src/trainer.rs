@@ -133,6 +133,14 @@ pub enum ComputeDtype {
 }
 
 impl ComputeDtype {
+    /// Bytes of one element.
+    pub fn element_bytes(self) -> i64 {
+        match self {
+            Self::Float32 => 4,
+            Self::Bfloat16 => 2,
+        }
+    }
+
     /// The libtorch kind.
     pub fn kind(self) -> Kind {
         match self {
