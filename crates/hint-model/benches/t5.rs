@@ -108,8 +108,15 @@ fn greedy_generation(c: &mut Criterion) {
         ..GenerationConfig::default()
     };
     // f32, and bf16 weights with bf16 activations (`param_dtype` and `compute_dtype`
-    // bfloat16; transformers' peer is `model.to(torch.bfloat16)`).
-    for (name, kind) in [("f32", Kind::Float), ("bf16", Kind::BFloat16)] {
+    // bfloat16; transformers' peer is `model.to(torch.bfloat16)`); each with the weights
+    // frozen as `hint infer` / `hint serve` load them (products through oneDNN with
+    // reordered weights) and `_unpacked` without (libtorch's plain `linear`).
+    for (name, kind, packing) in [
+        ("f32", Kind::Float, true),
+        ("f32_unpacked", Kind::Float, false),
+        ("bf16", Kind::BFloat16, true),
+        ("bf16_unpacked", Kind::BFloat16, false),
+    ] {
         tch::manual_seed(0);
         let mut vs = VarStore::new(Device::Cpu);
         // No EOS id, so every row generates exactly `new_tokens` (as min_new_tokens in the
@@ -125,14 +132,17 @@ fn greedy_generation(c: &mut Criterion) {
             vs.bfloat16();
             model.set_compute_kind(kind);
         }
+        vs.freeze();
         group.bench_function(format!("small_{name}_32_tokens"), |b| {
             b.iter(|| {
+                hint_model::set_weight_packing(packing);
                 // Encoder included, as in transformers' `generate`.
                 let out = generate(&model, &inputs, &mask, &config).expect("generate");
                 assert!(out.tokens.iter().all(|t| t.len() as i64 == new_tokens));
             })
         });
     }
+    hint_model::set_weight_packing(true);
     group.finish();
 }
 

@@ -11,6 +11,10 @@
 //    the gradient node of that product without computing it again.
 // 3. The device caching allocator's statistics (peak allocated and reserved bytes), read
 //    through c10's device-generic interface, so that no CUDA header is needed.
+// 4. Inference products through oneDNN with the weight reordered once into its blocked
+//    layout (the `mkldnn::_reorder_linear_weight` / `mkldnn::_linear_pointwise` operators
+//    that Inductor's CPU freezing uses), and a tensor's version counter, which tells a
+//    reordered copy that its weight was changed in place.
 //
 // Every entry point catches every C++ exception and reports it as a return code plus a
 // message kept per thread (hm_last_error), so that nothing unwinds into Rust. A failing
@@ -20,6 +24,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/Allocator.h>
 #include <c10/core/CachingDeviceAllocator.h>
 #include <c10/util/ThreadLocalDebugInfo.h>
@@ -376,6 +381,46 @@ int hm_reset_peak_device_memory(int device_type, int index) {
   return guarded([&] {
     c10::getDeviceAllocator(static_cast<c10::DeviceType>(device_type))
         ->resetPeakStats(static_cast<c10::DeviceIndex>(index));
+  });
+}
+
+// Whether this libtorch was built with oneDNN and its CPU supports it.
+int hm_mkldnn_available() { return at::hasMKLDNN() ? 1 : 0; }
+
+// The version counter of `tensor` (incremented by every in-place change).
+int hm_tensor_version(at::Tensor* tensor, int64_t* version) {
+  return guarded([&] { *version = static_cast<int64_t>(tensor->_version()); });
+}
+
+// `weight [out, in]` (f32 or bf16, CPU) reordered into oneDNN's blocked layout for
+// `hm_packed_linear`: an opaque tensor that only that product reads.
+int hm_packed_weight(at::Tensor* weight, at::Tensor** out) {
+  return guarded([&] {
+    static auto op = c10::Dispatcher::singleton().findSchemaOrThrow(
+        "mkldnn::_reorder_linear_weight", "");
+    torch::jit::Stack stack;
+    stack.emplace_back(weight->contiguous());
+    stack.emplace_back(c10::IValue());  // no batch size hint: the layout serves any
+    op.callBoxed(&stack);
+    *out = new at::Tensor(stack.back().toTensor());
+  });
+}
+
+// `input [.., in] · weightᵀ` with `packed` from `hm_packed_weight` (no bias, no autograd:
+// callers use it only where no graph is recorded).
+int hm_packed_linear(at::Tensor* input, at::Tensor* packed, at::Tensor** out) {
+  return guarded([&] {
+    static auto op = c10::Dispatcher::singleton().findSchemaOrThrow(
+        "mkldnn::_linear_pointwise", "");
+    torch::jit::Stack stack;
+    stack.emplace_back(input->contiguous());
+    stack.emplace_back(*packed);
+    stack.emplace_back(c10::IValue());  // bias
+    stack.emplace_back(std::string("none"));
+    stack.emplace_back(c10::List<std::optional<at::Scalar>>());
+    stack.emplace_back(c10::IValue());  // algorithm
+    op.callBoxed(&stack);
+    *out = new at::Tensor(stack.back().toTensor());
   });
 }
 

@@ -198,7 +198,7 @@ where
 }
 
 /// The message of the shim's last failure on this thread.
-fn shim_error() -> String {
+pub(crate) fn shim_error() -> String {
     // SAFETY: a NUL-terminated string owned by the shim's thread-local storage.
     unsafe { CStr::from_ptr(hm_last_error()) }
         .to_string_lossy()
@@ -206,7 +206,7 @@ fn shim_error() -> String {
 }
 
 /// Whether this thread records a graph.
-fn grad_mode() -> bool {
+pub(crate) fn grad_mode() -> bool {
     // SAFETY: reads a thread-local flag.
     unsafe { hm_grad_enabled() != 0 }
 }

@@ -34,7 +34,7 @@ pub struct LoadedRun {
     pub settings: RunSettings,
     /// Tasks and vocabulary.
     pub data: RunData,
-    /// Parameters.
+    /// Parameters (frozen: loaded for inference).
     pub vs: VarStore,
     /// The model.
     pub model: HyperT5,
@@ -102,8 +102,11 @@ pub fn load_run(
     let data = settings
         .data
         .build(settings.run.lengths, Some(&tokenizer))?;
-    let (vs, model) = build_model(&settings)?;
+    let (mut vs, model) = build_model(&settings)?;
     hint_model::load_parameters(&vs, checkpoint.join(PARAMETERS_FILE))?;
+    // Loaded for inference: frozen weights tell the model that no gradient is wanted, so
+    // its products may use reordered weight copies (`hint_model::set_weight_packing`).
+    vs.freeze();
     Ok(LoadedRun {
         settings,
         data,
@@ -159,8 +162,9 @@ fn load_hugging_face_t5(
     let data = settings
         .data
         .build(settings.run.lengths, Some(&tokenizer))?;
-    let (vs, model) = build_model(&settings)?;
+    let (mut vs, model) = build_model(&settings)?;
     hint_model::load_t5_weights(&vs, dir)?;
+    vs.freeze();
     Ok(LoadedRun {
         settings,
         data,

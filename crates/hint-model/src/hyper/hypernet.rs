@@ -35,7 +35,7 @@ pub(crate) fn truncated_normal_linear(p: nn::Path<'_>, fan_in: i64, fan_out: i64
         let mut weight = weight.shallow_clone();
         weight.copy_(&(draw * std).to_kind(weight.kind()));
     });
-    Linear { weight }
+    Linear::from_weight(weight)
 }
 
 /// A generator's hidden activation (`hypernet_activations`; names as flax's).

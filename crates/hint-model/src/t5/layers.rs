@@ -3,13 +3,17 @@
 
 use tch::{nn, Kind, Tensor};
 
+use crate::packed::PackedWeight;
+
 /// A bias-free `nn.Linear` (`weight [out, in]`, HF's name) whose weight is cast to the
 /// activations' dtype, so that f32 master weights serve bf16 compute (the gradient flows
-/// back through the cast into the f32 weight).
+/// back through the cast into the f32 weight). Inference products (no gradient wanted) go
+/// through a reordered copy of the weight (see `crate::packed`).
 #[derive(Debug)]
 pub struct Linear {
     /// `[out_features, in_features]`.
     pub weight: Tensor,
+    packed: PackedWeight,
 }
 
 impl Linear {
@@ -23,11 +27,22 @@ impl Linear {
                 stdev: std,
             },
         );
-        Self { weight }
+        Self::from_weight(weight)
+    }
+
+    /// A linear map over an existing `[out_features, in_features]` weight.
+    pub fn from_weight(weight: Tensor) -> Self {
+        Self {
+            weight,
+            packed: PackedWeight::default(),
+        }
     }
 
     /// `x · weightᵀ`, in `x`'s dtype.
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        if let Some(product) = self.packed.product(x, &[&self.weight]) {
+            return product;
+        }
         crate::remat::weight_product(x, &in_kind(&self.weight, x.kind()))
     }
 }
@@ -39,13 +54,14 @@ pub fn fused_linear<const N: usize>(x: &Tensor, linears: [&Linear; N]) -> [Tenso
     if N == 1 {
         return std::array::from_fn(|i| linears[i].forward(x));
     }
-    let weights: Vec<Tensor> = linears
-        .iter()
-        .map(|l| in_kind(&l.weight, x.kind()))
-        .collect();
-    let sizes: Vec<i64> = weights.iter().map(|w| w.size()[0]).collect();
-    let parts = crate::remat::weight_product(x, &Tensor::cat(&weights, 0))
-        .split_with_sizes(sizes.as_slice(), -1);
+    let sizes: Vec<i64> = linears.iter().map(|l| l.weight.size()[0]).collect();
+    // The first map keeps the reordered copy of the stacked weights.
+    let sources = linears.map(|l| &l.weight);
+    let product = linears[0].packed.product(x, &sources).unwrap_or_else(|| {
+        let weights: Vec<Tensor> = sources.iter().map(|w| in_kind(w, x.kind())).collect();
+        crate::remat::weight_product(x, &Tensor::cat(&weights, 0))
+    });
+    let parts = product.split_with_sizes(sizes.as_slice(), -1);
     std::array::from_fn(|i| parts[i].shallow_clone())
 }
 

@@ -7,6 +7,7 @@ use super::config::T5Config;
 use super::layers::{in_kind, Linear};
 use super::memory::EncoderMemory;
 use super::stack::{DecoderCache, Stack};
+use crate::packed::PackedWeight;
 
 /// A T5 encoder-decoder whose variables carry Hugging Face's names (`shared.weight`,
 /// `encoder.block.0.layer.0.SelfAttention.q.weight`, …, `lm_head.weight` when untied).
@@ -27,6 +28,8 @@ pub struct T5 {
     /// The untied LM head (`None` when tied to `shared`).
     pub lm_head: Option<Linear>,
     compute_kind: Kind,
+    /// The vocabulary projection's reordered copy for inference (`lm_head` or `shared`).
+    head_packed: PackedWeight,
 }
 
 /// T5's vocabulary projection: `lm_head`, or the tied `shared` embedding after the
@@ -39,6 +42,8 @@ pub struct LmHead {
     scale: Option<f64>,
     /// The kind the product runs in.
     kind: Kind,
+    /// The weight's reordered copy for inference (shared by every head of one model).
+    packed: PackedWeight,
 }
 
 impl LmHead {
@@ -48,6 +53,7 @@ impl LmHead {
             weight: self.weight.shallow_clone(),
             scale: self.scale,
             kind: self.kind,
+            packed: self.packed.clone(),
         }
     }
 
@@ -58,7 +64,21 @@ impl LmHead {
 
     /// LM logits in f32 from decoder hidden states `[.., d_model]`.
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        self.logits_with(hidden, &self.weight_in_kind())
+        let scaled = self.scaled(hidden);
+        let logits = self
+            .packed
+            .product(&scaled, &[&self.weight])
+            .unwrap_or_else(|| scaled.linear::<Tensor>(&self.weight_in_kind(), None));
+        in_kind(&logits, Kind::Float)
+    }
+
+    /// `hidden` in the head's kind, times the tied head's rescaling.
+    fn scaled(&self, hidden: &Tensor) -> Tensor {
+        let hidden = in_kind(hidden, self.kind);
+        match self.scale {
+            Some(scale) => hidden * scale,
+            None => hidden,
+        }
     }
 
     /// The weight in the kind the product runs in (itself in f32).
@@ -68,12 +88,10 @@ impl LmHead {
 
     /// [`LmHead::logits`] with `weight` ([`LmHead::weight_in_kind`]) given.
     pub fn logits_with(&self, hidden: &Tensor, weight: &Tensor) -> Tensor {
-        let hidden = in_kind(hidden, self.kind);
-        let hidden = match self.scale {
-            Some(scale) => hidden * scale,
-            None => hidden,
-        };
-        in_kind(&hidden.linear::<Tensor>(weight, None), Kind::Float)
+        in_kind(
+            &self.scaled(hidden).linear::<Tensor>(weight, None),
+            Kind::Float,
+        )
     }
 
     /// The head without its weight (which [`LmHead::logits_with`] takes): what a
@@ -83,6 +101,7 @@ impl LmHead {
             weight: Tensor::new(),
             scale: self.scale,
             kind: self.kind,
+            packed: PackedWeight::default(),
         }
     }
 }
@@ -117,6 +136,7 @@ impl T5 {
             decoder: Stack::new(&p / "decoder", config, true),
             lm_head,
             compute_kind: Kind::Float,
+            head_packed: PackedWeight::default(),
         }
     }
 
@@ -233,11 +253,13 @@ impl T5 {
                 weight: head.weight.shallow_clone(),
                 scale: None,
                 kind: self.compute_kind,
+                packed: self.head_packed.clone(),
             },
             None => LmHead {
                 weight: self.shared.shallow_clone(),
                 scale: Some((self.config.d_model as f64).powf(-0.5)),
                 kind: self.compute_kind,
+                packed: self.head_packed.clone(),
             },
         }
     }
