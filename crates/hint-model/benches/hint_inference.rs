@@ -23,10 +23,13 @@ fn inference(c: &mut Criterion) {
     };
     let hyper = HyperConfig::preset("small").expect("preset");
     tch::manual_seed(0);
-    let hint_vs = VarStore::new(Device::Cpu);
+    let mut hint_vs = VarStore::new(Device::Cpu);
     let hint = HyperT5::new(hint_vs.root(), &t5, &hyper);
-    let plain_vs = VarStore::new(Device::Cpu);
+    let mut plain_vs = VarStore::new(Device::Cpu);
     let plain = T5::new(plain_vs.root(), &t5);
+    // Frozen, as `hint infer` loads a model: products through packed weights.
+    hint_vs.freeze();
+    plain_vs.freeze();
     let generation = GenerationConfig {
         max_new_tokens: OUTPUT,
         ..GenerationConfig::default()
