@@ -234,6 +234,7 @@ fn every_endpoint_answers_and_ids_are_content_hashes() {
         "hint_adaptation_cache_bytes",
         "hint_adaptations_total",
         "hint_generated_tokens_total",
+        "hint_packed_weight_bytes",
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }

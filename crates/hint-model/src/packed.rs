@@ -23,7 +23,7 @@
 #![allow(unsafe_code)]
 
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tch::{Device, Kind, Tensor};
@@ -111,6 +111,22 @@ struct Packed {
     sources: Sources,
     kind: Kind,
     weight: Tensor,
+    bytes: u64,
+}
+
+/// Bytes held in reordered copies by the whole process.
+static PACKED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// The bytes of reordered weight copies the process holds now: the memory that packing
+/// costs (about one copy of the weights in the compute dtype once every product has run).
+pub fn packed_weight_bytes() -> u64 {
+    PACKED_BYTES.load(Ordering::Relaxed)
+}
+
+impl Drop for Packed {
+    fn drop(&mut self) {
+        PACKED_BYTES.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 /// The reordered copies of one weight, alone or first of several stacked along the output
@@ -163,10 +179,13 @@ impl PackedWeight {
                     _ => Tensor::cat(&stacked, 0),
                 };
                 let weight = fail_once(pack(&stacked))?;
+                let bytes = (stacked.numel() * stacked.kind().elt_size_in_bytes()) as u64;
+                PACKED_BYTES.fetch_add(bytes, Ordering::Relaxed);
                 let copy = Packed {
                     sources,
                     kind,
                     weight: weight.shallow_clone(),
+                    bytes,
                 };
                 // A stale copy (the weight changed in place) is replaced, not kept beside.
                 match found {

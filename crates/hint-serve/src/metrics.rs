@@ -35,6 +35,9 @@ pub struct Metrics {
     pub adaptation_seconds: HistogramVec,
     /// Tokens generated.
     pub generated_tokens: IntCounter,
+    /// Bytes of the model's weights reordered for oneDNN (`hint_model::packed_weight_bytes`),
+    /// read at each render.
+    pub packed_weights: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -98,6 +101,10 @@ impl Metrics {
                 "Adaptations made (the hypernetwork run once for an instruction)",
             ),
             generated_tokens: counter("generated_tokens_total", "Tokens generated"),
+            packed_weights: gauge(
+                "packed_weight_bytes",
+                "Bytes of weights reordered once for the CPU's inference products",
+            ),
             adaptation_seconds,
             registry,
         };
@@ -113,6 +120,7 @@ impl Metrics {
             Box::new(metrics.cache_entries.clone()),
             Box::new(metrics.adaptations.clone()),
             Box::new(metrics.generated_tokens.clone()),
+            Box::new(metrics.packed_weights.clone()),
             Box::new(metrics.adaptation_seconds.clone()),
         ] {
             metrics
@@ -125,6 +133,8 @@ impl Metrics {
 
     /// Everything, in Prometheus' text format.
     pub fn render(&self) -> String {
+        self.packed_weights
+            .set(i64::try_from(hint_model::packed_weight_bytes()).unwrap_or(i64::MAX));
         let mut out = Vec::new();
         let encoder = TextEncoder::new();
         if encoder.encode(&self.registry.gather(), &mut out).is_err() {
