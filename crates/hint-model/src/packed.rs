@@ -12,12 +12,13 @@
 //! Products below about a million multiply-adds keep the plain path, where the oneDNN
 //! call's fixed cost would lose (the tiny test models, one-row decoding through the
 //! narrower layers). The reordered copy is made lazily, the first time a weight meets a
-//! large enough inference product, and kept beside it (memory: one more copy of the weights in the compute dtype). It is
-//! used only where no gradient can be wanted: grad mode off, and neither the input nor the
-//! weight requiring a gradient, which is the case for models loaded for inference
-//! (`hint_train::load_run` freezes the weights) and never for a model being trained.
-//! A copy remembers the weight's storage and version counter, so a weight changed in place
-//! (a checkpoint loaded into it) is reordered again rather than served stale.
+//! large enough inference product, and kept beside it: one more copy of the weights in the
+//! compute dtype ([`packed_weight_bytes`]). It is used only where no gradient can be
+//! wanted: grad mode off, and neither the input nor the weight requiring a gradient, which
+//! is the case for models loaded for inference (`hint_train::load_run` freezes the
+//! weights) and never for a model being trained. A copy remembers the weight's storage and
+//! version counter, so a weight changed in place (a checkpoint loaded into it) is reordered
+//! again rather than served stale.
 //!
 //! `HINT_WEIGHT_PACKING=0` in the environment (or [`set_weight_packing`]) turns it off.
 #![allow(unsafe_code)]
