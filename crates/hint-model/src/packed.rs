@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
 
-use crate::remat::{grad_mode, shim_error};
+use crate::remat::{grad_mode, shim_tensor};
 
 unsafe extern "C" {
     fn hm_mkldnn_available() -> c_int;
@@ -140,15 +140,17 @@ impl PackedWeight {
     /// reordered copy, or `None` where the plain product must run (a gradient may be
     /// wanted, another device or dtype, packing off or unavailable).
     pub(crate) fn product(&self, input: &Tensor, weights: &[&Tensor]) -> Option<Tensor> {
+        // Training calls this for every product: grad mode sends it away first, before any
+        // shape is read.
+        if !weight_packing() || FAILED.load(Ordering::Relaxed) || grad_mode() {
+            return None;
+        }
         let kind = input.kind();
         // input rows × output features × input features
         let products = input.numel() as i64 * weights.iter().map(|w| w.size()[0]).sum::<i64>();
         let applies = products >= MIN_PRODUCTS
-            && weight_packing()
-            && !FAILED.load(Ordering::Relaxed)
             && matches!(kind, Kind::Float | Kind::BFloat16)
             && input.device() == Device::Cpu
-            && !grad_mode()
             && !input.requires_grad()
             && weights
                 .iter()
@@ -218,27 +220,16 @@ fn fail_once(result: Result<Tensor, String>) -> Option<Tensor> {
 
 fn pack(weight: &Tensor) -> Result<Tensor, String> {
     let mut weight = weight.shallow_clone();
-    let mut out: *mut C_tensor = std::ptr::null_mut();
-    // SAFETY: the weight is live for the call; on success the shim hands over a new tensor.
-    let code = unsafe { hm_packed_weight(weight.as_mut_ptr(), &mut out) };
-    if code != 0 {
-        return Err(shim_error());
-    }
-    // SAFETY: see above.
-    Ok(unsafe { Tensor::from_ptr(out) })
+    // SAFETY: the weight is live for the call; on success hm_packed_weight stores a new
+    // tensor.
+    unsafe { shim_tensor(|out| hm_packed_weight(weight.as_mut_ptr(), out)) }
 }
 
 fn linear(input: &Tensor, packed: &Tensor) -> Result<Tensor, String> {
     let (mut input, mut packed) = (input.shallow_clone(), packed.shallow_clone());
-    let mut out: *mut C_tensor = std::ptr::null_mut();
-    // SAFETY: both tensors are live for the call; on success the shim hands over a new
+    // SAFETY: both tensors are live for the call; on success hm_packed_linear stores a new
     // tensor.
-    let code = unsafe { hm_packed_linear(input.as_mut_ptr(), packed.as_mut_ptr(), &mut out) };
-    if code != 0 {
-        return Err(shim_error());
-    }
-    // SAFETY: see above.
-    Ok(unsafe { Tensor::from_ptr(out) })
+    unsafe { shim_tensor(|out| hm_packed_linear(input.as_mut_ptr(), packed.as_mut_ptr(), out)) }
 }
 
 #[cfg(test)]

@@ -205,6 +205,23 @@ pub(crate) fn shim_error() -> String {
         .into_owned()
 }
 
+/// The tensor a shim entry point hands over through its `out` pointer, or its error
+/// message: `call` receives the pointer and returns the entry point's code.
+///
+/// # Safety
+/// `call` must pass the pointer to a shim entry point that, on a zero return, stores a
+/// newly allocated tensor there (ownership passes to the returned value).
+pub(crate) unsafe fn shim_tensor(
+    call: impl FnOnce(*mut *mut C_tensor) -> c_int,
+) -> Result<Tensor, String> {
+    let mut out: *mut C_tensor = std::ptr::null_mut();
+    if call(&mut out) != 0 {
+        return Err(shim_error());
+    }
+    // SAFETY: on success the entry point stored a new tensor (the caller's promise).
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
 /// Whether this thread records a graph.
 pub(crate) fn grad_mode() -> bool {
     // SAFETY: reads a thread-local flag.
@@ -267,22 +284,19 @@ pub(crate) fn weight_product(input: &Tensor, weight: &Tensor) -> Tensor {
         weight.shallow_clone(),
         kept.shallow_clone(),
     );
-    let mut out: *mut C_tensor = std::ptr::null_mut();
-    // SAFETY: the three tensors are live for the call; on success the shim hands over a
-    // new tensor, owned by the returned value.
-    let code = unsafe {
-        hm_kept_product(
-            input.as_mut_ptr(),
-            weight.as_mut_ptr(),
-            kept.as_mut_ptr(),
-            &mut out,
-        )
+    // SAFETY: the three tensors are live for the call; on success hm_kept_product stores a
+    // new tensor.
+    let kept = unsafe {
+        shim_tensor(|out| {
+            hm_kept_product(
+                input.as_mut_ptr(),
+                weight.as_mut_ptr(),
+                kept.as_mut_ptr(),
+                out,
+            )
+        })
     };
-    if code != 0 {
-        panic!("kept weight product: {}", shim_error());
-    }
-    // SAFETY: see above.
-    unsafe { Tensor::from_ptr(out) }
+    kept.unwrap_or_else(|message| panic!("kept weight product: {message}"))
 }
 
 /// [`rematerialise`] with `policy`: `Full` recomputes everything, `Minimal` keeps the

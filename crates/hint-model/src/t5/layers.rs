@@ -38,6 +38,11 @@ impl Linear {
         }
     }
 
+    /// The weight's reordered copy for inference products.
+    pub(crate) fn packed(&self) -> &PackedWeight {
+        &self.packed
+    }
+
     /// `x · weightᵀ`, in `x`'s dtype.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         if let Some(product) = self.packed.product(x, &[&self.weight]) {
@@ -57,7 +62,7 @@ pub fn fused_linear<const N: usize>(x: &Tensor, linears: [&Linear; N]) -> [Tenso
     let sizes: Vec<i64> = linears.iter().map(|l| l.weight.size()[0]).collect();
     // The first map keeps the reordered copy of the stacked weights.
     let sources = linears.map(|l| &l.weight);
-    let product = linears[0].packed.product(x, &sources).unwrap_or_else(|| {
+    let product = linears[0].packed().product(x, &sources).unwrap_or_else(|| {
         let weights: Vec<Tensor> = sources.iter().map(|w| in_kind(w, x.kind())).collect();
         crate::remat::weight_product(x, &Tensor::cat(&weights, 0))
     });

@@ -28,8 +28,9 @@ pub struct T5 {
     /// The untied LM head (`None` when tied to `shared`).
     pub lm_head: Option<Linear>,
     compute_kind: Kind,
-    /// The vocabulary projection's reordered copy for inference (`lm_head` or `shared`).
-    head_packed: PackedWeight,
+    /// The tied head's reordered copy of `shared` for inference (an untied head's is its
+    /// `Linear`'s).
+    shared_packed: PackedWeight,
 }
 
 /// T5's vocabulary projection: `lm_head`, or the tied `shared` embedding after the
@@ -136,7 +137,7 @@ impl T5 {
             decoder: Stack::new(&p / "decoder", config, true),
             lm_head,
             compute_kind: Kind::Float,
-            head_packed: PackedWeight::default(),
+            shared_packed: PackedWeight::default(),
         }
     }
 
@@ -253,13 +254,13 @@ impl T5 {
                 weight: head.weight.shallow_clone(),
                 scale: None,
                 kind: self.compute_kind,
-                packed: self.head_packed.clone(),
+                packed: head.packed().clone(),
             },
             None => LmHead {
                 weight: self.shared.shallow_clone(),
                 scale: Some((self.config.d_model as f64).powf(-0.5)),
                 kind: self.compute_kind,
-                packed: self.head_packed.clone(),
+                packed: self.shared_packed.clone(),
             },
         }
     }
