@@ -31,6 +31,7 @@ use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
 
 use crate::remat::{grad_mode, shim_tensor};
+use crate::runtime::turned_off_by_env;
 
 unsafe extern "C" {
     fn hm_mkldnn_available() -> c_int;
@@ -43,23 +44,13 @@ unsafe extern "C" {
     ) -> c_int;
 }
 
-/// The environment variable that turns weight packing off (`0`, `false`, `off`).
+/// The environment variable that turns weight packing off (`0`, `false`, `off`, `no`).
 pub const WEIGHT_PACKING_ENV: &str = "HINT_WEIGHT_PACKING";
 
 /// Whether packing is wanted: the environment's answer until [`set_weight_packing`].
 fn switch() -> &'static AtomicBool {
     static SWITCH: OnceLock<AtomicBool> = OnceLock::new();
-    SWITCH.get_or_init(|| {
-        let off = std::env::var(WEIGHT_PACKING_ENV)
-            .map(|v| {
-                matches!(
-                    v.trim().to_ascii_lowercase().as_str(),
-                    "0" | "false" | "off"
-                )
-            })
-            .unwrap_or(false);
-        AtomicBool::new(!off)
-    })
+    SWITCH.get_or_init(|| AtomicBool::new(!turned_off_by_env(WEIGHT_PACKING_ENV)))
 }
 
 /// Turns oneDNN weight packing for inference products on or off for the whole process

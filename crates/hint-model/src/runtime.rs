@@ -49,12 +49,25 @@ pub const RETAIN_FREED_MEMORY_ENV: &str = "HINT_RETAIN_FREED_MEMORY";
 /// `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647`.
 ///
 /// Returns whether the setting was applied: `false` off glibc, or when
-/// [`RETAIN_FREED_MEMORY_ENV`] is `0`.
+/// [`RETAIN_FREED_MEMORY_ENV`] is `0` (or `false`, `off`, `no`).
 pub fn retain_freed_memory() -> bool {
-    if std::env::var_os(RETAIN_FREED_MEMORY_ENV).is_some_and(|value| value == "0") {
+    if turned_off_by_env(RETAIN_FREED_MEMORY_ENV) {
         return false;
     }
     glibc_retain_freed_memory()
+}
+
+/// Whether the environment variable `name` turns a default-on behaviour off: `0`,
+/// `false`, `off` or `no` (any case); unset or anything else leaves it on.
+pub(crate) fn turned_off_by_env(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|value| means_off(&value))
+}
+
+fn means_off(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "0" | "false" | "off" | "no"
+    )
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -147,6 +160,16 @@ pub fn open_device(name: &str) -> Result<Device, DeviceError> {
 mod tests {
     use super::*;
     use tch::{Kind, Tensor};
+
+    #[test]
+    fn an_off_switch_reads_the_usual_spellings_of_off() {
+        for off in ["0", "false", "OFF", " no "] {
+            assert!(means_off(off), "{off:?}");
+        }
+        for on in ["1", "true", "", "yes", "nope"] {
+            assert!(!means_off(on), "{on:?}");
+        }
+    }
 
     #[test]
     fn matmul_through_libtorch_equals_hand_computed_product() {
