@@ -580,7 +580,7 @@ fn a_shared_instruction_segment_equals_the_concatenated_memory() {
 }
 
 #[test]
-fn stacked_adaptations_of_several_tasks_give_each_row_its_own_task() {
+fn gathered_adaptations_of_several_tasks_give_each_row_its_own_task() {
     let (_vs, model) = build(&HyperConfig {
         use_lora: true,
         lora_ranks: [Some(2), None, Some(2), None],
@@ -591,10 +591,9 @@ fn stacked_adaptations_of_several_tasks_give_each_row_its_own_task() {
     // Two tasks with instructions of different lengths (the shorter one's padded).
     let first = model.adapt(&ids(&[&[20, 21, 22, 1]]), false);
     let second = model.adapt(&ids(&[&[23, 24, 1]]), false);
-    let stacked = TaskAdaptation::stack(&[&first, &second]);
-    assert_eq!(stacked.rows, 2);
     // Rows 0 and 2 are the first task's, row 1 the second's.
-    let per_row = stacked.select_rows(&Tensor::from_slice(&[0i64, 1, 0]));
+    let per_row = TaskAdaptation::gather(&[&first, &second], &[(0, 0), (1, 0), (0, 0)]);
+    assert_eq!(per_row.rows, 3);
     let config = GenerationConfig {
         max_new_tokens: 5,
         ..GenerationConfig::default()
@@ -612,6 +611,14 @@ fn stacked_adaptations_of_several_tasks_give_each_row_its_own_task() {
         assert_eq!(alone.tokens[0], mixed.tokens[row as usize], "row {row}");
         assert!((alone.scores[0] - mixed.scores[row as usize]).abs() < 1e-4);
     }
+    // Rows picked from a part of several rows: row 1 of the two-task adaptation is the
+    // second task's.
+    let both = model.adapt(&ids(&[&[20, 21, 22, 1], &[23, 24, 1]]), false);
+    let picked = TaskAdaptation::gather(&[&both, &first], &[(0, 1), (1, 0), (0, 1)]);
+    let from_parts = model.generate(&inputs, &mask, &picked, &config).unwrap();
+    let want = TaskAdaptation::gather(&[&second, &first], &[(0, 0), (1, 0), (0, 0)]);
+    let want = model.generate(&inputs, &mask, &want, &config).unwrap();
+    assert_eq!(from_parts.tokens, want.tokens);
 }
 
 /// The fused instruction's cross-attention keys and values projected once per task (what
@@ -676,8 +683,7 @@ fn a_projected_instruction_gives_the_same_logits_scores_and_generations() {
     // Two tasks, instructions of 4 and 3 tokens: the shorter one's keys are padded.
     let second_plain = adapt(&[&[23, 24, 1]], false);
     let second = adapt(&[&[23, 24, 1]], true);
-    let stacked = TaskAdaptation::stack(&[&projected, &second]);
-    let per_row = stacked.select_rows(&Tensor::from_slice(&[0i64, 1, 0]));
+    let per_row = TaskAdaptation::gather(&[&projected, &second], &[(0, 0), (1, 0), (0, 0)]);
     let mixed = model.generate(&inputs, &mask, &per_row, &greedy).unwrap();
     for (row, alone) in [(0i64, &plain), (1, &second_plain), (2, &plain)] {
         let want = model

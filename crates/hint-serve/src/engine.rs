@@ -11,7 +11,7 @@ use hint_model::TaskAdaptation;
 use hint_train::eval::pad_rows;
 use hint_train::LoadedRun;
 use sha2::{Digest, Sha256};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 use crate::cache::{Adaptation, AdaptationCache};
 use crate::config::ServeConfig;
@@ -199,7 +199,7 @@ impl Engine {
 
     /// Generates for every row of `rows` — (index into `tasks`, input ids) — under one
     /// generation setting, in batches of at most `max_batch_rows`: rows of one task share
-    /// its adaptation; rows of several tasks get each their own (stacked) row.
+    /// its adaptation; rows of several tasks get each their own (gathered) row.
     pub fn generate(
         &mut self,
         tasks: &[Adaptation],
@@ -237,7 +237,7 @@ impl Engine {
     }
 
     /// One adaptation for a batch: the task's own row when every row is of one task, else
-    /// the tasks' rows stacked and gathered per row.
+    /// each row its task's row, gathered.
     fn batch_adaptation(
         &mut self,
         tasks: &[Adaptation],
@@ -259,12 +259,11 @@ impl Engine {
         if hyper.len() == 1 {
             return Ok(hyper[0].detach());
         }
-        let index: Vec<i64> = rows
+        let picks: Vec<(usize, i64)> = rows
             .iter()
-            .map(|(t, _)| used.iter().position(|u| u == t).unwrap_or(0) as i64)
+            .map(|(t, _)| (used.iter().position(|u| u == t).unwrap_or(0), 0))
             .collect();
-        let index = Tensor::from_slice(&index).to_device(self.device);
-        guarded(|| TaskAdaptation::stack(&hyper).select_rows(&index))
+        guarded(|| TaskAdaptation::gather(&hyper, &picks))
     }
 
     /// The log-likelihood of each choice of each input (rank classification).

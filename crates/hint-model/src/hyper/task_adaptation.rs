@@ -105,7 +105,8 @@ fn attention_tensors(prefix: &str, a: &AttentionAdaptation, out: &mut Vec<(Strin
 }
 
 /// Zero-pads tensors of the same rank to the largest size in every dimension but the
-/// first (rows): only a projected instruction's keys and values differ, in length.
+/// first (rows): only encoded instructions (states, mask, projected keys and values)
+/// differ, in length. Tensors already of that size are not copied.
 fn pad_to_largest(tensors: Vec<&Tensor>) -> Vec<Tensor> {
     let sizes: Vec<Vec<i64>> = tensors.iter().map(|t| t.size()).collect();
     let largest: Vec<i64> = (0..sizes[0].len())
@@ -160,75 +161,94 @@ impl TaskAdaptation {
         }
     }
 
-    /// Several tasks' adaptations (of one model) as one, their rows in order: a batch that
-    /// mixes tasks then gives each example its own row (with [`TaskAdaptation::select_rows`]).
-    /// Encoded instructions of different lengths, and their projected keys and values, are
-    /// zero-padded to the longest; the instruction mask, padded alike, hides the padding.
+    /// Rows picked from several tasks' adaptations (of one model) as one adaptation:
+    /// row `r` of the result is row `picks[r].1` of `parts[picks[r].0]`. A batch that
+    /// mixes tasks gives each example its own task's row this way. Each tensor is copied
+    /// once, straight into its place: joining the parts first and gathering the rows
+    /// after would copy every tensor twice, and a server joins a fused instruction's
+    /// keys and values (megabytes per task) for every batch. Encoded instructions of
+    /// different lengths, and their projected keys and values, are zero-padded to the
+    /// longest; the instruction mask, padded alike, hides the padding.
     ///
     /// # Panics
-    /// When `parts` is empty or the parts have different structures (another model's).
-    pub fn stack(parts: &[&TaskAdaptation]) -> Self {
-        assert!(!parts.is_empty(), "no adaptation to stack");
+    /// When `parts` or `picks` is empty, a pick is out of range, or the parts have
+    /// different structures (another model's).
+    pub fn gather(parts: &[&TaskAdaptation], picks: &[(usize, i64)]) -> Self {
+        assert!(!parts.is_empty() && !picks.is_empty(), "nothing to gather");
+        for &(part, row) in picks {
+            assert!(
+                part < parts.len() && (0..parts[part].rows).contains(&row),
+                "gathering row {row} of part {part} from {} parts",
+                parts.len()
+            );
+        }
         let first = parts[0];
-        // Each stack's row tensors, in the order `map_stack` visits them, concatenated place
-        // by place over the parts, then put back into the first part's structure.
-        let stacked = |stack: &dyn Fn(&TaskAdaptation) -> &StackAdaptation| -> StackAdaptation {
-            let per_part: Vec<Vec<Tensor>> = parts.iter().map(|p| tensors_of(stack(p))).collect();
-            let joined: Vec<Tensor> = (0..per_part[0].len())
-                .map(|i| {
-                    let column: Vec<Tensor> =
-                        pad_to_largest(per_part.iter().map(|v| &v[i]).collect());
-                    Tensor::cat(&column, 0)
-                })
-                .collect();
-            let next = std::cell::RefCell::new(joined.into_iter());
-            map_stack(stack(first), &|_| {
-                next.borrow_mut()
-                    .next()
-                    .expect("parts of one model have the same structure")
+        // One column per tensor place (in the order `row_tensors` lists them), one entry
+        // per part; each column padded to its longest, then its picked rows joined.
+        let per_part: Vec<Vec<Tensor>> = parts.iter().map(|p| p.row_tensors()).collect();
+        let joined: Vec<Tensor> = (0..per_part[0].len())
+            .map(|i| {
+                let column = pad_to_largest(per_part.iter().map(|v| &v[i]).collect());
+                let rows: Vec<Tensor> = picks
+                    .iter()
+                    .map(|&(part, row)| {
+                        let tensor = &column[part];
+                        if tensor.size()[0] == 1 {
+                            tensor.shallow_clone()
+                        } else {
+                            tensor.narrow(0, row, 1)
+                        }
+                    })
+                    .collect();
+                Tensor::cat(&rows, 0)
             })
+            .collect();
+        let mut adaptation = first.with_row_tensors(joined);
+        adaptation.rows = picks.len() as i64;
+        adaptation
+    }
+
+    /// Every tensor with a row dimension: the encoder's and decoder's (in the order
+    /// [`map_stack`] visits them), the instruction's states and mask, the prompt.
+    fn row_tensors(&self) -> Vec<Tensor> {
+        let mut tensors = tensors_of(&self.encoder);
+        tensors.extend(tensors_of(&self.decoder));
+        if let Some((states, mask)) = &self.instruction {
+            tensors.extend([states.shallow_clone(), mask.shallow_clone()]);
+        }
+        tensors.extend(self.prompt.as_ref().map(Tensor::shallow_clone));
+        tensors
+    }
+
+    /// This adaptation's structure over `tensors`, listed as [`TaskAdaptation::row_tensors`]
+    /// lists them (rows unchanged).
+    ///
+    /// # Panics
+    /// When `tensors` does not match that list.
+    fn with_row_tensors(&self, tensors: Vec<Tensor>) -> Self {
+        let next = std::cell::RefCell::new(tensors.into_iter());
+        let take = |_: &Tensor| {
+            next.borrow_mut()
+                .next()
+                .expect("parts of one model have the same structure")
         };
-        let encoder = stacked(&|a| &a.encoder);
-        let decoder = stacked(&|a| &a.decoder);
-        let instruction = first.instruction.as_ref().map(|_| {
-            let longest = parts
-                .iter()
-                .filter_map(|p| p.instruction.as_ref())
-                .map(|(s, _)| s.size()[1])
-                .max()
-                .unwrap_or(0);
-            let padded: Vec<(Tensor, Tensor)> = parts
-                .iter()
-                .map(|p| {
-                    let (states, mask) = p.instruction.as_ref().expect("one model's parts");
-                    let missing = longest - states.size()[1];
-                    if missing == 0 {
-                        (states.shallow_clone(), mask.shallow_clone())
-                    } else {
-                        (
-                            states.constant_pad_nd([0, 0, 0, missing]),
-                            mask.constant_pad_nd([0, missing]),
-                        )
-                    }
-                })
-                .collect();
-            let states: Vec<&Tensor> = padded.iter().map(|(s, _)| s).collect();
-            let masks: Vec<&Tensor> = padded.iter().map(|(_, m)| m).collect();
-            (Tensor::cat(&states, 0), Tensor::cat(&masks, 0))
-        });
-        let prompt = first.prompt.as_ref().map(|_| {
-            let prompts: Vec<&Tensor> = parts
-                .iter()
-                .map(|p| p.prompt.as_ref().expect("one model's parts"))
-                .collect();
-            Tensor::cat(&prompts, 0)
-        });
+        let encoder = map_stack(&self.encoder, &take);
+        let decoder = map_stack(&self.decoder, &take);
+        let instruction = self
+            .instruction
+            .as_ref()
+            .map(|(states, mask)| (take(states), take(mask)));
+        let prompt = self.prompt.as_ref().map(take);
+        assert!(
+            next.borrow_mut().next().is_none(),
+            "parts of one model have the same structure"
+        );
         Self {
             encoder,
             decoder,
             instruction,
             prompt,
-            rows: parts.iter().map(|p| p.rows).sum(),
+            rows: self.rows,
         }
     }
 
