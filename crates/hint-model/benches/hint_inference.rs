@@ -2,13 +2,19 @@
 //! 256-token instruction, 64-token inputs, 16 greedy tokens. HINT encodes the instruction
 //! once per task; the concatenation baseline prepends it to every input. The FLOPs
 //! function's predicted ratio is printed next to the groups for comparison.
+//!
+//! Then one batch as `hint serve` makes it under many clients: one row of each of 20
+//! tasks (256-token instructions whose cross-attention keys and values are projected
+//! once per task, as the server caches them), the rows gathered from their tasks'
+//! adaptations; against the concatenation baseline's batch of the same 20 rows. The
+//! gathering alone is timed too (what a mixed batch adds to a request).
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 #![allow(clippy::print_stderr)] // the predicted ratios are part of the bench's report
 
 use criterion::{criterion_group, Criterion};
 use hint_model::flops::{inference_flops, Workload};
 use hint_model::generation::{generate, GenerationConfig};
-use hint_model::{HyperConfig, HyperT5, T5Config, T5};
+use hint_model::{HyperConfig, HyperT5, T5Config, TaskAdaptation, T5};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 const INSTRUCTION: i64 = 256;
@@ -80,6 +86,46 @@ fn inference(c: &mut Criterion) {
             b.iter(|| generate(&plain, &concatenated, &concat_mask, &generation).expect("generate"))
         });
     }
+    group.finish();
+
+    // A served batch: one row of each of TASKS tasks.
+    const TASKS: i64 = 20;
+    let instructions = Tensor::randint_low(
+        2,
+        t5.vocab_size,
+        [TASKS, INSTRUCTION],
+        (Kind::Int64, Device::Cpu),
+    );
+    let adaptations: Vec<TaskAdaptation> = (0..TASKS)
+        .map(|t| {
+            tch::no_grad(|| {
+                let mut adaptation = hint.adapt(&instructions.narrow(0, t, 1), false);
+                hint.project_instruction(&mut adaptation);
+                adaptation
+            })
+        })
+        .collect();
+    let parts: Vec<&TaskAdaptation> = adaptations.iter().collect();
+    let picks: Vec<(usize, i64)> = (0..parts.len()).map(|t| (t, 0)).collect();
+    let inputs = Tensor::randint_low(2, t5.vocab_size, [TASKS, INPUT], (Kind::Int64, Device::Cpu));
+    let mask = inputs.ones_like();
+    let concatenated = Tensor::cat(&[&instructions, &inputs], 1);
+    let concat_mask = concatenated.ones_like();
+    let mut group = c.benchmark_group("served_batch_of_20_tasks_small");
+    group.sample_size(10);
+    group.bench_function("hint_gather", |b| {
+        b.iter(|| TaskAdaptation::gather(&parts, &picks))
+    });
+    group.bench_function("hint", |b| {
+        b.iter(|| {
+            let adaptation = TaskAdaptation::gather(&parts, &picks);
+            hint.generate(&inputs, &mask, &adaptation, &generation)
+                .expect("generate")
+        })
+    });
+    group.bench_function("concat", |b| {
+        b.iter(|| generate(&plain, &concatenated, &concat_mask, &generation).expect("generate"))
+    });
     group.finish();
 }
 

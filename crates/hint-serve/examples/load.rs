@@ -1,8 +1,9 @@
 //! A bounded load generator for `hint serve` (localhost only): `clients` threads each send
 //! `requests` generation requests, one input each, cycling over `tasks` instructions of
 //! about `instruction_words` words, with inputs of about `input_words` words and exactly
-//! `new_tokens` new tokens (min = max). Prints requests/s, latency percentiles and errors,
-//! then what the server's metrics say of its adaptation cache and batches.
+//! `new_tokens` new tokens (min = max), after an unmeasured warm-up round of one request
+//! per client. Prints requests/s, latency percentiles and errors, then what the server's
+//! metrics say of its adaptation cache and batches.
 //!
 //!     cargo run --release -p hint-serve --example load -- URL [tasks] [clients] [requests] \
 //!         [instruction_words] [input_words] [new_tokens]
@@ -65,40 +66,38 @@ fn main() {
             std::process::exit(1);
         }
     }
-    let started = Instant::now();
-    let results: Vec<(Duration, bool)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                let (client, url, instructions) = (&client, &url, &instructions);
-                scope.spawn(move || {
-                    (0..requests)
-                        .map(|r| {
-                            let task = (c * requests + r) % instructions.len();
-                            let body = json!({
-                                "instruction": instructions[task],
-                                "inputs": [words(c * 1000 + r, input_words)],
-                                "max_new_tokens": new_tokens,
-                                "min_new_tokens": new_tokens,
-                            });
-                            let sent = Instant::now();
-                            let ok = client
-                                .post(format!("{url}/v1/generate"))
-                                .json(&body)
-                                .send()
-                                .map(|r| r.status().is_success())
-                                .unwrap_or(false);
-                            (sent.elapsed(), ok)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a client"))
-            .collect()
-    });
-    let seconds = started.elapsed().as_secs_f64();
+    // One request per client first, unmeasured: a server's first batches pay one-off
+    // costs (weights reordered for the CPU's kernels, kernels compiled for new shapes,
+    // the allocator growing) that say nothing of its steady rate; reported apart.
+    let (warm_up, warm_up_seconds) = round(
+        &client,
+        &url,
+        &instructions,
+        &Round {
+            clients,
+            requests: 1,
+            first_input: 1_000_000,
+            new_tokens,
+            input_words,
+        },
+    );
+    println!(
+        "warm-up: {} requests in {warm_up_seconds:.1} s, {} errors (not counted below)",
+        warm_up.len(),
+        warm_up.iter().filter(|(_, ok)| !ok).count()
+    );
+    let (results, seconds) = round(
+        &client,
+        &url,
+        &instructions,
+        &Round {
+            clients,
+            requests,
+            first_input: 0,
+            new_tokens,
+            input_words,
+        },
+    );
     let mut latencies: Vec<f64> = results.iter().map(|(d, _)| d.as_secs_f64()).collect();
     latencies.sort_by(f64::total_cmp);
     let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
@@ -133,4 +132,57 @@ fn main() {
         hit_seconds / hits * 1e3,
         value("hint_batch_rows_sum") / value("hint_batch_rows_count"),
     );
+}
+
+/// One round of load: how many clients, each sending how many requests.
+struct Round {
+    clients: usize,
+    requests: usize,
+    /// Seed of the first input's words (rounds use different inputs).
+    first_input: usize,
+    new_tokens: usize,
+    input_words: usize,
+}
+
+/// Runs a round; each request's latency and success, and the round's seconds.
+fn round(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    instructions: &[String],
+    round: &Round,
+) -> (Vec<(Duration, bool)>, f64) {
+    let started = Instant::now();
+    let results = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..round.clients)
+            .map(|c| {
+                scope.spawn(move || {
+                    (0..round.requests)
+                        .map(|r| {
+                            let task = (c * round.requests + r) % instructions.len();
+                            let seed = round.first_input + c * 1000 + r;
+                            let body = json!({
+                                "instruction": instructions[task],
+                                "inputs": [words(seed, round.input_words)],
+                                "max_new_tokens": round.new_tokens,
+                                "min_new_tokens": round.new_tokens,
+                            });
+                            let sent = Instant::now();
+                            let ok = client
+                                .post(format!("{url}/v1/generate"))
+                                .json(&body)
+                                .send()
+                                .map(|r| r.status().is_success())
+                                .unwrap_or(false);
+                            (sent.elapsed(), ok)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a client"))
+            .collect()
+    });
+    (results, started.elapsed().as_secs_f64())
 }
