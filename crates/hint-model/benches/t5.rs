@@ -144,6 +144,34 @@ fn greedy_generation(c: &mut Criterion) {
     }
     hint_model::set_weight_packing(true);
     group.finish();
+
+    // A long output (f32, packed): at 256 new tokens the self-attention cache is what a
+    // step would copy if it joined the cache and its own position anew.
+    let long_tokens = 256;
+    let mut group = c.benchmark_group("t5_greedy_long");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements((shape.batch * long_tokens) as u64));
+    tch::manual_seed(0);
+    let mut vs = VarStore::new(Device::Cpu);
+    let model = T5::new(
+        vs.root(),
+        &T5Config {
+            eos_token_id: -1,
+            ..shape.config.clone()
+        },
+    );
+    vs.freeze();
+    let config = GenerationConfig {
+        max_new_tokens: long_tokens,
+        ..GenerationConfig::default()
+    };
+    group.bench_function(format!("small_f32_{long_tokens}_tokens"), |b| {
+        b.iter(|| {
+            let out = generate(&model, &inputs, &mask, &config).expect("generate");
+            assert!(out.tokens.iter().all(|t| t.len() as i64 == long_tokens));
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, training_step, greedy_generation);

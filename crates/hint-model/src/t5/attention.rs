@@ -39,17 +39,30 @@ impl KvPart {
 /// Keys and values kept between decoding steps, in parts along the key axis.
 #[derive(Debug, Default)]
 pub struct KvCache {
-    /// Self-attention: one part that grows by a step each call. Cross-attention: the
-    /// (joint) prefix and the encoder memory's segments, adjacent parts of the same kind
-    /// merged; a part that every row shares stays one row, so that decoding reads it once
-    /// per step rather than once per row.
-    pub parts: Vec<KvPart>,
+    /// Self-attention: one part, the joint prefix in front of every position decoded so
+    /// far, with room after them for later steps. Cross-attention: the (joint) prefix and
+    /// the encoder memory's segments, adjacent parts of the same kind merged; a part that
+    /// every row shares stays one row, so that decoding reads it once per step rather
+    /// than once per row.
+    parts: Vec<KvPart>,
+    /// Self-attention: positions of the part that hold keys and values, the prefix's
+    /// included (the rest is room). None for a cross-attention cache, whose parts are
+    /// exactly what it holds.
+    filled: Option<i64>,
+    /// Self-attention: the joint prefix's positions at the front of the part.
+    front: i64,
 }
 
+/// Positions a self-attention cache makes room for at first; it doubles when full.
+const FIRST_ROOM: i64 = 16;
+
 impl KvCache {
-    /// Cached length (0 when empty).
+    /// Cached length, a self-attention's joint prefix not counted (0 when empty).
     pub fn len(&self) -> i64 {
-        self.parts.iter().map(KvPart::len).sum()
+        match self.filled {
+            Some(filled) => filled - self.front,
+            None => self.parts.iter().map(KvPart::len).sum(),
+        }
     }
 
     /// Whether nothing is cached yet.
@@ -65,6 +78,64 @@ impl KvCache {
                 part.key = part.key.index_select(0, indices);
                 part.value = part.value.index_select(0, indices);
             }
+        }
+    }
+
+    /// Self-attention: writes `own` (this step's keys and values `[B, H, n, d_kv]`) after
+    /// the positions cached, and returns the keys and values of the prefix and every
+    /// position so far (a view). The part is allocated with room for later steps, the
+    /// joint prefix (`prefix`, read at the first step only) copied to its front, so that
+    /// a step writes only its own position: joining the cache and the step, and the
+    /// prefix in front, anew at every step copies the whole cache twice a step, which
+    /// over a long output costs more than attending to it.
+    fn append(&mut self, prefix: impl FnOnce() -> Option<KvPart>, own: KvPart) -> KvPart {
+        let new = own.len();
+        let filled = match self.filled {
+            Some(filled) => filled,
+            None => {
+                let prefix = prefix();
+                self.front = prefix.as_ref().map_or(0, KvPart::len);
+                let room = self.front + new.max(FIRST_ROOM);
+                let empty = |t: &Tensor| {
+                    let size = t.size();
+                    Tensor::empty([size[0], size[1], room, size[3]], (t.kind(), t.device()))
+                };
+                let part = KvPart {
+                    key: empty(&own.key),
+                    value: empty(&own.value),
+                };
+                if let Some(prefix) = prefix {
+                    // A prefix shared by every row (one row) is copied to each.
+                    part.key.narrow(2, 0, self.front).copy_(&prefix.key);
+                    part.value.narrow(2, 0, self.front).copy_(&prefix.value);
+                }
+                self.parts = vec![part];
+                self.front
+            }
+        };
+        let room = self.parts[0].len();
+        if filled + new > room {
+            let room = (2 * room).max(filled + new);
+            let grow = |t: &Tensor| {
+                let size = t.size();
+                let grown =
+                    Tensor::empty([size[0], size[1], room, size[3]], (t.kind(), t.device()));
+                grown.narrow(2, 0, filled).copy_(&t.narrow(2, 0, filled));
+                grown
+            };
+            let part = &self.parts[0];
+            self.parts[0] = KvPart {
+                key: grow(&part.key),
+                value: grow(&part.value),
+            };
+        }
+        let part = &self.parts[0];
+        part.key.narrow(2, filled, new).copy_(&own.key);
+        part.value.narrow(2, filled, new).copy_(&own.value);
+        self.filled = Some(filled + new);
+        KvPart {
+            key: part.key.narrow(2, 0, filled + new),
+            value: part.value.narrow(2, 0, filled + new),
         }
     }
 }
@@ -323,8 +394,8 @@ impl Attention {
 
     /// Attends from `hidden [B, Tq, d]` over the keys of `input`; `bias` (in `hidden`'s
     /// dtype, masks included, with zero columns in front for a joint prefix) broadcasts to
-    /// `[B, H, Tq, P + Tk]`. Self-attention caches leave the prefix out, cross-attention
-    /// caches hold it.
+    /// `[B, H, Tq, P + Tk]`. Caches hold the prefix in front (a self-attention cache's
+    /// length does not count it).
     pub fn forward(
         &self,
         hidden: &Tensor,
@@ -349,17 +420,12 @@ impl Attention {
                 let [query, key, value] = self
                     .project([0, 1, 2], hidden, adaptation)
                     .map(|t| self.split_heads(&t));
-                let mut own = KvPart { key, value };
-                if let Some(cache) = cache {
-                    if let Some(cached) = cache.parts.first() {
-                        own = KvPart {
-                            key: Tensor::cat(&[&cached.key, &own.key], 2),
-                            value: Tensor::cat(&[&cached.value, &own.value], 2),
-                        };
-                    }
-                    cache.parts = vec![own.shallow_clone()];
-                }
-                (query, prefix_part().into_iter().chain([own]).collect())
+                let own = KvPart { key, value };
+                let parts = match cache {
+                    Some(cache) => vec![cache.append(prefix_part, own)],
+                    None => prefix_part().into_iter().chain([own]).collect(),
+                };
+                (query, parts)
             }
             AttentionInput::Cross { memory, cache } => {
                 let [query] = self.project([0], hidden, adaptation);
@@ -429,5 +495,55 @@ impl Attention {
         ]);
         let [output] = self.project([3], &context, adaptation);
         output
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(rows: i64, len: i64) -> KvPart {
+        let options = (Kind::Float, tch::Device::Cpu);
+        KvPart {
+            key: Tensor::randn([rows, 2, len, 3], options),
+            value: Tensor::randn([rows, 2, len, 3], options),
+        }
+    }
+
+    /// Well past the first room (so the part grows twice), with a prefix shared by every
+    /// row and a reordering between steps: what the cache returns is always the prefix
+    /// followed by every position appended, in the rows' current order.
+    #[test]
+    fn a_growing_self_attention_cache_returns_the_prefix_and_every_position() {
+        let prefix = part(1, 2);
+        let mut cache = KvCache::default();
+        let mut want = KvPart {
+            key: prefix.key.expand([3, -1, -1, -1], false).contiguous(),
+            value: prefix.value.expand([3, -1, -1, -1], false).contiguous(),
+        };
+        // A first step of several positions (a teacher-forced start), then one a step.
+        for (step, new) in std::iter::once(3)
+            .chain(std::iter::repeat_n(1, 4 * FIRST_ROOM as usize))
+            .enumerate()
+        {
+            let own = part(3, new);
+            let got = cache.append(|| Some(prefix.shallow_clone()), own.shallow_clone());
+            want = KvPart {
+                key: Tensor::cat(&[&want.key, &own.key], 2),
+                value: Tensor::cat(&[&want.value, &own.value], 2),
+            };
+            assert!(
+                got.key.equal(&want.key) && got.value.equal(&want.value),
+                "step {step}"
+            );
+            assert_eq!(cache.len(), want.len() - 2);
+            if step == 20 {
+                let order = Tensor::from_slice(&[2i64, 0, 0]);
+                cache.reorder(&order);
+                want.key = want.key.index_select(0, &order);
+                want.value = want.value.index_select(0, &order);
+            }
+        }
+        assert!(cache.parts[0].len() >= 4 * FIRST_ROOM + 5);
     }
 }
