@@ -7,7 +7,8 @@
 //! tasks (256-token instructions whose cross-attention keys and values are projected
 //! once per task, as the server caches them), the rows gathered from their tasks'
 //! adaptations; against the concatenation baseline's batch of the same 20 rows. The
-//! gathering alone is timed too (what a mixed batch adds to a request).
+//! gathering alone is timed too (what a mixed batch adds to a request), and the first
+//! token alone (encoding and one step: what the two models do differently).
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 #![allow(clippy::print_stderr)] // the predicted ratios are part of the bench's report
 
@@ -125,6 +126,22 @@ fn inference(c: &mut Criterion) {
     });
     group.bench_function("concat", |b| {
         b.iter(|| generate(&plain, &concatenated, &concat_mask, &generation).expect("generate"))
+    });
+    // The first token alone: encoding and the first step, without the later steps, which
+    // cost both models the same (each row's cross-attention reads about 320 positions).
+    let first_token = GenerationConfig {
+        max_new_tokens: 1,
+        ..generation
+    };
+    group.bench_function("hint_first_token", |b| {
+        b.iter(|| {
+            let adaptation = TaskAdaptation::gather(&parts, &picks);
+            hint.generate(&inputs, &mask, &adaptation, &first_token)
+                .expect("generate")
+        })
+    });
+    group.bench_function("concat_first_token", |b| {
+        b.iter(|| generate(&plain, &concatenated, &concat_mask, &first_token).expect("generate"))
     });
     group.finish();
 }
