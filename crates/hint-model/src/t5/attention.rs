@@ -39,17 +39,20 @@ impl KvPart {
 /// Keys and values kept between decoding steps, in parts along the key axis.
 #[derive(Debug, Default)]
 pub struct KvCache {
-    /// Self-attention: one part, the joint prefix in front of every position decoded so
-    /// far, with room after them for later steps. Cross-attention: the (joint) prefix and
-    /// the encoder memory's segments, adjacent parts of the same kind merged; a part that
-    /// every row shares stays one row, so that decoding reads it once per step rather
-    /// than once per row.
+    /// Self-attention: one part, a per-row joint prefix in front of every position
+    /// decoded so far, with room after them for later steps. Cross-attention: the (joint)
+    /// prefix and the encoder memory's segments, adjacent parts of the same kind merged;
+    /// a part that every row shares stays one row, so that decoding reads it once per
+    /// step rather than once per row.
     parts: Vec<KvPart>,
-    /// Self-attention: positions of the part that hold keys and values, the prefix's
-    /// included (the rest is room). None for a cross-attention cache, whose parts are
-    /// exactly what it holds.
+    /// Self-attention: a joint prefix that every row shares (one row), kept apart for the
+    /// same reason.
+    shared_prefix: Option<KvPart>,
+    /// Self-attention: positions of the part that hold keys and values, a per-row
+    /// prefix's included (the rest is room). None for a cross-attention cache, whose
+    /// parts are exactly what it holds.
     filled: Option<i64>,
-    /// Self-attention: the joint prefix's positions at the front of the part.
+    /// Self-attention: a per-row joint prefix's positions at the front of the part.
     front: i64,
 }
 
@@ -82,19 +85,27 @@ impl KvCache {
     }
 
     /// Self-attention: writes `own` (this step's keys and values `[B, H, n, d_kv]`) after
-    /// the positions cached, and returns the keys and values of the prefix and every
-    /// position so far (a view). The part is allocated with room for later steps, the
-    /// joint prefix (`prefix`, read at the first step only) copied to its front, so that
-    /// a step writes only its own position: joining the cache and the step, and the
+    /// the positions cached, and returns the parts to attend to: the joint prefix (read
+    /// from `prefix` at the first step only) and every position so far. The part is
+    /// allocated with room for later steps, a per-row prefix copied to its front, so that
+    /// a step writes only its own positions: joining the cache and the step, and the
     /// prefix in front, anew at every step copies the whole cache twice a step, which
     /// over a long output costs more than attending to it.
-    fn append(&mut self, prefix: impl FnOnce() -> Option<KvPart>, own: KvPart) -> KvPart {
+    ///
+    /// With gradients wanted every step writes into a new part instead (as joining
+    /// did): the backward pass reads the parts earlier steps returned, which a write in
+    /// place would change under it.
+    fn append(&mut self, prefix: impl FnOnce() -> Option<KvPart>, own: KvPart) -> Vec<KvPart> {
         let new = own.len();
         let filled = match self.filled {
             Some(filled) => filled,
             None => {
-                let prefix = prefix();
-                self.front = prefix.as_ref().map_or(0, KvPart::len);
+                let (shared, per_row) = match prefix() {
+                    Some(p) if p.rows() == 1 && own.rows() > 1 => (Some(p), None),
+                    other => (None, other),
+                };
+                self.shared_prefix = shared;
+                self.front = per_row.as_ref().map_or(0, KvPart::len);
                 let room = self.front + new.max(FIRST_ROOM);
                 let empty = |t: &Tensor| {
                     let size = t.size();
@@ -104,8 +115,7 @@ impl KvCache {
                     key: empty(&own.key),
                     value: empty(&own.value),
                 };
-                if let Some(prefix) = prefix {
-                    // A prefix shared by every row (one row) is copied to each.
+                if let Some(prefix) = per_row {
                     part.key.narrow(2, 0, self.front).copy_(&prefix.key);
                     part.value.narrow(2, 0, self.front).copy_(&prefix.value);
                 }
@@ -113,9 +123,21 @@ impl KvCache {
                 self.front
             }
         };
+        let wants_grad = [
+            &own.key,
+            &own.value,
+            &self.parts[0].key,
+            &self.parts[0].value,
+        ]
+        .iter()
+        .any(|t| t.requires_grad());
         let room = self.parts[0].len();
-        if filled + new > room {
-            let room = (2 * room).max(filled + new);
+        if filled + new > room || wants_grad {
+            let room = if wants_grad {
+                filled + new
+            } else {
+                (2 * room).max(filled + new)
+            };
             let grow = |t: &Tensor| {
                 let size = t.size();
                 let grown =
@@ -133,10 +155,15 @@ impl KvCache {
         part.key.narrow(2, filled, new).copy_(&own.key);
         part.value.narrow(2, filled, new).copy_(&own.value);
         self.filled = Some(filled + new);
-        KvPart {
+        let so_far = KvPart {
             key: part.key.narrow(2, 0, filled + new),
             value: part.value.narrow(2, 0, filled + new),
-        }
+        };
+        self.shared_prefix
+            .iter()
+            .map(KvPart::shallow_clone)
+            .chain([so_far])
+            .collect()
     }
 }
 
@@ -422,7 +449,7 @@ impl Attention {
                     .map(|t| self.split_heads(&t));
                 let own = KvPart { key, value };
                 let parts = match cache {
-                    Some(cache) => vec![cache.append(prefix_part, own)],
+                    Some(cache) => cache.append(prefix_part, own),
                     None => prefix_part().into_iter().chain([own]).collect(),
                 };
                 (query, parts)
@@ -510,40 +537,95 @@ mod tests {
         }
     }
 
+    fn joined(parts: &[KvPart], rows: i64) -> KvPart {
+        let keys: Vec<Tensor> = parts.iter().map(|p| p.key.shallow_clone()).collect();
+        let values: Vec<Tensor> = parts.iter().map(|p| p.value.shallow_clone()).collect();
+        KvPart {
+            key: cat_broadcast(&keys, rows, 2),
+            value: cat_broadcast(&values, rows, 2),
+        }
+    }
+
     /// Well past the first room (so the part grows twice), with a prefix shared by every
-    /// row and a reordering between steps: what the cache returns is always the prefix
-    /// followed by every position appended, in the rows' current order.
+    /// row (kept as a part of its own) or one per row (copied to the front), and a
+    /// reordering between steps: what the cache returns is always the prefix followed by
+    /// every position appended, in the rows' current order.
     #[test]
     fn a_growing_self_attention_cache_returns_the_prefix_and_every_position() {
-        let prefix = part(1, 2);
+        for prefix_rows in [1, 3] {
+            let prefix = part(prefix_rows, 2);
+            let mut cache = KvCache::default();
+            let mut want = joined(std::slice::from_ref(&prefix), 3);
+            // A first step of several positions (a teacher-forced start), then one a step.
+            let steps = std::iter::once(3).chain(std::iter::repeat_n(1, 4 * FIRST_ROOM as usize));
+            for (step, new) in steps.enumerate() {
+                let own = part(3, new);
+                let got = cache.append(|| Some(prefix.shallow_clone()), own.shallow_clone());
+                assert_eq!(got.len(), if prefix_rows == 1 { 2 } else { 1 });
+                let got = joined(&got, 3);
+                want = joined(&[want, own], 3);
+                assert!(
+                    got.key.equal(&want.key) && got.value.equal(&want.value),
+                    "prefix rows {prefix_rows}, step {step}"
+                );
+                assert_eq!(cache.len(), want.len() - 2);
+                if step == 20 {
+                    let order = Tensor::from_slice(&[2i64, 0, 0]);
+                    cache.reorder(&order);
+                    if prefix_rows > 1 {
+                        want.key = want.key.index_select(0, &order);
+                        want.value = want.value.index_select(0, &order);
+                    } else {
+                        // The shared prefix stays; the decoded positions follow the order.
+                        let reorder = |t: &Tensor| {
+                            Tensor::cat(
+                                &[
+                                    t.narrow(2, 0, 2),
+                                    t.narrow(2, 2, t.size()[2] - 2).index_select(0, &order),
+                                ],
+                                2,
+                            )
+                        };
+                        want.key = reorder(&want.key);
+                        want.value = reorder(&want.value);
+                    }
+                }
+            }
+            assert!(cache.parts[0].len() >= 4 * FIRST_ROOM + 3);
+        }
+    }
+
+    /// With gradients wanted, no step writes into what an earlier step returned: the
+    /// backward pass through the squares of every step's keys and values gives each
+    /// step's own 2 × their value × the number of steps that read them (itself and every
+    /// later one).
+    #[test]
+    fn a_cache_with_gradients_wanted_keeps_every_step_differentiable() {
         let mut cache = KvCache::default();
-        let mut want = KvPart {
-            key: prefix.key.expand([3, -1, -1, -1], false).contiguous(),
-            value: prefix.value.expand([3, -1, -1, -1], false).contiguous(),
-        };
-        // A first step of several positions (a teacher-forced start), then one a step.
-        for (step, new) in std::iter::once(3)
-            .chain(std::iter::repeat_n(1, 4 * FIRST_ROOM as usize))
-            .enumerate()
-        {
-            let own = part(3, new);
-            let got = cache.append(|| Some(prefix.shallow_clone()), own.shallow_clone());
-            want = KvPart {
-                key: Tensor::cat(&[&want.key, &own.key], 2),
-                value: Tensor::cat(&[&want.value, &own.value], 2),
-            };
-            assert!(
-                got.key.equal(&want.key) && got.value.equal(&want.value),
-                "step {step}"
-            );
-            assert_eq!(cache.len(), want.len() - 2);
-            if step == 20 {
-                let order = Tensor::from_slice(&[2i64, 0, 0]);
-                cache.reorder(&order);
-                want.key = want.key.index_select(0, &order);
-                want.value = want.value.index_select(0, &order);
+        let owns: Vec<KvPart> = (0..20)
+            .map(|_| {
+                let p = part(2, 1);
+                KvPart {
+                    key: p.key.set_requires_grad(true),
+                    value: p.value.set_requires_grad(true),
+                }
+            })
+            .collect();
+        let mut total = Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
+        for own in &owns {
+            let got = cache.append(|| None, own.shallow_clone());
+            // Squares: their backward reads the returned keys and values themselves.
+            let (key, value) = (&got[0].key, &got[0].value);
+            total = total + (key * key).sum(Kind::Float) + (value * value).sum(Kind::Float);
+        }
+        total.backward();
+        for (step, own) in owns.iter().enumerate() {
+            let readers = (owns.len() - step) as f64;
+            for (own, grad) in [(&own.key, own.key.grad()), (&own.value, own.value.grad())] {
+                let expected = own.detach() * (2.0 * readers);
+                let error = f64::try_from((grad - expected).abs().max()).unwrap();
+                assert!(error < 1e-4, "step {step}: {error}");
             }
         }
-        assert!(cache.parts[0].len() >= 4 * FIRST_ROOM + 5);
     }
 }
