@@ -117,32 +117,25 @@ fn inference(c: &mut Criterion) {
     group.bench_function("hint_gather", |b| {
         b.iter(|| TaskAdaptation::gather(&parts, &picks))
     });
-    group.bench_function("hint", |b| {
-        b.iter(|| {
-            let adaptation = TaskAdaptation::gather(&parts, &picks);
-            hint.generate(&inputs, &mask, &adaptation, &generation)
-                .expect("generate")
-        })
-    });
-    group.bench_function("concat", |b| {
-        b.iter(|| generate(&plain, &concatenated, &concat_mask, &generation).expect("generate"))
-    });
-    // The first token alone: encoding and the first step, without the later steps, which
-    // cost both models the same (each row's cross-attention reads about 320 positions).
+    // 16 tokens, and the first token alone: encoding and the first step, without the
+    // later steps, which cost both models the same (each row's cross-attention reads
+    // about 320 positions).
     let first_token = GenerationConfig {
         max_new_tokens: 1,
         ..generation
     };
-    group.bench_function("hint_first_token", |b| {
-        b.iter(|| {
-            let adaptation = TaskAdaptation::gather(&parts, &picks);
-            hint.generate(&inputs, &mask, &adaptation, &first_token)
-                .expect("generate")
-        })
-    });
-    group.bench_function("concat_first_token", |b| {
-        b.iter(|| generate(&plain, &concatenated, &concat_mask, &first_token).expect("generate"))
-    });
+    for (suffix, config) in [("", &generation), ("_first_token", &first_token)] {
+        group.bench_function(format!("hint{suffix}"), |b| {
+            b.iter(|| {
+                let adaptation = TaskAdaptation::gather(&parts, &picks);
+                hint.generate(&inputs, &mask, &adaptation, config)
+                    .expect("generate")
+            })
+        });
+        group.bench_function(format!("concat{suffix}"), |b| {
+            b.iter(|| generate(&plain, &concatenated, &concat_mask, config).expect("generate"))
+        });
+    }
     group.finish();
 }
 

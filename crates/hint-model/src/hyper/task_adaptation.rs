@@ -164,9 +164,10 @@ impl TaskAdaptation {
     /// Rows picked from several tasks' adaptations (of one model) as one adaptation:
     /// row `r` of the result is row `picks[r].1` of `parts[picks[r].0]`. A batch that
     /// mixes tasks gives each example its own task's row this way. Each tensor is copied
-    /// once, straight into its place: joining the parts first and gathering the rows
-    /// after would copy every tensor twice, and a server joins a fused instruction's
-    /// keys and values (megabytes per task) for every batch. Encoded instructions of
+    /// once, straight into its place (twice for a shorter instruction's, padded first):
+    /// joining the parts first and gathering the rows after would copy every tensor
+    /// twice, and a server joins a fused instruction's keys and values (megabytes per
+    /// task) for every batch. Encoded instructions of
     /// different lengths, and their projected keys and values, are zero-padded to the
     /// longest; the instruction mask, padded alike, hides the padding.
     ///
