@@ -621,6 +621,36 @@ fn gathered_adaptations_of_several_tasks_give_each_row_its_own_task() {
     assert_eq!(from_parts.tokens, want.tokens);
 }
 
+/// Tasks adapted together, their instructions padded to the longest (as a server adapts a
+/// batch's new tasks), then each row cut to its own instruction: the same adaptation,
+/// tensor by tensor, as each task adapted alone.
+#[test]
+fn tasks_adapted_together_and_cut_to_their_instructions_equal_tasks_adapted_alone() {
+    let (_vs, model) = build(&every_module_with_fusion());
+    let instructions: [&[i64]; 3] = [&[20, 21, 22, 1], &[23, 24, 1], &[25, 1]];
+    let adapt = |rows: &[&[i64]]| {
+        tch::no_grad(|| {
+            let mut adaptation = model.adapt(&ids(rows), false);
+            model.project_instruction(&mut adaptation);
+            adaptation
+        })
+    };
+    let together = adapt(&instructions);
+    for (row, instruction) in instructions.iter().enumerate() {
+        let alone = adapt(&[instruction]);
+        let cut = together
+            .select_rows(&Tensor::from_slice(&[row as i64]))
+            .without_instruction_padding();
+        let (want, got) = (alone.named_tensors(), cut.named_tensors());
+        assert_eq!(want.len(), got.len());
+        for ((name, a), (other, b)) in want.iter().zip(&got) {
+            assert_eq!((name, a.size()), (other, b.size()), "row {row}");
+            let diff = max_diff(&a.to_kind(Kind::Double), &b.to_kind(Kind::Double));
+            assert!(diff < 1e-5, "row {row}, {name}: {diff}");
+        }
+    }
+}
+
 /// The fused instruction's cross-attention keys and values projected once per task (what
 /// a server caches) give the outputs of projecting them in every request: teacher-forced
 /// logits, rank-classification scores, greedy and beam generation, a batch mixing tasks

@@ -149,15 +149,19 @@ impl TaskAdaptation {
                 t.shallow_clone()
             }
         };
+        let mut selected = self.map_tensors(&select);
+        selected.rows = index.size()[0];
+        selected
+    }
+
+    /// This adaptation with `f` applied to every tensor (rows unchanged).
+    fn map_tensors(&self, f: &dyn Fn(&Tensor) -> Tensor) -> Self {
         Self {
-            encoder: map_stack(&self.encoder, &select),
-            decoder: map_stack(&self.decoder, &select),
-            instruction: self
-                .instruction
-                .as_ref()
-                .map(|(s, m)| (select(s), select(m))),
-            prompt: self.prompt.as_ref().map(select),
-            rows: index.size()[0],
+            encoder: map_stack(&self.encoder, f),
+            decoder: map_stack(&self.decoder, f),
+            instruction: self.instruction.as_ref().map(|(s, m)| (f(s), f(m))),
+            prompt: self.prompt.as_ref().map(f),
+            rows: self.rows,
         }
     }
 
@@ -253,19 +257,42 @@ impl TaskAdaptation {
         }
     }
 
+    /// A one-row adaptation made among longer instructions (padded at the end to the
+    /// longest) cut to its own instruction's length, the ones of its mask: the encoded
+    /// instruction and its projected keys and values lose the padding's positions (and
+    /// bytes), which the mask hid. An adaptation without an instruction, or without
+    /// padding, comes back as it is.
+    ///
+    /// # Panics
+    /// When the adaptation has more than one row.
+    pub fn without_instruction_padding(&self) -> Self {
+        assert_eq!(
+            self.rows, 1,
+            "cutting the instruction padding of several rows"
+        );
+        let mut cut = self.map_tensors(&Tensor::shallow_clone);
+        let Some((states, mask)) = &self.instruction else {
+            return cut;
+        };
+        let len = i64::try_from(mask.sum(tch::Kind::Int64)).unwrap_or(0);
+        if len == states.size()[1] {
+            return cut;
+        }
+        // Copies, so that the padded tensors are freed.
+        let shorten = |t: &Tensor, dim: i64| t.narrow(dim, 0, len).copy();
+        cut.instruction = Some((shorten(states, 1), shorten(mask, 1)));
+        for layer in &mut cut.decoder.layers {
+            if let Some(memory) = &mut layer.cross_attention.projected_memory {
+                memory.key = shorten(&memory.key, 2);
+                memory.value = shorten(&memory.value, 2);
+            }
+        }
+        cut
+    }
+
     /// Detaches every tensor (a served adaptation needs no graph).
     pub fn detach(&self) -> Self {
-        let detach = |t: &Tensor| t.detach();
-        Self {
-            encoder: map_stack(&self.encoder, &detach),
-            decoder: map_stack(&self.decoder, &detach),
-            instruction: self
-                .instruction
-                .as_ref()
-                .map(|(s, m)| (s.detach(), m.detach())),
-            prompt: self.prompt.as_ref().map(Tensor::detach),
-            rows: self.rows,
-        }
+        self.map_tensors(&Tensor::detach)
     }
 
     /// Named tensors, as written by [`TaskAdaptation::save`].
