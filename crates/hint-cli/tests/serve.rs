@@ -233,6 +233,7 @@ fn every_endpoint_answers_and_ids_are_content_hashes() {
         "hint_adaptation_cache_evictions_total",
         "hint_adaptation_cache_bytes",
         "hint_adaptations_total",
+        "hint_adaptation_passes_total",
         "hint_generated_tokens_total",
         "hint_packed_weight_bytes",
     ] {
@@ -447,6 +448,19 @@ fn the_cache_stays_within_its_byte_bound_and_its_folder_makes_a_restart_warm() {
     assert_eq!(served.metric("hint_adaptations_total"), 0.0);
 }
 
+/// Two answers to the same generation request: the same tokens, scores within 1e-4.
+fn assert_same_outputs(a: &Value, b: &Value) {
+    let (a, b) = (
+        a["outputs"].as_array().unwrap(),
+        b["outputs"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(b) {
+        assert_eq!(a["tokens"], b["tokens"]);
+        assert!((a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs() < 1e-4);
+    }
+}
+
 #[test]
 fn a_request_alone_and_inside_a_mixed_batch_gets_the_same_outputs() {
     let served = Served::start(&["--batch_window_ms", "300"]);
@@ -470,15 +484,7 @@ fn a_request_alone_and_inside_a_mixed_batch_gets_the_same_outputs() {
             .collect::<Vec<_>>()
     });
     let mixed = &answers[0].1;
-    for (a, b) in alone["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(mixed["outputs"].as_array().unwrap())
-    {
-        assert_eq!(a["tokens"], b["tokens"]);
-        assert!((a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs() < 1e-4);
-    }
+    assert_same_outputs(&alone, mixed);
     // The four requests (6 rows) went through together.
     let rows = served.metric("hint_batch_rows_sum") - before;
     assert_eq!(rows, 6.0);
@@ -493,6 +499,51 @@ fn a_request_alone_and_inside_a_mixed_batch_gets_the_same_outputs() {
         .unwrap();
     // One batch for the four (the first request made one of its own).
     assert_eq!(count, 2.0, "{}", served.metrics());
+}
+
+/// New tasks whose requests arrive together are adapted together, one pass of the
+/// hypernetwork for instructions of similar lengths (a much longer one gets its own), and
+/// answer as each task's request does alone on a fresh server (same outputs, same
+/// adaptation id, tokens and bytes).
+#[test]
+fn new_tasks_of_one_batch_are_adapted_together_and_answer_as_alone() {
+    let requests = [
+        json!({ "instruction": "Add one.", "inputs": ["3 1 2", "8 2"], "max_new_tokens": 6 }),
+        json!({ "instruction": "Add two.", "inputs": ["4 7 10"], "max_new_tokens": 6 }),
+        json!({ "instruction": "Add six.", "inputs": ["1 2"], "max_new_tokens": 6 }),
+        json!({ "instruction": SORT, "inputs": ["5 3"], "max_new_tokens": 6 }),
+    ];
+    let together = Served::start(&["--batch_window_ms", "300"]);
+    let answers = std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .iter()
+            .map(|body| scope.spawn(|| together.post("/v1/generate", body)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(together.metric("hint_adaptations_total"), 4.0);
+    assert_eq!(
+        together.metric("hint_adaptation_passes_total"),
+        2.0,
+        "{}",
+        together.metrics()
+    );
+    let alone = Served::start(&[]);
+    for (request, (status, mixed)) in requests.iter().zip(&answers) {
+        assert_eq!(*status, 200, "{mixed}");
+        let (_, single) = alone.post("/v1/generate", request);
+        assert_same_outputs(&single, mixed);
+        let adaptation = json!({ "instruction": request["instruction"] });
+        let (_, made_together) = together.post("/v1/adaptations", &adaptation);
+        let (_, made_alone) = alone.post("/v1/adaptations", &adaptation);
+        for field in ["id", "tokens", "bytes"] {
+            assert_eq!(made_together[field], made_alone[field], "{field}");
+        }
+    }
+    assert_eq!(alone.metric("hint_adaptation_passes_total"), 4.0);
 }
 
 #[test]

@@ -92,6 +92,14 @@ impl AdaptationCache {
             .map(|d| d.join(format!("{id}.{extension}")))
     }
 
+    /// Whether `id` is in memory or in the cache folder (nothing counted, nothing read).
+    pub fn contains(&self, id: &str) -> bool {
+        self.entries.contains_key(id)
+            || [false, true]
+                .iter()
+                .any(|&concat| self.path(id, concat).is_some_and(|p| p.is_file()))
+    }
+
     /// The adaptation `id` and its instruction's length in tokens, from memory or (after a
     /// restart, or an eviction) from the cache folder.
     pub fn get(&mut self, id: &str) -> Option<(Adaptation, usize)> {

@@ -2,6 +2,7 @@
 //! threads here): adaptations made once per instruction and cached, and batches of
 //! generation rows that may mix tasks.
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use hint_model::TaskAdaptation;
 use hint_train::eval::pad_rows;
 use hint_train::LoadedRun;
 use sha2::{Digest, Sha256};
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 use crate::cache::{Adaptation, AdaptationCache};
 use crate::config::ServeConfig;
@@ -129,22 +130,7 @@ impl Engine {
         let started = Instant::now();
         let instruction = self.converter.model_inputs(&[1], ids).instruction;
         let adaptation = if self.is_hyper() {
-            let instruction: &[i64] = if instruction.is_empty() {
-                &[1]
-            } else {
-                &instruction
-            };
-            let rows = pad_rows(&[instruction], self.device);
-            let model = &self.run.model;
-            // The fused instruction's cross-attention keys and values are projected here,
-            // once per task, instead of in every request's first decoding step.
-            let made = guarded(|| {
-                tch::no_grad(|| {
-                    let mut made = model.adapt(&rows, false).detach();
-                    model.project_instruction(&mut made);
-                    made
-                })
-            })?;
+            let made = self.hypernetwork_pass(&[&instruction])?;
             self.metrics.adaptations.inc();
             Adaptation::Hyper(made)
         } else {
@@ -171,6 +157,101 @@ impl Engine {
                 cached: false,
             },
         ))
+    }
+
+    /// Makes the adaptations of `tasks` that are neither cached nor in the cache folder,
+    /// instructions of similar lengths in one pass of the hypernetwork (padded to the
+    /// longest, each task's adaptation then cut to its own length), and caches them: a
+    /// batch of requests for new tasks with short instructions costs about one pass
+    /// instead of one each. Only for a model whose
+    /// instruction encoder masks padding (`hyperencoder_mask_padding`, the default), where
+    /// the padded pass gives each task the adaptation it gets alone, and only for two
+    /// tasks or more; the rest are left to [`Engine::adaptation`]. Returns each task made
+    /// here with what its request learns (its seconds: its share of the pass).
+    pub fn adapt_new_tasks(
+        &mut self,
+        tasks: &[&TaskRef],
+    ) -> Result<HashMap<String, (Adaptation, Adapted)>, ServeError> {
+        let mut made = HashMap::new();
+        if !self.is_hyper() || !self.run.model.config.hyperencoder_mask_padding {
+            return Ok(made);
+        }
+        let mut new: Vec<(&str, Vec<i64>)> = Vec::new();
+        for task in tasks {
+            let Some(ids) = &task.instruction else {
+                continue;
+            };
+            if self.cache.contains(&task.id) || new.iter().any(|(id, _)| *id == task.id) {
+                continue;
+            }
+            let instruction = self.converter.model_inputs(&[1], ids).instruction;
+            new.push((&task.id, instruction));
+        }
+        if new.len() < 2 {
+            return Ok(made);
+        }
+        for group in similar_lengths(new) {
+            self.adapt_in_one_pass(&group, &mut made)?;
+        }
+        Ok(made)
+    }
+
+    /// The adaptations of `instructions` (one row each, padded to the longest; an empty
+    /// one reads the end-of-sequence token alone) from one pass of the hypernetwork, the
+    /// fused instruction's cross-attention keys and values projected here, once per task,
+    /// instead of in every request's first decoding step.
+    fn hypernetwork_pass(&self, instructions: &[&[i64]]) -> Result<TaskAdaptation, ServeError> {
+        let rows: Vec<&[i64]> = instructions
+            .iter()
+            .map(|&i| if i.is_empty() { &[1][..] } else { i })
+            .collect();
+        let rows = pad_rows(&rows, self.device);
+        let model = &self.run.model;
+        let made = guarded(|| {
+            tch::no_grad(|| {
+                let mut made = model.adapt(&rows, false).detach();
+                model.project_instruction(&mut made);
+                made
+            })
+        })?;
+        self.metrics.adaptation_passes.inc();
+        Ok(made)
+    }
+
+    /// One pass of the hypernetwork over `group`'s instructions (padded to the longest);
+    /// each task's adaptation, cut to its own instruction, cached and added to `made`.
+    fn adapt_in_one_pass(
+        &mut self,
+        group: &[(&str, Vec<i64>)],
+        made: &mut HashMap<String, (Adaptation, Adapted)>,
+    ) -> Result<(), ServeError> {
+        let started = Instant::now();
+        let instructions: Vec<&[i64]> = group.iter().map(|(_, i)| i.as_slice()).collect();
+        let together = self.hypernetwork_pass(&instructions)?;
+        let seconds = started.elapsed().as_secs_f64() / group.len() as f64;
+        for (row, (id, instruction)) in group.iter().enumerate() {
+            let index = Tensor::from_slice(&[row as i64]).to_device(self.device);
+            let adaptation = Adaptation::Hyper(guarded(|| {
+                together.select_rows(&index).without_instruction_padding()
+            })?);
+            let tokens = instruction.len();
+            self.metrics.cache_misses.inc();
+            self.metrics.adaptations.inc();
+            self.metrics
+                .adaptation_seconds
+                .with_label_values(&["false"])
+                .observe(seconds);
+            self.cache.insert(id, &adaptation, tokens);
+            let adapted = Adapted {
+                id: id.to_string(),
+                tokens,
+                bytes: adaptation.bytes(),
+                seconds,
+                cached: false,
+            };
+            made.insert(id.to_string(), (adaptation, adapted));
+        }
+        Ok(())
     }
 
     /// The encoder rows of `inputs` for an adaptation (a concatenation model's instruction
@@ -295,6 +376,30 @@ impl Engine {
     }
 }
 
+/// `tasks` (id, instruction) in groups of similar instruction lengths, shortest first: a
+/// group takes the next (longer) instruction while padding every member to it adds at
+/// most a quarter to the tokens the group reads, so that a short instruction is not
+/// padded to a long one's length (a pass over padding costs as much as over tokens).
+fn similar_lengths(mut tasks: Vec<(&str, Vec<i64>)>) -> Vec<Vec<(&str, Vec<i64>)>> {
+    tasks.sort_by_key(|(_, instruction)| instruction.len());
+    let mut groups: Vec<Vec<(&str, Vec<i64>)>> = Vec::new();
+    let mut tokens = 0;
+    for task in tasks {
+        let len = task.1.len().max(1);
+        match groups.last_mut() {
+            Some(group) if 4 * (group.len() + 1) * len <= 5 * (tokens + len) => {
+                tokens += len;
+                group.push(task);
+            }
+            _ => {
+                tokens = len;
+                groups.push(vec![task]);
+            }
+        }
+    }
+    groups
+}
+
 /// Runs `f`, turning a panic (a libtorch failure surfaces as one in tch) into a 500 for
 /// this request only.
 fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ServeError> {
@@ -312,6 +417,20 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, ServeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_tasks_are_adapted_together_only_with_instructions_of_similar_lengths() {
+        let tasks: Vec<(&str, Vec<i64>)> = [("a", 20), ("b", 5), ("c", 6), ("d", 5), ("e", 100)]
+            .into_iter()
+            .map(|(id, len)| (id, vec![7; len]))
+            .collect();
+        let groups: Vec<Vec<&str>> = similar_lengths(tasks)
+            .iter()
+            .map(|g| g.iter().map(|(id, _)| *id).collect())
+            .collect();
+        // 5, 5, 6 padded to 6 read 18 tokens for 16; 20 padded with them would read 80 for 36.
+        assert_eq!(groups, [vec!["b", "d", "c"], vec!["a"], vec!["e"]]);
+    }
 
     #[test]
     fn a_panic_on_the_model_thread_is_this_request_s_500() {

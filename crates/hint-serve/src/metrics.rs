@@ -30,6 +30,8 @@ pub struct Metrics {
     pub cache_entries: IntGauge,
     /// Adaptations made (the hypernetwork run once for an instruction).
     pub adaptations: IntCounter,
+    /// Passes of the hypernetwork that made them (a batch's new tasks are made in one).
+    pub adaptation_passes: IntCounter,
     /// Seconds to find a request's adaptation, by `cached` (`true`: in memory;
     /// `false`: read from the folder or made).
     pub adaptation_seconds: HistogramVec,
@@ -100,6 +102,10 @@ impl Metrics {
                 "adaptations_total",
                 "Adaptations made (the hypernetwork run once for an instruction)",
             ),
+            adaptation_passes: counter(
+                "adaptation_passes_total",
+                "Passes of the hypernetwork that made the adaptations (new tasks of a batch share one)",
+            ),
             generated_tokens: counter("generated_tokens_total", "Tokens generated"),
             packed_weights: gauge(
                 "packed_weight_bytes",
@@ -119,6 +125,7 @@ impl Metrics {
             Box::new(metrics.cache_bytes.clone()),
             Box::new(metrics.cache_entries.clone()),
             Box::new(metrics.adaptations.clone()),
+            Box::new(metrics.adaptation_passes.clone()),
             Box::new(metrics.generated_tokens.clone()),
             Box::new(metrics.packed_weights.clone()),
             Box::new(metrics.adaptation_seconds.clone()),

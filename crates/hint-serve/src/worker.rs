@@ -193,15 +193,28 @@ struct Member {
     inputs: Vec<Vec<i64>>,
 }
 
+fn task_of(work: &Work) -> &TaskRef {
+    match work {
+        Work::Adapt(task) | Work::Generate { task, .. } | Work::Score { task, .. } => task,
+    }
+}
+
 fn serve_batch(engine: &mut Engine, jobs: Vec<Job>) {
+    // The batch's new tasks adapted together (a failure there leaves each to its own
+    // request below, which then answers with the error).
+    let all: Vec<&TaskRef> = jobs.iter().map(|job| task_of(&job.work)).collect();
+    let mut made = engine.adapt_new_tasks(&all).unwrap_or_default();
     // Each distinct task's adaptation once for the batch.
     let mut tasks: Vec<(String, Adaptation)> = Vec::new();
     let mut groups: Vec<(GenerationConfig, Vec<Member>)> = Vec::new();
     for Job { work, reply } in jobs {
-        let task = match &work {
-            Work::Adapt(task) | Work::Generate { task, .. } | Work::Score { task, .. } => task,
+        let task = task_of(&work);
+        // A task made above answers its first request as made; later ones find it cached.
+        let found = match made.remove(&task.id) {
+            Some(made) => Ok(made),
+            None => engine.adaptation(task),
         };
-        let (adaptation, adapted) = match engine.adaptation(task) {
+        let (adaptation, adapted) = match found {
             Ok(found) => found,
             Err(err) => {
                 let _ = reply.send(Err(err));
