@@ -3,6 +3,7 @@
 //! — generation rows of every task with the same settings in one batch. Requests are
 //! served in arrival order, all of a batch at once, so none waits behind later ones.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -203,7 +204,10 @@ fn serve_batch(engine: &mut Engine, jobs: Vec<Job>) {
     // The batch's new tasks adapted together (a failure there leaves each to its own
     // request below, which then answers with the error).
     let all: Vec<&TaskRef> = jobs.iter().map(|job| task_of(&job.work)).collect();
-    let mut made = engine.adapt_new_tasks(&all).unwrap_or_default();
+    let mut made = engine.adapt_new_tasks(&all).unwrap_or_else(|err| {
+        tracing::warn!(%err, "adapting the batch's new tasks together failed; adapting them one at a time");
+        HashMap::new()
+    });
     // Each distinct task's adaptation once for the batch.
     let mut tasks: Vec<(String, Adaptation)> = Vec::new();
     let mut groups: Vec<(GenerationConfig, Vec<Member>)> = Vec::new();
