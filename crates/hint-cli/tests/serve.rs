@@ -77,6 +77,17 @@ impl Served {
         self.post_raw(path, body.to_string())
     }
 
+    /// `POST /v1/generate` of every body at once (one thread each), answers in order.
+    fn generate_together(&self, bodies: &[Value]) -> Vec<(u16, Value)> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = bodies
+                .iter()
+                .map(|body| scope.spawn(|| self.post("/v1/generate", body)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
     fn post_raw(&self, path: &str, body: String) -> (u16, Value) {
         let response = self
             .client
@@ -473,16 +484,8 @@ fn a_request_alone_and_inside_a_mixed_batch_gets_the_same_outputs() {
         json!({ "instruction": "Reverse the list.", "inputs": ["1 2 3 4 5 6"], "max_new_tokens": 6 }),
         json!({ "instruction": SORT, "inputs": ["5 5 1"], "max_new_tokens": 6 }),
     ];
-    let answers = std::thread::scope(|scope| {
-        let handles: Vec<_> = std::iter::once(&request)
-            .chain(&others)
-            .map(|body| scope.spawn(|| served.post("/v1/generate", body)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
-    });
+    let bodies: Vec<Value> = std::iter::once(&request).chain(&others).cloned().collect();
+    let answers = served.generate_together(&bodies);
     let mixed = &answers[0].1;
     assert_same_outputs(&alone, mixed);
     // The four requests (6 rows) went through together.
@@ -514,16 +517,7 @@ fn new_tasks_of_one_batch_are_adapted_together_and_answer_as_alone() {
         json!({ "instruction": SORT, "inputs": ["5 3"], "max_new_tokens": 6 }),
     ];
     let together = Served::start(&["--batch_window_ms", "300"]);
-    let answers = std::thread::scope(|scope| {
-        let handles: Vec<_> = requests
-            .iter()
-            .map(|body| scope.spawn(|| together.post("/v1/generate", body)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .collect::<Vec<_>>()
-    });
+    let answers = together.generate_together(&requests);
     assert_eq!(together.metric("hint_adaptations_total"), 4.0);
     assert_eq!(
         together.metric("hint_adaptation_passes_total"),

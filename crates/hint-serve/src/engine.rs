@@ -141,22 +141,39 @@ impl Engine {
         } else {
             ids.len()
         };
-        self.cache.insert(&task.id, &adaptation, tokens);
+        let seconds = started.elapsed().as_secs_f64();
+        let adapted = self.keep_made(
+            &task.id,
+            &adaptation,
+            tokens,
+            seconds,
+            looked.elapsed().as_secs_f64(),
+        );
+        Ok((adaptation, adapted))
+    }
+
+    /// Caches an adaptation just made (`seconds` of model time, `lookup_seconds` for the
+    /// request's whole lookup) and says what its request learns.
+    fn keep_made(
+        &mut self,
+        id: &str,
+        adaptation: &Adaptation,
+        tokens: usize,
+        seconds: f64,
+        lookup_seconds: f64,
+    ) -> Adapted {
+        self.cache.insert(id, adaptation, tokens);
         self.metrics
             .adaptation_seconds
             .with_label_values(&["false"])
-            .observe(looked.elapsed().as_secs_f64());
-        let bytes = adaptation.bytes();
-        Ok((
-            adaptation,
-            Adapted {
-                id: task.id.clone(),
-                tokens,
-                bytes,
-                seconds: started.elapsed().as_secs_f64(),
-                cached: false,
-            },
-        ))
+            .observe(lookup_seconds);
+        Adapted {
+            id: id.to_string(),
+            tokens,
+            bytes: adaptation.bytes(),
+            seconds,
+            cached: false,
+        }
     }
 
     /// Makes the adaptations of `tasks` that are neither cached nor in the cache folder,
@@ -234,21 +251,9 @@ impl Engine {
             let adaptation = Adaptation::Hyper(guarded(|| {
                 together.select_rows(&index).without_instruction_padding()
             })?);
-            let tokens = instruction.len();
             self.metrics.cache_misses.inc();
             self.metrics.adaptations.inc();
-            self.metrics
-                .adaptation_seconds
-                .with_label_values(&["false"])
-                .observe(seconds);
-            self.cache.insert(id, &adaptation, tokens);
-            let adapted = Adapted {
-                id: id.to_string(),
-                tokens,
-                bytes: adaptation.bytes(),
-                seconds,
-                cached: false,
-            };
+            let adapted = self.keep_made(id, &adaptation, instruction.len(), seconds, seconds);
             made.insert(id.to_string(), (adaptation, adapted));
         }
         Ok(())
