@@ -1,5 +1,7 @@
 //! Compiles `shim/autograd_shim.cpp` (rematerialisation's autograd node, the device
-//! allocator's statistics) against the libtorch torch-sys links, embeds libtorch's
+//! allocator's statistics, packed inference products) and `shim/fused_kernels.cpp` (the
+//! fused RMS norm and gated activation, parallel through libtorch's OpenMP runtime)
+//! against the libtorch torch-sys links, embeds libtorch's
 //! library folder as an rpath, so that this crate's tests run without `LD_LIBRARY_PATH`,
 //! and records the linked libtorch's version for `hint version`. torch-sys publishes the
 //! folder to its direct dependents as `DEP_TCH_LIBTORCH_LIB`.
@@ -9,6 +11,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-changed=shim/autograd_shim.cpp");
+    println!("cargo:rerun-if-changed=shim/fused_kernels.cpp");
     let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("hint-model: torch-sys did not say where libtorch is (DEP_TCH_LIBTORCH_LIB)");
     };
@@ -17,9 +20,15 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("shim/autograd_shim.cpp")
+        .file("shim/fused_kernels.cpp")
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")
+        // The kernels' loops: at::parallel_for is OpenMP in libtorch's headers, and the
+        // reductions vectorise only under `omp simd`. Optimised even in debug builds,
+        // whose tests would otherwise crawl through them.
+        .flag("-fopenmp")
+        .opt_level(3)
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .warnings(false)
         .extra_warnings(false)
@@ -28,11 +37,28 @@ fn main() {
     for name in ["torch_cpu", "torch", "c10"] {
         println!("cargo:rustc-link-lib=dylib={name}");
     }
+    // The OpenMP runtime libtorch itself loads, so that one thread pool serves both.
+    match openmp_runtime(Path::new(&lib_dir)) {
+        Some(file) => println!("cargo:rustc-link-lib=dylib:+verbatim={file}"),
+        None => println!("cargo:rustc-link-lib=dylib=gomp"),
+    }
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     println!(
         "cargo:rustc-env=HINT_LIBTORCH_VERSION={}",
         libtorch_version(root)
     );
+}
+
+/// The GNU OpenMP runtime shipped beside libtorch: `libgomp.so.1` in the Python wheel,
+/// `libgomp-<hash>.so.1` in a standalone libtorch.
+fn openmp_runtime(lib_dir: &Path) -> Option<String> {
+    let mut names: Vec<String> = std::fs::read_dir(lib_dir)
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("libgomp") && name.contains(".so"))
+        .collect();
+    names.sort();
+    names.into_iter().next()
 }
 
 /// A standalone libtorch has a `build-version` file; the `torch` Python package a

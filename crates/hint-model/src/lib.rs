@@ -13,6 +13,7 @@
 
 mod assignment;
 mod error;
+mod fused;
 pub mod hyper;
 mod memory;
 mod packed;
@@ -27,6 +28,7 @@ pub mod t5x_names;
 
 pub use assignment::{load_weights_mapped, AssignmentMap, AssignmentNaming, AssignmentReport};
 pub use error::ModelError;
+pub use fused::{fused_kernels, set_fused_kernels, FUSED_KERNELS_ENV};
 pub use hyper::config::{HyperConfig, LayerEmbedding};
 pub use hyper::flops;
 pub use hyper::model::{HyperT5, TaskAdaptation};

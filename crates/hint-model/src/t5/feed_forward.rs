@@ -3,7 +3,8 @@
 use tch::{nn, Tensor};
 
 use super::config::{FeedForwardProj, T5Config};
-use super::layers::{fused_linear, in_kind, Linear};
+use super::layers::{in_kind, stacked_product, Linear};
+use crate::fused::{gated_activation, GatedActivation};
 
 /// The inner projections of a feed-forward sublayer.
 #[derive(Debug)]
@@ -73,13 +74,23 @@ impl FeedForward {
                 activation,
                 dropout,
             } => {
-                let [gate, linear] = fused_linear(x, [wi_0, wi_1]);
-                let gate = match activation {
-                    FeedForwardProj::GatedSilu => gate.silu(),
+                // The gate and the linear half come from one product and go into one
+                // fused kernel, which also gives back one gradient for the product.
+                let product = stacked_product(x, &[wi_0, wi_1]);
+                let fused = match activation {
+                    FeedForwardProj::GatedSilu => GatedActivation::Silu,
                     // HF maps "gated-gelu" to gelu_new, the tanh approximation.
-                    _ => gate.gelu("tanh"),
+                    _ => GatedActivation::GeluTanh,
                 };
-                wo.forward(&rescaled((gate * linear).dropout(*dropout, train)))
+                let inner = gated_activation(&product, fused).unwrap_or_else(|| {
+                    let [gate, linear] = product.chunk(2, -1).try_into().expect("two halves");
+                    let gate = match fused {
+                        GatedActivation::Silu => gate.silu(),
+                        GatedActivation::GeluTanh => gate.gelu("tanh"),
+                    };
+                    gate * linear
+                });
+                wo.forward(&rescaled(inner.dropout(*dropout, train)))
             }
         }
     }

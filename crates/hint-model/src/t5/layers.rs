@@ -60,14 +60,18 @@ pub fn fused_linear<const N: usize>(x: &Tensor, linears: [&Linear; N]) -> [Tenso
         return std::array::from_fn(|i| linears[i].forward(x));
     }
     let sizes: Vec<i64> = linears.iter().map(|l| l.weight.size()[0]).collect();
+    let parts = stacked_product(x, &linears).split_with_sizes(sizes.as_slice(), -1);
+    std::array::from_fn(|i| parts[i].shallow_clone())
+}
+
+/// `x` times the linear maps' weights stacked, unsplit: `[.., Σ out_features]`.
+pub fn stacked_product(x: &Tensor, linears: &[&Linear]) -> Tensor {
     // The first map keeps the reordered copy of the stacked weights.
-    let sources = linears.map(|l| &l.weight);
-    let product = linears[0].packed().product(x, &sources).unwrap_or_else(|| {
+    let sources: Vec<&Tensor> = linears.iter().map(|l| &l.weight).collect();
+    linears[0].packed().product(x, &sources).unwrap_or_else(|| {
         let weights: Vec<Tensor> = sources.iter().map(|w| in_kind(w, x.kind())).collect();
         crate::remat::weight_product(x, &Tensor::cat(&weights, 0))
-    });
-    let parts = product.split_with_sizes(sizes.as_slice(), -1);
-    std::array::from_fn(|i| parts[i].shallow_clone())
+    })
 }
 
 /// Concatenates `parts` along `dim`, broadcasting one-row parts to `batch` rows.
@@ -99,7 +103,8 @@ pub fn in_kind(tensor: &Tensor, kind: Kind) -> Tensor {
 ///
 /// In reduced precision it follows t5x (and transformers' bf16 `T5LayerNorm`): the input is
 /// normalised in f32, rounded to the compute dtype, then scaled by the weight in that dtype.
-/// (Scaling in f32 and rounding once was a quarter slower.)
+/// (Scaling in f32 and rounding once was a quarter slower.) On the CPU one fused kernel
+/// does the same arithmetic (`crate::fused`).
 #[derive(Debug)]
 pub struct LayerNorm {
     /// `[d_model]`, initialised to 1.
@@ -116,6 +121,11 @@ impl LayerNorm {
 
     /// Normalises over the last dimension; the result has `x`'s dtype.
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        crate::fused::rms_norm(x, &self.weight, self.epsilon).unwrap_or_else(|| self.composed(x))
+    }
+
+    /// The norm from libtorch's operators.
+    fn composed(&self, x: &Tensor) -> Tensor {
         let kind = x.kind();
         let x32 = x.to_kind(Kind::Float);
         let variance = x32.square().mean_dim(-1, true, Kind::Float);
