@@ -13,7 +13,10 @@ from runs with `remat_policy = "full"`, the bytes per block-input and bias eleme
     python3 benches/memory_fit.py [target/release/hint] [float32|bfloat16] [dropout]
 
 Prints the coefficients to paste into plan.rs, and each configuration's measured and
-predicted bytes per example. Nothing but the Python standard library is needed.
+predicted bytes per example. The steps run the fused CPU kernels (the default): their
+coefficients go to `fused_activation_bytes`; with `HINT_FUSED_KERNELS=0` in the
+environment they run libtorch's operators, which is what `activation_bytes` holds for
+CUDA runs. Nothing but the Python standard library is needed.
 """
 import json
 import os

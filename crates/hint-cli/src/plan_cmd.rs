@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use hint_model::RematPolicy;
 use hint_train::gigabytes;
-use hint_train::plan::{plan, MemoryPlan};
+use hint_train::plan::{plan, Kernels, MemoryPlan};
 
 use crate::gin_args::GinArgs;
 
@@ -108,9 +108,10 @@ fn text(plan: &MemoryPlan, device_memory: Option<u64>, reserve: u64) -> String {
         }
     ));
     out.push_str(&format!(
-        "  parameters       {}\n  gradients        {}\n  optimizer state  {} (Adafactor; the most loaded rank's) and {} working buffer\n",
+        "  parameters       {}\n  gradients        {} (and {} while the largest is accumulated)\n  optimizer state  {} (Adafactor; the most loaded rank's) and {} working buffer\n",
         gigabytes(plan.parameter_bytes),
         gigabytes(plan.gradient_bytes),
+        gigabytes(plan.accumulation_bytes),
         gigabytes(plan.optimizer_state_bytes),
         gigabytes(plan.optimizer_scratch_bytes)
     ));
@@ -120,6 +121,14 @@ fn text(plan: &MemoryPlan, device_memory: Option<u64>, reserve: u64) -> String {
             gigabytes(plan.weight_copy_bytes)
         ));
     }
+    out.push_str(match plan.kernels {
+        Kernels::Fused => {
+            "  activations counted for the fused CPU kernels (RMS norm, gated activation)\n"
+        }
+        Kernels::Composed => {
+            "  activations counted for libtorch's operators (CUDA, or HINT_FUSED_KERNELS=0)\n"
+        }
+    });
     for policy in [RematPolicy::None, RematPolicy::Minimal, RematPolicy::Full] {
         let mark = if policy == plan.remat_policy {
             " (configured)"
@@ -173,16 +182,32 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode> {
     if args.nproc == 0 {
         bail!("--nproc must be at least 1");
     }
-    // Planning needs no device: a configuration naming a GPU is planned here too.
-    let mut gin = args.gin.clone();
-    gin.gin_bindings
-        .push("hint.train.Run.device = \"cpu\"".into());
-    let settings = crate::train_cmd::settings_of(&gin)?;
+    // Planning needs no device: a configuration naming one this machine lacks (a GPU) is
+    // planned here too, for the operators such a device runs (libtorch's: the fused
+    // kernels are the CPU's). The override changes nothing else, so a configuration that
+    // loads only with it failed on its device.
+    let (settings, kernels) = match crate::train_cmd::settings_of(&args.gin) {
+        Ok(settings) => {
+            let kernels = Kernels::on(settings.device);
+            (settings, kernels)
+        }
+        Err(_) => {
+            let mut gin = args.gin.clone();
+            gin.gin_bindings
+                .push("hint.train.Run.device = \"cpu\"".into());
+            (crate::train_cmd::settings_of(&gin)?, Kernels::Composed)
+        }
+    };
     if !(0.0..=1.0).contains(&args.instructions_per_example) {
         bail!("--instructions_per_example is a share of the examples: between 0 and 1");
     }
-    let plan = plan(&settings, args.nproc, args.instructions_per_example)
-        .context("planning the run's memory")?;
+    let plan = plan(
+        &settings,
+        args.nproc,
+        args.instructions_per_example,
+        kernels,
+    )
+    .context("planning the run's memory")?;
     let mut out = std::io::stdout().lock();
     match args.format {
         PlanFormat::Text => write!(out, "{}", text(&plan, args.device_memory, args.reserve))?,

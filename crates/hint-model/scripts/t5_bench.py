@@ -1,7 +1,7 @@
 """Times transformers' eager PyTorch T5 on the shapes of `benches/t5.rs`, for the
 side-by-side comparison in the issue (same machine, same libtorch 2.13.0, same threads).
 
-    python crates/hint-model/scripts/t5_bench.py [--same-allocator] [--greedy-only]   # torch==2.13.0, transformers
+    python crates/hint-model/scripts/t5_bench.py [--same-allocator] [--greedy-only | --train-only]   # torch==2.13.0, transformers
 
 `--same-allocator` gives Python the glibc setting that `hint` and its benches apply
 (`hint_model::retain_freed_memory`: freed memory is kept for reuse, not returned to the
@@ -55,7 +55,7 @@ for name, s in SHAPES.items():
 
     for dtype in ("f32", "bf16") if "--greedy-only" not in sys.argv else ():
         print(f"train_step {name} {dtype}: {timeit(lambda: step(dtype), reps=5 if name == 'small' else 20) * 1e3:.1f} ms")
-    if name == "small":
+    if name == "small" and "--train-only" not in sys.argv:
         model.eval()
         mask = torch.ones_like(inputs)
         # f32, then bf16 weights and activations (hint's param_dtype and compute_dtype bfloat16).

@@ -88,9 +88,14 @@ fn fail_once(result: Result<Tensor, String>) -> Option<Tensor> {
     }
 }
 
-/// T5's RMS norm of `x [.., d]` with `weight [d]` in `x`'s dtype, or `None` where the
-/// kernel does not apply (see the module's notes).
-pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, epsilon: f64) -> Option<Tensor> {
+/// T5's RMS norm of `x [.., d]` with `weight [d]`, in `x`'s dtype: the fused kernel where
+/// it applies, else libtorch's operators.
+pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, epsilon: f64) -> Tensor {
+    fused_rms_norm(x, weight, epsilon).unwrap_or_else(|| composed_rms_norm(x, weight, epsilon))
+}
+
+/// The fused kernel's norm, or `None` where it does not apply (see the module's notes).
+fn fused_rms_norm(x: &Tensor, weight: &Tensor, epsilon: f64) -> Option<Tensor> {
     if !applies(&[x, weight]) {
         return None;
     }
@@ -100,6 +105,17 @@ pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, epsilon: f64) -> Option<Tens
     fail_once(unsafe {
         shim_tensor(|out| hm_fused_rms_norm(x.as_mut_ptr(), weight.as_mut_ptr(), epsilon, out))
     })
+}
+
+/// The norm from libtorch's operators: `x` normalised in f32, rounded to its dtype, then
+/// scaled by the weight in that dtype (t5x's and transformers' bf16 arithmetic).
+fn composed_rms_norm(x: &Tensor, weight: &Tensor, epsilon: f64) -> Tensor {
+    let kind = x.kind();
+    let x32 = x.to_kind(Kind::Float);
+    let variance = x32.square().mean_dim(-1, true, Kind::Float);
+    let normed = (x32 * (variance + epsilon).rsqrt()).to_kind(kind);
+    // (`to_kind` to the same dtype is the tensor itself, not a copy.)
+    weight.to_kind(kind) * normed
 }
 
 /// The activation of a gated feed-forward.
@@ -112,8 +128,15 @@ pub(crate) enum GatedActivation {
 }
 
 /// `act(product[.., :F]) * product[.., F:]` for the product `[.., 2F]` that computed the
-/// gate and the linear half together, or `None` where the kernel does not apply.
-pub(crate) fn gated_activation(product: &Tensor, activation: GatedActivation) -> Option<Tensor> {
+/// gate and the linear half together: the fused kernel where it applies, else libtorch's
+/// operators.
+pub(crate) fn gated_activation(product: &Tensor, activation: GatedActivation) -> Tensor {
+    fused_gated_activation(product, activation)
+        .unwrap_or_else(|| composed_gated_activation(product, activation))
+}
+
+/// The fused kernel's activation, or `None` where it does not apply.
+fn fused_gated_activation(product: &Tensor, activation: GatedActivation) -> Option<Tensor> {
     if !applies(&[product]) {
         return None;
     }
@@ -125,26 +148,18 @@ pub(crate) fn gated_activation(product: &Tensor, activation: GatedActivation) ->
     })
 }
 
+fn composed_gated_activation(product: &Tensor, activation: GatedActivation) -> Tensor {
+    let halves = product.chunk(2, -1);
+    let gate = match activation {
+        GatedActivation::GeluTanh => halves[0].gelu("tanh"),
+        GatedActivation::Silu => halves[0].silu(),
+    };
+    gate * &halves[1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The RMS norm from libtorch's operators, as `LayerNorm` composes it.
-    fn composed_norm(x: &Tensor, weight: &Tensor, epsilon: f64) -> Tensor {
-        let x32 = x.to_kind(Kind::Float);
-        let variance = x32.square().mean_dim(-1, true, Kind::Float);
-        let normed = (x32 * (variance + epsilon).rsqrt()).to_kind(x.kind());
-        weight.to_kind(x.kind()) * normed
-    }
-
-    fn composed_gated(product: &Tensor, activation: GatedActivation) -> Tensor {
-        let halves = product.chunk(2, -1);
-        let gate = match activation {
-            GatedActivation::GeluTanh => halves[0].gelu("tanh"),
-            GatedActivation::Silu => halves[0].silu(),
-        };
-        gate * &halves[1]
-    }
 
     fn leaf(shape: &[i64], kind: Kind, seed: i64, scale: f64) -> Tensor {
         tch::manual_seed(seed);
@@ -192,10 +207,10 @@ mod tests {
                 .set_requires_grad(true);
             let upstream = leaf(&[2, 35, 96], kind, 3, 1.0).detach();
             let fused = run(&[&x, &weight], &upstream, || {
-                rms_norm(&x, &weight, 1e-6).expect("the kernel applies")
+                fused_rms_norm(&x, &weight, 1e-6).expect("the kernel applies")
             });
             let composed = run(&[&x, &weight], &upstream, || {
-                composed_norm(&x, &weight, 1e-6)
+                composed_rms_norm(&x, &weight, 1e-6)
             });
             for (name, a, b) in [
                 ("output", &fused[0], &composed[0]),
@@ -214,7 +229,7 @@ mod tests {
             assert_eq!(fused[2].kind(), weight_kind);
             let reference = {
                 let x32 = x.detach().to_kind(Kind::Float);
-                let normed = composed_norm(
+                let normed = composed_rms_norm(
                     &x32,
                     &weight.detach().ones_like().to_kind(Kind::Float),
                     1e-6,
@@ -249,10 +264,10 @@ mod tests {
                 let product = leaf(&[3, 5, 2 * 77], kind, 4, 4.0);
                 let upstream = leaf(&[3, 5, 77], kind, 5, 1.0).detach();
                 let fused = run(&[&product], &upstream, || {
-                    gated_activation(&product, activation).expect("the kernel applies")
+                    fused_gated_activation(&product, activation).expect("the kernel applies")
                 });
                 let composed = run(&[&product], &upstream, || {
-                    composed_gated(&product, activation)
+                    composed_gated_activation(&product, activation)
                 });
                 for (name, a, b) in [
                     ("output", &fused[0], &composed[0]),
@@ -273,13 +288,13 @@ mod tests {
     #[test]
     fn kernels_decline_what_they_do_not_serve() {
         let double = Tensor::ones([2, 4], (Kind::Double, Device::Cpu));
-        assert!(rms_norm(
+        assert!(fused_rms_norm(
             &double,
             &Tensor::ones([4], (Kind::Double, Device::Cpu)),
             1e-6
         )
         .is_none());
-        assert!(gated_activation(&double, GatedActivation::GeluTanh).is_none());
+        assert!(fused_gated_activation(&double, GatedActivation::GeluTanh).is_none());
     }
 
     #[test]
@@ -292,7 +307,7 @@ mod tests {
         for n in [1, 2] {
             tch::set_num_threads(n);
             let out = run(&[&x, &weight], &upstream, || {
-                rms_norm(&x, &weight, 1e-6).expect("applies")
+                fused_rms_norm(&x, &weight, 1e-6).expect("applies")
             });
             gradients.push(out[2].shallow_clone());
         }

@@ -92,13 +92,78 @@ pub struct ActivationBytes {
     pub recomputed: f64,
 }
 
+/// As [`activation_bytes`], for the fused CPU kernels (`benches/memory_fit.py` with them
+/// on, the default): about a fifth less per hidden and feed-forward element in f32, half
+/// as much per hidden element in bf16.
+fn fused_activation_bytes(compute: ComputeDtype, dropout: bool) -> ActivationBytes {
+    let (kept, block_input, bias, recomputed) = match (compute, dropout) {
+        // Fitted: no remat -7%..+1%, remat full -11%..+34% over 18 configurations.
+        (ComputeDtype::Float32, false) => {
+            ([10.56, 12.16, 3.94, 7.38, 15.33, 6.18], 3.94, 3.62, 1.308)
+        }
+        // Fitted: no remat -9%..+1%, remat full -12%..+26% over 18 configurations.
+        (ComputeDtype::Float32, true) => {
+            ([13.82, 15.09, 12.04, 10.07, 16.5, 7.03], 5.29, 1.86, 1.205)
+        }
+        // Fitted: no remat -10%..+4%, remat full -13%..+73% over 18 configurations.
+        (ComputeDtype::Bfloat16, false) => {
+            ([2.26, 5.0, 2.18, 4.75, 15.17, 3.62], 2.46, 1.31, 1.255)
+        }
+        // Fitted: no remat -11%..+2%, remat full -11%..+81% over 18 configurations.
+        (ComputeDtype::Bfloat16, true) => ([5.94, 6.9, 6.12, 5.58, 15.65, 3.78], 2.77, 0.61, 1.111),
+    };
+    let [hidden, feed_forward, attention, projections, logits, hypernetwork] = kept;
+    ActivationBytes {
+        kept: ActivationTerms {
+            hidden,
+            feed_forward,
+            attention,
+            projections,
+            logits,
+            generated: 0.0,
+            hypernetwork,
+        },
+        block_input,
+        bias,
+        recomputed,
+    }
+}
+
+/// Which implementation of T5's element-wise layers a step runs, which decides what its
+/// forward pass keeps: the fused CPU kernels (`hint_model::fused_kernels`) keep only the
+/// RMS norm's input and the gated product, libtorch's operators also an f32 copy of each
+/// norm's input, its rounded normalised values and the activation's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    /// The fused kernels: CPU, f32 or bf16, unless `HINT_FUSED_KERNELS=0`.
+    Fused,
+    /// libtorch's operators: CUDA, or the fused kernels turned off.
+    Composed,
+}
+
+impl Kernels {
+    /// What a step on `device` runs in this process.
+    pub fn on(device: tch::Device) -> Kernels {
+        if device == tch::Device::Cpu && hint_model::fused_kernels() {
+            Kernels::Fused
+        } else {
+            Kernels::Composed
+        }
+    }
+}
+
 /// The fitted bytes per element for f32 or bf16 activations, without or with dropout
-/// (dropout keeps a mask and often a second copy of what it drops from), measured as the
-/// bytes CPU tensors held in first steps of fresh processes (`benches/memory_fit.py`,
-/// whose output for each set is quoted beside it). The elements are the model's tensor
-/// shapes, so the fit carries to other sizes and to CUDA, whose allocator counts the same
-/// tensors (rounded up to its 512-byte blocks).
-pub fn activation_bytes(compute: ComputeDtype, dropout: bool) -> ActivationBytes {
+/// (dropout keeps a mask and often a second copy of what it drops from), for either
+/// implementation of the element-wise layers, measured as the bytes CPU tensors held in
+/// first steps of fresh processes (`benches/memory_fit.py`, whose output for each set is
+/// quoted beside it; the composed sets with `HINT_FUSED_KERNELS=0`). The elements are the
+/// model's tensor shapes, so the fit carries to other sizes and, for the composed sets, to
+/// CUDA, whose allocator counts the same tensors (rounded up to its 512-byte blocks).
+pub fn activation_bytes(compute: ComputeDtype, dropout: bool, kernels: Kernels) -> ActivationBytes {
+    if kernels == Kernels::Fused {
+        return fused_activation_bytes(compute, dropout);
+    }
     match (compute, dropout) {
         // Fitted: no remat -12%..+2%, remat full -10%..+27% over 18 configurations.
         (ComputeDtype::Float32, false) => ActivationBytes {
@@ -451,6 +516,11 @@ pub struct MemoryPlan {
     /// its gradient). The activations are gone by then: a step's peak is the larger of
     /// the two.
     pub optimizer_scratch_bytes: u64,
+    /// The gradient the backward pass computes for the largest trainable parameter before
+    /// adding it into the buffer that parameter's gradient is held in (from the second
+    /// step on every step accumulates into held buffers): the output layer's, which comes
+    /// first, while every activation is still there.
+    pub accumulation_bytes: u64,
     /// Activation bytes per example without rematerialisation.
     pub activation_bytes_per_example: u64,
     /// Without rematerialisation, when the compute dtype is not the parameters' (bf16 on
@@ -486,6 +556,8 @@ pub struct MemoryPlan {
     pub sharded: bool,
     /// The configured policy.
     pub remat_policy: RematPolicy,
+    /// The element-wise kernels the activation bytes were counted for.
+    pub kernels: Kernels,
     /// The per-example terms the activation bytes come from.
     pub terms: StepTerms,
 }
@@ -516,7 +588,8 @@ impl MemoryPlan {
             RematPolicy::Full => self.remat.scaled(batch as f64).peak() as u64,
             RematPolicy::Minimal => batch as u64 * self.minimal_activation_bytes_per_example,
         };
-        self.fixed_bytes() + activations.max(self.optimizer_scratch_bytes)
+        self.fixed_bytes()
+            + (activations + self.accumulation_bytes).max(self.optimizer_scratch_bytes)
     }
 
     /// The largest (micro)batch per rank whose step fits in `memory` bytes (0: not even
@@ -544,11 +617,13 @@ impl MemoryPlan {
 }
 
 /// Plans `settings`' training step on each of `world_size` ranks, with
-/// `instructions_per_example` distinct instructions per example (1.0 for the most).
+/// `instructions_per_example` distinct instructions per example (1.0 for the most), for a
+/// step that runs `kernels` (`Kernels::on` the run's device).
 pub fn plan(
     settings: &RunSettings,
     world_size: usize,
     instructions_per_example: f64,
+    kernels: Kernels,
 ) -> Result<MemoryPlan> {
     let world_size = world_size.max(1);
     let shapes = parameter_shapes(&settings.t5, &settings.hyper);
@@ -585,8 +660,11 @@ pub fn plan(
         state.values().sum()
     };
     let terms = step_terms(settings);
-    let coefficients =
-        activation_bytes(settings.train.compute_dtype, settings.t5.dropout_rate > 0.0);
+    let coefficients = activation_bytes(
+        settings.train.compute_dtype,
+        settings.t5.dropout_rate > 0.0,
+        kernels,
+    );
     let remat = terms.remat_bytes(&coefficients, 1.0, instructions_per_example);
     let mut plan = MemoryPlan {
         parameters,
@@ -599,6 +677,7 @@ pub fn plan(
                 ComputeDtype::Float32 => 4,
                 ComputeDtype::Bfloat16 => 12,
             }) as u64,
+        accumulation_bytes: (largest_trainable * param_bytes) as u64,
         activation_bytes_per_example: terms.bytes(&coefficients, 1.0, instructions_per_example)
             as u64,
         weight_copy_bytes: if settings.train.compute_dtype == settings.train.param_dtype {
@@ -628,6 +707,7 @@ pub fn plan(
         world_size,
         sharded,
         remat_policy: settings.train.remat_policy,
+        kernels,
         terms,
         peak_bytes_without_remat: 0,
         peak_bytes_with_remat: 0,
@@ -674,7 +754,7 @@ mod tests {
     /// decoder block the same plus cross-attention 4 × 4·4 and a third norm (304).
     #[test]
     fn a_tiny_configuration_counted_by_hand() {
-        let plan = plan(&tiny(&[]), 1, 1.0).unwrap();
+        let plan = plan(&tiny(&[]), 1, 1.0, Kernels::Fused).unwrap();
         assert_eq!(plan.parameters, 80 + 236 + 304);
         assert_eq!(plan.trainable_parameters, plan.parameters);
         assert_eq!(plan.parameter_bytes, 620 * 4);
@@ -697,7 +777,7 @@ mod tests {
                 hypernetwork: 0.0,
             }
         );
-        let bytes = activation_bytes(ComputeDtype::Float32, false);
+        let bytes = activation_bytes(ComputeDtype::Float32, false, plan.kernels);
         assert_eq!(
             plan.activation_bytes_per_example,
             total.dot(&bytes.kept) as u64
@@ -707,11 +787,14 @@ mod tests {
         assert_eq!(plan.optimizer_scratch_bytes, 64 * 4);
         let fixed = 3 * 620 * 4;
         assert_eq!(plan.fixed_bytes(), fixed);
+        // The gradient accumulated into its held buffer: the largest parameter's again.
+        assert_eq!(plan.accumulation_bytes, 64 * 4);
+        let accumulation = plan.accumulation_bytes;
         assert_eq!(
             plan.peak_bytes(4, RematPolicy::None),
-            fixed + 4 * plan.activation_bytes_per_example
+            fixed + 4 * plan.activation_bytes_per_example + accumulation
         );
-        let memory = fixed + 10 * plan.activation_bytes_per_example + 1;
+        let memory = fixed + 10 * plan.activation_bytes_per_example + accumulation + 1;
         assert_eq!(plan.largest_batch(memory, RematPolicy::None), 10);
         assert_eq!(plan.largest_batch(fixed - 1, RematPolicy::None), 0);
         // `minimal` keeps each block's weight products. Encoder block, T=3: q, k, v
@@ -734,17 +817,18 @@ mod tests {
         );
         assert_eq!(
             plan.peak_bytes(4, RematPolicy::Minimal),
-            fixed + 4 * plan.minimal_activation_bytes_per_example
+            fixed + 4 * plan.minimal_activation_bytes_per_example + accumulation
         );
     }
 
     #[test]
     fn bf16_parameters_halve_parameters_and_gradients_and_sharding_divides_the_state() {
-        let f32_plan = plan(&tiny(&[]), 2, 1.0).unwrap();
+        let f32_plan = plan(&tiny(&[]), 2, 1.0, Kernels::Fused).unwrap();
         let bf16 = plan(
             &tiny(&["hint.train.TrainConfig.param_dtype = 'bfloat16'"]),
             2,
             1.0,
+            Kernels::Fused,
         )
         .unwrap();
         assert_eq!(bf16.parameter_bytes * 2, f32_plan.parameter_bytes);
@@ -758,17 +842,22 @@ mod tests {
             &tiny(&["hint.train.TrainConfig.compute_dtype = 'bfloat16'"]),
             1,
             1.0,
+            Kernels::Fused,
         )
         .unwrap();
         assert_eq!(mixed.weight_copy_bytes, (620 - 40) * 2);
         assert_eq!(
             mixed.peak_bytes(3, RematPolicy::None),
-            mixed.fixed_bytes() + 3 * mixed.activation_bytes_per_example + mixed.weight_copy_bytes
+            mixed.fixed_bytes()
+                + 3 * mixed.activation_bytes_per_example
+                + mixed.weight_copy_bytes
+                + mixed.accumulation_bytes
         );
         let sharded = plan(
             &tiny(&["hint.train.TrainConfig.shard_optimizer = True"]),
             2,
             1.0,
+            Kernels::Fused,
         )
         .unwrap();
         assert!(sharded.sharded);
@@ -779,7 +868,13 @@ mod tests {
 
     #[test]
     fn rematerialisation_keeps_less_than_everything() {
-        let plan = plan(&tiny(&["hint.model.T5Config.num_layers = 4"]), 1, 1.0).unwrap();
+        let plan = plan(
+            &tiny(&["hint.model.T5Config.num_layers = 4"]),
+            1,
+            1.0,
+            Kernels::Fused,
+        )
+        .unwrap();
         assert!(plan.remat_activation_bytes_per_example < plan.activation_bytes_per_example);
         // `minimal` lies between: it keeps the products `full` recomputes.
         assert!(plan.minimal_activation_bytes_per_example < plan.activation_bytes_per_example);

@@ -82,14 +82,7 @@ impl FeedForward {
                     // HF maps "gated-gelu" to gelu_new, the tanh approximation.
                     _ => GatedActivation::GeluTanh,
                 };
-                let inner = gated_activation(&product, fused).unwrap_or_else(|| {
-                    let [gate, linear] = product.chunk(2, -1).try_into().expect("two halves");
-                    let gate = match fused {
-                        GatedActivation::Silu => gate.silu(),
-                        GatedActivation::GeluTanh => gate.gelu("tanh"),
-                    };
-                    gate * linear
-                });
+                let inner = gated_activation(&product, fused);
                 wo.forward(&rescaled(inner.dropout(*dropout, train)))
             }
         }

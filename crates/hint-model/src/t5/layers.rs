@@ -121,16 +121,7 @@ impl LayerNorm {
 
     /// Normalises over the last dimension; the result has `x`'s dtype.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        crate::fused::rms_norm(x, &self.weight, self.epsilon).unwrap_or_else(|| self.composed(x))
-    }
-
-    /// The norm from libtorch's operators.
-    fn composed(&self, x: &Tensor) -> Tensor {
-        let kind = x.kind();
-        let x32 = x.to_kind(Kind::Float);
-        let variance = x32.square().mean_dim(-1, true, Kind::Float);
-        let normed = (x32 * (variance + self.epsilon).rsqrt()).to_kind(kind);
-        in_kind(&self.weight, kind) * normed
+        crate::fused::rms_norm(x, &self.weight, self.epsilon)
     }
 }
 
