@@ -12,6 +12,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-changed=shim/autograd_shim.cpp");
     println!("cargo:rerun-if-changed=shim/fused_kernels.cpp");
+    println!("cargo:rerun-if-changed=shim/guarded.h");
     let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("hint-model: torch-sys did not say where libtorch is (DEP_TCH_LIBTORCH_LIB)");
     };

@@ -40,22 +40,13 @@
 #include <string>
 #include <vector>
 
+#include "guarded.h"
+
 namespace {
 
 thread_local std::string last_error;
 
-template <typename F>
-int guarded(F&& body) {
-  try {
-    body();
-    return 0;
-  } catch (const std::exception& e) {
-    last_error = e.what();
-  } catch (...) {
-    last_error = "unknown C++ exception";
-  }
-  return -1;
-}
+using hm::guarded;
 
 // Rust's side: `call` runs the function on `n` input tensors and hands each output to
 // `push(sink, tensor)`; it returns 0, or -1 with a message written through `fail`.

@@ -35,7 +35,7 @@
 #include <stdexcept>
 #include <vector>
 
-extern "C" void hm_set_error(const char* message);
+#include "guarded.h"
 
 namespace {
 
@@ -206,6 +206,17 @@ HM_INLINE void gated_backward_span(const typename T::Storage* gate,
 
 // The instantiations, each compiled for every vector width (templates cannot carry
 // target_clones themselves; the always-inline bodies take the caller's target).
+#define HM_GATED_KERNELS(T, Act, name)                                                      \
+  HM_VECTOR_CLONES void name##_forward_##T(const T::Storage* a, const T::Storage* b,         \
+                                           T::Storage* h, int64_t n) {                       \
+    gated_forward_span<T, Act>(a, b, h, n);                                                  \
+  }                                                                                          \
+  HM_VECTOR_CLONES void name##_backward_##T(const T::Storage* a, const T::Storage* b,        \
+                                            const T::Storage* dh, T::Storage* da,            \
+                                            T::Storage* db, int64_t n) {                     \
+    gated_backward_span<T, Act>(a, b, dh, da, db, n);                                        \
+  }
+
 #define HM_ROW_KERNELS(T)                                                                    \
   HM_VECTOR_CLONES float rms_forward_row_##T(const T::Storage* x, const T::Storage* w,       \
                                              T::Storage* y, int64_t d, float eps) {          \
@@ -216,24 +227,21 @@ HM_INLINE void gated_backward_span(const typename T::Storage* gate,
                                              float* dw, int64_t d) {                         \
     rms_backward_row<T>(x, w, dy, r, dx, dw, d);                                             \
   }                                                                                          \
-  HM_VECTOR_CLONES void gelu_forward_##T(const T::Storage* a, const T::Storage* b,           \
-                                         T::Storage* h, int64_t n) {                         \
-    gated_forward_span<T, GeluTanh>(a, b, h, n);                                             \
-  }                                                                                          \
-  HM_VECTOR_CLONES void gelu_backward_##T(const T::Storage* a, const T::Storage* b,          \
-                                          const T::Storage* dh, T::Storage* da,              \
-                                          T::Storage* db, int64_t n) {                       \
-    gated_backward_span<T, GeluTanh>(a, b, dh, da, db, n);                                   \
-  }                                                                                          \
-  HM_VECTOR_CLONES void silu_forward_##T(const T::Storage* a, const T::Storage* b,           \
-                                         T::Storage* h, int64_t n) {                         \
-    gated_forward_span<T, Silu>(a, b, h, n);                                                 \
-  }                                                                                          \
-  HM_VECTOR_CLONES void silu_backward_##T(const T::Storage* a, const T::Storage* b,          \
-                                          const T::Storage* dh, T::Storage* da,              \
-                                          T::Storage* db, int64_t n) {                       \
-    gated_backward_span<T, Silu>(a, b, dh, da, db, n);                                       \
-  }
+  HM_GATED_KERNELS(T, GeluTanh, gelu)                                                        \
+  HM_GATED_KERNELS(T, Silu, silu)                                                            \
+  template <>                                                                                \
+  struct RowKernels<T> {                                                                     \
+    static constexpr auto rms_forward = rms_forward_row_##T;                                 \
+    static constexpr auto rms_backward = rms_backward_row_##T;                               \
+    static constexpr auto gelu_forward = gelu_forward_##T;                                   \
+    static constexpr auto gelu_backward = gelu_backward_##T;                                 \
+    static constexpr auto silu_forward = silu_forward_##T;                                   \
+    static constexpr auto silu_backward = silu_backward_##T;                                 \
+  };
+
+// Each dtype's row kernels, for the whole-tensor functions' templates.
+template <typename T>
+struct RowKernels;
 
 HM_ROW_KERNELS(F32)
 HM_ROW_KERNELS(BF16)
@@ -270,15 +278,16 @@ std::pair<at::Tensor, at::Tensor> rms_norm_forward(const at::Tensor& input,
   auto r = at::empty({rows}, x.options().dtype(at::kFloat));
   float* r_data = r.data_ptr<float>();
   auto f = static_cast<float>(eps);
-  bool bf16 = x.scalar_type() == at::kBFloat16;
-  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      r_data[i] = bf16 ? rms_forward_row_BF16(data<BF16>(x) + i * d, data<BF16>(w),
-                                              data<BF16>(y) + i * d, d, f)
-                       : rms_forward_row_F32(data<F32>(x) + i * d, data<F32>(w),
-                                             data<F32>(y) + i * d, d, f);
-    }
-  });
+  auto rows_of = [&](auto type) {
+    using T = decltype(type);
+    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        r_data[i] = RowKernels<T>::rms_forward(data<T>(x) + i * d, data<T>(w), data<T>(y) + i * d,
+                                               d, f);
+      }
+    });
+  };
+  x.scalar_type() == at::kBFloat16 ? rows_of(BF16{}) : rows_of(F32{});
   return {y, r};
 }
 
@@ -295,22 +304,20 @@ std::pair<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad, cons
   auto partial = at::zeros({blocks, d}, x.options().dtype(at::kFloat));
   const float* r_data = r.data_ptr<float>();
   float* partial_data = partial.data_ptr<float>();
-  bool bf16 = x.scalar_type() == at::kBFloat16;
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t block = begin; block < end; ++block) {
-      float* dw = partial_data + block * d;
-      int64_t last = std::min(rows, (block + 1) * kRowsPerBlock);
-      for (int64_t i = block * kRowsPerBlock; i < last; ++i) {
-        if (bf16) {
-          rms_backward_row_BF16(data<BF16>(x) + i * d, data<BF16>(w), data<BF16>(dy) + i * d,
-                                r_data[i], data<BF16>(dx) + i * d, dw, d);
-        } else {
-          rms_backward_row_F32(data<F32>(x) + i * d, data<F32>(w), data<F32>(dy) + i * d,
-                               r_data[i], data<F32>(dx) + i * d, dw, d);
+  auto rows_of = [&](auto type) {
+    using T = decltype(type);
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t block = begin; block < end; ++block) {
+        float* dw = partial_data + block * d;
+        int64_t last = std::min(rows, (block + 1) * kRowsPerBlock);
+        for (int64_t i = block * kRowsPerBlock; i < last; ++i) {
+          RowKernels<T>::rms_backward(data<T>(x) + i * d, data<T>(w), data<T>(dy) + i * d,
+                                      r_data[i], data<T>(dx) + i * d, dw, d);
         }
       }
-    }
-  });
+    });
+  };
+  x.scalar_type() == at::kBFloat16 ? rows_of(BF16{}) : rows_of(F32{});
   // Blocks summed in order: deterministic.
   auto dw = blocks == 0 ? at::zeros({d}, partial.options()) : partial.sum(0);
   return {dx, dw};
@@ -329,21 +336,18 @@ at::Tensor gated_forward(const at::Tensor& product, Activation act) {
   auto shape = p.sizes().vec();
   shape.back() = f;
   auto h = at::empty(shape, p.options());
-  bool bf16 = p.scalar_type() == at::kBFloat16;
-  bool gelu = act == Activation::GeluTanh;
-  at::parallel_for(0, rows, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      if (bf16) {
-        auto* in = data<BF16>(p) + i * width;
-        auto* out = data<BF16>(h) + i * f;
-        gelu ? gelu_forward_BF16(in, in + f, out, f) : silu_forward_BF16(in, in + f, out, f);
-      } else {
-        auto* in = data<F32>(p) + i * width;
-        auto* out = data<F32>(h) + i * f;
-        gelu ? gelu_forward_F32(in, in + f, out, f) : silu_forward_F32(in, in + f, out, f);
+  auto rows_of = [&](auto type) {
+    using T = decltype(type);
+    auto kernel = act == Activation::GeluTanh ? RowKernels<T>::gelu_forward
+                                              : RowKernels<T>::silu_forward;
+    at::parallel_for(0, rows, 4, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        auto* in = data<T>(p) + i * width;
+        kernel(in, in + f, data<T>(h) + i * f, f);
       }
-    }
-  });
+    });
+  };
+  p.scalar_type() == at::kBFloat16 ? rows_of(BF16{}) : rows_of(F32{});
   return h;
 }
 
@@ -354,25 +358,19 @@ at::Tensor gated_backward(const at::Tensor& grad, const at::Tensor& product, Act
   int64_t f = width / 2;
   int64_t rows = width == 0 ? 0 : p.numel() / width;
   auto dp = at::empty_like(p);
-  bool bf16 = p.scalar_type() == at::kBFloat16;
-  bool gelu = act == Activation::GeluTanh;
-  at::parallel_for(0, rows, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      if (bf16) {
-        auto* in = data<BF16>(p) + i * width;
-        auto* g = data<BF16>(dh) + i * f;
-        auto* out = data<BF16>(dp) + i * width;
-        gelu ? gelu_backward_BF16(in, in + f, g, out, out + f, f)
-             : silu_backward_BF16(in, in + f, g, out, out + f, f);
-      } else {
-        auto* in = data<F32>(p) + i * width;
-        auto* g = data<F32>(dh) + i * f;
-        auto* out = data<F32>(dp) + i * width;
-        gelu ? gelu_backward_F32(in, in + f, g, out, out + f, f)
-             : silu_backward_F32(in, in + f, g, out, out + f, f);
+  auto rows_of = [&](auto type) {
+    using T = decltype(type);
+    auto kernel = act == Activation::GeluTanh ? RowKernels<T>::gelu_backward
+                                              : RowKernels<T>::silu_backward;
+    at::parallel_for(0, rows, 4, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        auto* in = data<T>(p) + i * width;
+        auto* out = data<T>(dp) + i * width;
+        kernel(in, in + f, data<T>(dh) + i * f, out, out + f, f);
       }
-    }
-  });
+    });
+  };
+  p.scalar_type() == at::kBFloat16 ? rows_of(BF16{}) : rows_of(F32{});
   return dp;
 }
 
@@ -412,18 +410,7 @@ struct GatedActivationFunction : public torch::autograd::Function<GatedActivatio
   }
 };
 
-template <typename F>
-int guarded(F&& body) {
-  try {
-    body();
-    return 0;
-  } catch (const std::exception& e) {
-    hm_set_error(e.what());
-  } catch (...) {
-    hm_set_error("unknown C++ exception");
-  }
-  return -1;
-}
+using hm::guarded;
 
 bool records_graph(std::initializer_list<at::Tensor> inputs) {
   if (!at::GradMode::is_enabled()) {

@@ -17,14 +17,12 @@
 #![allow(unsafe_code)]
 
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 
 use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
 
 use crate::remat::shim_tensor;
-use crate::runtime::turned_off_by_env;
+use crate::runtime::KernelSwitch;
 
 unsafe extern "C" {
     fn hm_fused_rms_norm(
@@ -43,10 +41,7 @@ unsafe extern "C" {
 /// The environment variable that turns the fused kernels off (`0`, `false`, `off`, `no`).
 pub const FUSED_KERNELS_ENV: &str = "HINT_FUSED_KERNELS";
 
-fn switch() -> &'static AtomicBool {
-    static SWITCH: OnceLock<AtomicBool> = OnceLock::new();
-    SWITCH.get_or_init(|| AtomicBool::new(!turned_off_by_env(FUSED_KERNELS_ENV)))
-}
+static SWITCH: KernelSwitch = KernelSwitch::new(FUSED_KERNELS_ENV, "a fused kernel");
 
 /// Turns the fused RMS norm and gated activation on or off for the whole process (on by
 /// default unless `HINT_FUSED_KERNELS=0`): the benchmarks and tests compare both ways.
@@ -57,35 +52,19 @@ fn switch() -> &'static AtomicBool {
 /// hint_model::set_fused_kernels(true);
 /// ```
 pub fn set_fused_kernels(enabled: bool) {
-    switch().store(enabled, Ordering::Relaxed);
+    SWITCH.set(enabled);
 }
 
 /// Whether the fused kernels are used where they apply ([`set_fused_kernels`]).
 pub fn fused_kernels() -> bool {
-    switch().load(Ordering::Relaxed)
+    SWITCH.wanted()
 }
 
-/// Set when a kernel failed once: every call then takes the composition, after one warning.
-static FAILED: AtomicBool = AtomicBool::new(false);
-
 fn applies(tensors: &[&Tensor]) -> bool {
-    fused_kernels()
-        && !FAILED.load(Ordering::Relaxed)
+    SWITCH.usable()
         && tensors
             .iter()
             .all(|t| t.device() == Device::Cpu && matches!(t.kind(), Kind::Float | Kind::BFloat16))
-}
-
-fn fail_once(result: Result<Tensor, String>) -> Option<Tensor> {
-    match result {
-        Ok(tensor) => Some(tensor),
-        Err(message) => {
-            if !FAILED.swap(true, Ordering::Relaxed) {
-                tracing::warn!("a fused kernel failed, T5 takes libtorch's operators: {message}");
-            }
-            None
-        }
-    }
 }
 
 /// T5's RMS norm of `x [.., d]` with `weight [d]`, in `x`'s dtype: the fused kernel where
@@ -102,7 +81,7 @@ fn fused_rms_norm(x: &Tensor, weight: &Tensor, epsilon: f64) -> Option<Tensor> {
     let (mut x, mut weight) = (x.shallow_clone(), weight.shallow_clone());
     // SAFETY: both tensors are live for the call; on success the entry point stores a new
     // tensor.
-    fail_once(unsafe {
+    SWITCH.result(unsafe {
         shim_tensor(|out| hm_fused_rms_norm(x.as_mut_ptr(), weight.as_mut_ptr(), epsilon, out))
     })
 }
@@ -143,7 +122,7 @@ fn fused_gated_activation(product: &Tensor, activation: GatedActivation) -> Opti
     let mut product = product.shallow_clone();
     // SAFETY: the tensor is live for the call; on success the entry point stores a new
     // tensor.
-    fail_once(unsafe {
+    SWITCH.result(unsafe {
         shim_tensor(|out| hm_fused_gated_activation(product.as_mut_ptr(), activation as c_int, out))
     })
 }

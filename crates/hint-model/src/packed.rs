@@ -24,14 +24,14 @@
 #![allow(unsafe_code)]
 
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
 
 use crate::remat::{grad_mode, shim_tensor};
-use crate::runtime::turned_off_by_env;
+use crate::runtime::KernelSwitch;
 
 unsafe extern "C" {
     fn hm_mkldnn_available() -> c_int;
@@ -47,11 +47,7 @@ unsafe extern "C" {
 /// The environment variable that turns weight packing off (`0`, `false`, `off`, `no`).
 pub const WEIGHT_PACKING_ENV: &str = "HINT_WEIGHT_PACKING";
 
-/// Whether packing is wanted: the environment's answer until [`set_weight_packing`].
-fn switch() -> &'static AtomicBool {
-    static SWITCH: OnceLock<AtomicBool> = OnceLock::new();
-    SWITCH.get_or_init(|| AtomicBool::new(!turned_off_by_env(WEIGHT_PACKING_ENV)))
-}
+static SWITCH: KernelSwitch = KernelSwitch::new(WEIGHT_PACKING_ENV, "oneDNN weight packing");
 
 /// Turns oneDNN weight packing for inference products on or off for the whole process
 /// (on by default unless `HINT_WEIGHT_PACKING=0`): the benchmarks compare both ways.
@@ -62,12 +58,12 @@ fn switch() -> &'static AtomicBool {
 /// hint_model::set_weight_packing(true);
 /// ```
 pub fn set_weight_packing(enabled: bool) {
-    switch().store(enabled, Ordering::Relaxed);
+    SWITCH.set(enabled);
 }
 
 /// Whether inference products may use packed weights ([`set_weight_packing`]).
 pub fn weight_packing() -> bool {
-    switch().load(Ordering::Relaxed)
+    SWITCH.wanted()
 }
 
 /// Whether this libtorch has oneDNN (and this CPU runs it).
@@ -76,10 +72,6 @@ fn available() -> bool {
     // SAFETY: reads a build flag of libtorch.
     *AVAILABLE.get_or_init(|| unsafe { hm_mkldnn_available() != 0 })
 }
-
-/// Set when the shim failed once (an operator missing from this libtorch): every product
-/// then takes the plain path, after one warning.
-static FAILED: AtomicBool = AtomicBool::new(false);
 
 fn version(tensor: &Tensor) -> Option<i64> {
     let mut handle = tensor.shallow_clone();
@@ -133,7 +125,7 @@ impl PackedWeight {
     pub(crate) fn product(&self, input: &Tensor, weights: &[&Tensor]) -> Option<Tensor> {
         // Training calls this for every product: grad mode sends it away first, before any
         // shape is read.
-        if !weight_packing() || FAILED.load(Ordering::Relaxed) || grad_mode() {
+        if !SWITCH.usable() || grad_mode() {
             return None;
         }
         let kind = input.kind();
@@ -172,7 +164,7 @@ impl PackedWeight {
                     [one] => one.shallow_clone(),
                     _ => Tensor::cat(&stacked, 0),
                 };
-                let weight = fail_once(pack(&stacked))?;
+                let weight = SWITCH.result(pack(&stacked))?;
                 let bytes = (stacked.numel() * stacked.kind().elt_size_in_bytes()) as u64;
                 PACKED_BYTES.fetch_add(bytes, Ordering::Relaxed);
                 let copy = Packed {
@@ -190,22 +182,7 @@ impl PackedWeight {
             }
         };
         drop(copies);
-        fail_once(linear(input, &packed))
-    }
-}
-
-/// The shim's result, or `None` after turning packing off for the process with a warning.
-fn fail_once(result: Result<Tensor, String>) -> Option<Tensor> {
-    match result {
-        Ok(tensor) => Some(tensor),
-        Err(message) => {
-            if !FAILED.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "oneDNN weight packing failed, inference products take the plain path: {message}"
-                );
-            }
-            None
-        }
+        SWITCH.result(linear(input, &packed))
     }
 }
 

@@ -1,6 +1,9 @@
 //! What libtorch this program runs on, and which device to use.
 
-use tch::{Cuda, Device};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+use tch::{Cuda, Device, Tensor};
 
 /// The version of the libtorch that the crate was built against (e.g. `2.13.0+cu130`),
 /// read from the library folder at build time.
@@ -55,6 +58,65 @@ pub fn retain_freed_memory() -> bool {
         return false;
     }
     glibc_retain_freed_memory()
+}
+
+/// A process-wide switch for a kernel path of the shim: on unless its environment variable
+/// turns it off or a setter does, and off for good once a shim call failed (an operator
+/// missing from this libtorch), after one warning.
+pub(crate) struct KernelSwitch {
+    env: &'static str,
+    what: &'static str,
+    wanted: OnceLock<AtomicBool>,
+    failed: AtomicBool,
+}
+
+impl KernelSwitch {
+    /// A switch read from `env`; `what` names the path in the warning.
+    pub(crate) const fn new(env: &'static str, what: &'static str) -> Self {
+        Self {
+            env,
+            what,
+            wanted: OnceLock::new(),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    fn cell(&self) -> &AtomicBool {
+        self.wanted
+            .get_or_init(|| AtomicBool::new(!turned_off_by_env(self.env)))
+    }
+
+    /// Turns the path on or off for the whole process.
+    pub(crate) fn set(&self, enabled: bool) {
+        self.cell().store(enabled, Ordering::Relaxed);
+    }
+
+    /// Whether the path is wanted (the environment's answer until [`KernelSwitch::set`]).
+    pub(crate) fn wanted(&self) -> bool {
+        self.cell().load(Ordering::Relaxed)
+    }
+
+    /// Whether the path is wanted and has not failed.
+    pub(crate) fn usable(&self) -> bool {
+        self.wanted() && !self.failed.load(Ordering::Relaxed)
+    }
+
+    /// The shim's result, or `None` after turning the path off for the process with a
+    /// warning.
+    pub(crate) fn result(&self, result: Result<Tensor, String>) -> Option<Tensor> {
+        match result {
+            Ok(tensor) => Some(tensor),
+            Err(message) => {
+                if !self.failed.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "{} failed, libtorch's operators take over: {message}",
+                        self.what
+                    );
+                }
+                None
+            }
+        }
+    }
 }
 
 /// Whether the environment variable `name` turns a default-on behaviour off: `0`,
