@@ -18,30 +18,39 @@ fn main() {
     };
     let root = Path::new(&lib_dir).parent().unwrap_or(Path::new(&lib_dir));
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .file("shim/autograd_shim.cpp")
         .file("shim/fused_kernels.cpp")
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")
-        // The kernels' loops: at::parallel_for is OpenMP in libtorch's headers, and the
-        // reductions vectorise only under `omp simd`. Optimised even in debug builds,
-        // whose tests would otherwise crawl through them.
-        .flag("-fopenmp")
+        // Optimised even in debug builds, whose tests would otherwise crawl through the
+        // fused kernels.
         .opt_level(3)
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .warnings(false)
-        .extra_warnings(false)
-        .compile("hint_model_shim");
+        .extra_warnings(false);
+    // at::parallel_for is OpenMP in libtorch's headers: the kernels run on several threads
+    // when GCC compiles them and they can share the OpenMP runtime libtorch ships (one
+    // thread pool, sized by `set_num_threads`); otherwise on one, still vectorised (their
+    // reductions vectorise only under `omp simd`).
+    let openmp = openmp_runtime(Path::new(&lib_dir));
+    let compiler = build.get_compiler();
+    let parallel = openmp.is_some() && compiler.is_like_gnu() && !compiler.is_like_clang();
+    build.flag(if parallel {
+        "-fopenmp"
+    } else {
+        "-fopenmp-simd"
+    });
+    build.compile("hint_model_shim");
     println!("cargo:rustc-link-search=native={lib_dir}");
     for name in ["torch_cpu", "torch", "c10"] {
         println!("cargo:rustc-link-lib=dylib={name}");
     }
-    // The OpenMP runtime libtorch itself loads, so that one thread pool serves both.
-    match openmp_runtime(Path::new(&lib_dir)) {
-        Some(file) => println!("cargo:rustc-link-lib=dylib:+verbatim={file}"),
-        None => println!("cargo:rustc-link-lib=dylib=gomp"),
+    if let (true, Some(file)) = (parallel, openmp) {
+        println!("cargo:rustc-link-lib=dylib:+verbatim={file}");
     }
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
     println!(

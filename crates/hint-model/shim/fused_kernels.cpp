@@ -17,9 +17,12 @@
 // The arithmetic is libtorch's, rounding included: statistics and activations in f32,
 // every intermediate libtorch's composition rounds to the compute dtype rounded here at
 // the same point, so bf16 results agree with the composition to one bf16 rounding and f32
-// ones to a few f32 ulps (a different summation order; the tanh and exp are our own, ~1
-// ulp). The weight's gradient is summed in f32 over fixed blocks of rows in a fixed order:
-// the same on every run and at every thread count, which resumed runs rely on.
+// ones to a few f32 ulps (a different summation order; the exp is our own, ~1 ulp, and
+// the tanh built on it is within ~2e-6 relative, whose error enters the activations only
+// as 1 + t and 1 - t²). One exception: the norm weight's gradient is summed in f32, where
+// the composition rounds each product to bf16 first. That sum runs over fixed blocks of
+// rows, added in a fixed order: on one machine the same at every thread count, which
+// resumed runs rely on (the vector width of the machine's clone sets the lanes).
 //
 // The loops are plain C++ that the compiler vectorises; on x86-64 each is compiled for
 // AVX-512 and AVX2 too and chosen at load time (GCC's target_clones).
@@ -39,7 +42,9 @@
 
 namespace {
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// target_clones needs GCC 12 (x86-64-vN levels) and glibc's ifunc.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && \
+    defined(__GLIBC__)
 #define HM_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define HM_VECTOR_CLONES
@@ -83,7 +88,8 @@ HM_INLINE float exp_small(float x) {
   // from vectorising the loop (their strict semantics).
   x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
-  float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float shifted = x * 1.44269504088896341f + 12582912.0f;
+  float n = shifted - 12582912.0f;
   float r = x - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -92,13 +98,18 @@ HM_INLINE float exp_small(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // The exponent from the shifted sum's bits (no float-to-int conversion, which a NaN
+  // would make undefined): its low bits hold n + 2²², masked to the 9 the scale needs.
+  uint32_t shifted_bits;
+  std::memcpy(&shifted_bits, &shifted, sizeof shifted_bits);
+  uint32_t bits = ((shifted_bits + 127u) & 0x1ffu) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
 
-// tanh from e^{2|u|}, with its odd Taylor series near 0 where 1 - 2/(e^{2|u|}+1) cancels.
+// tanh from e^{2|u|}, with its odd Taylor series near 0 where 1 - 2/(e^{2|u|}+1) cancels
+// (just above the switch it loses ~4 bits: ~2e-6 relative).
 HM_INLINE float tanh_approx(float u) {
   float a = std::fabs(u);
   float far = 1.0f - 2.0f / (exp_small(2.0f * a) + 1.0f);
@@ -110,28 +121,35 @@ HM_INLINE float tanh_approx(float u) {
 constexpr float kGeluBeta = 0.7978845608028654f;  // √(2/π)
 constexpr float kGeluKappa = 0.044715f;
 
-// The activation and its derivative, both libtorch's: `gelu(approximate="tanh")` and its
-// backward formula, `silu` and its.
+// The activations, in libtorch's expressions (`gelu(approximate="tanh")` and `silu`, and
+// their backward formulas): `value` alone for the forward pass, `both` (the value and the
+// derivative from one tanh or exp) for the backward pass.
 struct GeluTanh {
-  static HM_INLINE float value(float x) {
-    float inner = kGeluBeta * (x + kGeluKappa * x * x * x);
-    return 0.5f * x * (1.0f + tanh_approx(inner));
+  static HM_INLINE float tanh_inner(float x) {
+    float x_cube = x * x * x;
+    return tanh_approx(kGeluBeta * (x + kGeluKappa * x_cube));
   }
-  static HM_INLINE float derivative(float x) {
-    float x2 = x * x;
-    float t = tanh_approx(kGeluBeta * (x + kGeluKappa * x2 * x));
-    float left_derivative = 0.5f * (1.0f + t);
-    float right_derivative = 0.5f * x * (1.0f - t * t) * kGeluBeta * (1.0f + 3.0f * kGeluKappa * x2);
-    return left_derivative + right_derivative;
+  static HM_INLINE float value(float x) { return 0.5f * x * (1.0f + tanh_inner(x)); }
+  static HM_INLINE void both(float x, float& value, float& derivative) {
+    float x_sq = x * x;
+    float t = tanh_inner(x);
+    float left = 0.5f * x;
+    float right = 1.0f + t;
+    value = left * right;
+    float left_derivative = 0.5f * right;
+    float tanh_derivative = 1.0f - t * t;
+    float inner_derivative = kGeluBeta * (1.0f + 3.0f * kGeluKappa * x_sq);
+    derivative = left_derivative + left * tanh_derivative * inner_derivative;
   }
 };
 
 struct Silu {
-  static HM_INLINE float sigmoid(float x) { return 1.0f / (1.0f + exp_small(-x)); }
-  static HM_INLINE float value(float x) { return x * sigmoid(x); }
-  static HM_INLINE float derivative(float x) {
-    float s = sigmoid(x);
-    return s * (1.0f + x * (1.0f - s));
+  static HM_INLINE float value(float x) { return x / (1.0f + exp_small(-x)); }
+  static HM_INLINE void both(float x, float& value, float& derivative) {
+    float denominator = 1.0f + exp_small(-x);
+    float sigmoid = 1.0f / denominator;
+    value = x / denominator;
+    derivative = sigmoid * (1.0f + x * (1.0f - sigmoid));
   }
 };
 
@@ -197,10 +215,11 @@ HM_INLINE void gated_backward_span(const typename T::Storage* gate,
                                    typename T::Storage* d_linear, int64_t n) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) {
-    float a = T::load(gate[j]);
+    float value, derivative;
+    Act::both(T::load(gate[j]), value, derivative);
     float g = T::load(dh[j]);
-    d_linear[j] = T::store(g * T::round(Act::value(a)));
-    d_gate[j] = T::store(T::round(g * T::load(linear[j])) * Act::derivative(a));
+    d_linear[j] = T::store(g * T::round(value));
+    d_gate[j] = T::store(T::round(g * T::load(linear[j])) * derivative);
   }
 }
 
@@ -318,8 +337,18 @@ std::pair<at::Tensor, at::Tensor> rms_norm_backward(const at::Tensor& grad, cons
     });
   };
   x.scalar_type() == at::kBFloat16 ? rows_of(BF16{}) : rows_of(F32{});
-  // Blocks summed in order: deterministic.
-  auto dw = blocks == 0 ? at::zeros({d}, partial.options()) : partial.sum(0);
+  // The blocks added in order, in parallel over columns only (libtorch's own sum splits
+  // its work by thread count): the same at any number of threads.
+  auto dw = at::zeros({d}, partial.options());
+  float* dw_data = dw.data_ptr<float>();
+  at::parallel_for(0, d, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t block = 0; block < blocks; ++block) {
+      const float* row = partial_data + block * d;
+      for (int64_t j = begin; j < end; ++j) {
+        dw_data[j] += row[j];
+      }
+    }
+  });
   return {dx, dw};
 }
 
@@ -388,11 +417,14 @@ struct RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    TORCH_CHECK(!at::GradMode::is_enabled(),
+                "the fused RMS norm is differentiable once (no create_graph)");
     auto saved = ctx->get_saved_variables();
     const auto& input = saved[0];
     const auto& weight = saved[1];
     auto [dx, dw] = rms_norm_backward(grads[0], input, weight, saved[2]);
-    return {dx.view(input.sizes()), dw.to(weight.scalar_type()), at::Tensor()};
+    return {ctx->needs_input_grad(0) ? dx.view(input.sizes()) : at::Tensor(),
+            ctx->needs_input_grad(1) ? dw.to(weight.scalar_type()) : at::Tensor(), at::Tensor()};
   }
 };
 
@@ -404,6 +436,8 @@ struct GatedActivationFunction : public torch::autograd::Function<GatedActivatio
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    TORCH_CHECK(!at::GradMode::is_enabled(),
+                "the fused gated activation is differentiable once (no create_graph)");
     auto product = ctx->get_saved_variables()[0];
     auto act = static_cast<Activation>(ctx->saved_data["act"].toInt());
     return {gated_backward(grads[0], product, act).view(product.sizes()), at::Tensor()};

@@ -7,6 +7,14 @@
 
 extern "C" void hm_set_error(const char* message);
 
+// Keeping the message can itself throw (an allocation): it must not unwind either.
+inline void hm_keep_error(const char* message) noexcept {
+  try {
+    hm_set_error(message);
+  } catch (...) {
+  }
+}
+
 namespace hm {
 
 template <typename F>
@@ -15,9 +23,9 @@ int guarded(F&& body) {
     body();
     return 0;
   } catch (const std::exception& e) {
-    hm_set_error(e.what());
+    hm_keep_error(e.what());
   } catch (...) {
-    hm_set_error("unknown C++ exception");
+    hm_keep_error("unknown C++ exception");
   }
   return -1;
 }

@@ -159,7 +159,11 @@ fn the_reference_unmasked_instruction_encoder_depends_on_padding() {
     let (_vs, masked) = build(&HyperConfig::preset("tiny").unwrap());
     let (a, _) = tch::no_grad(|| masked.encode_instruction(&short, false));
     let (b, _) = tch::no_grad(|| masked.encode_instruction(&padded, false));
-    assert!(max_diff(&a, &b.narrow(1, 0, 3)) <= 1e-6);
+    // Equal to rounding: attention over 3 or 6 keys (3 masked) sums in another order, and
+    // the weights depend on what parallel tests draw from the global generator (up to
+    // 1.4e-6 over 40 seeds, with libtorch's norm as with the fused one), far below the
+    // leak's 1e-4 above.
+    assert!(max_diff(&a, &b.narrow(1, 0, 3)) <= 1e-5);
     assert_eq!(
         f64::try_from(b.narrow(1, 3, 3).abs().sum(Kind::Float)).unwrap(),
         0.0,
