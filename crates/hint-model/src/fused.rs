@@ -86,7 +86,10 @@ fn fused_rms_norm(x: &Tensor, weight: &Tensor, epsilon: f64) -> Option<Tensor> {
     if !SWITCH.usable() || !weight_fits || !serves(&[x, weight]) {
         return None;
     }
-    SWITCH.result(shim_rms_norm(x, weight, epsilon))
+    let normed = SWITCH.result(shim_rms_norm(x, weight, epsilon));
+    #[cfg(test)]
+    tests::count_fused_call(&normed);
+    normed
 }
 
 fn shim_rms_norm(x: &Tensor, weight: &Tensor, epsilon: f64) -> Result<Tensor, String> {
@@ -132,7 +135,10 @@ fn fused_gated_activation(product: &Tensor, activation: GatedActivation) -> Opti
     if !SWITCH.usable() || !even || !serves(&[product]) {
         return None;
     }
-    SWITCH.result(shim_gated_activation(product, activation))
+    let inner = SWITCH.result(shim_gated_activation(product, activation));
+    #[cfg(test)]
+    tests::count_fused_call(&inner);
+    inner
 }
 
 fn shim_gated_activation(product: &Tensor, activation: GatedActivation) -> Result<Tensor, String> {
@@ -156,6 +162,53 @@ fn composed_gated_activation(product: &Tensor, activation: GatedActivation) -> T
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Fused kernel calls that ran on this thread (tests run one per thread).
+        static FUSED_CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(super) fn count_fused_call(result: &Option<Tensor>) {
+        if result.is_some() {
+            FUSED_CALLS.with(|calls| calls.set(calls.get() + 1));
+        }
+    }
+
+    #[test]
+    fn t5_layers_run_the_fused_kernels_on_the_cpu() {
+        use crate::t5::feed_forward::FeedForward;
+        use crate::t5::layers::LayerNorm;
+        use crate::T5Config;
+        let config = T5Config::preset("tiny").unwrap();
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let norm = LayerNorm::new(vs.root() / "norm", config.d_model, 1e-6, 1.0);
+        let feed_forward = FeedForward::new(vs.root() / "ff", &config);
+        let expected = usize::from(fused_kernels());
+        for kind in [Kind::Float, Kind::BFloat16] {
+            let x = Tensor::randn([2, 3, config.d_model], (kind, Device::Cpu));
+            let before = FUSED_CALLS.with(Cell::get);
+            let _ = norm.forward(&x);
+            assert_eq!(
+                FUSED_CALLS.with(Cell::get) - before,
+                expected,
+                "{kind:?} norm"
+            );
+            let _ = feed_forward.forward(&x, None, false);
+            assert_eq!(
+                FUSED_CALLS.with(Cell::get) - before,
+                2 * expected,
+                "{kind:?} feed-forward"
+            );
+        }
+        // f64 takes libtorch's operators.
+        let before = FUSED_CALLS.with(Cell::get);
+        let _ = norm.forward(&Tensor::randn(
+            [2, config.d_model],
+            (Kind::Double, Device::Cpu),
+        ));
+        assert_eq!(FUSED_CALLS.with(Cell::get), before);
+    }
 
     fn leaf(shape: &[i64], kind: Kind, seed: i64, scale: f64) -> Tensor {
         tch::manual_seed(seed);
