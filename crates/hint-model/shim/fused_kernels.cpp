@@ -1,5 +1,5 @@
-// Fused CPU kernels for T5's two element-wise hot spots, each an autograd function of its
-// own with a hand-written backward pass:
+// Fused CPU kernels for T5's element-wise hot spots, each an autograd function of its own
+// with a hand-written backward pass:
 //
 // 1. The RMS norm. Composed of libtorch operators it is about ten passes over the
 //    activations forward and twenty backward (the f32 copy, square, mean, rsqrt, products,
@@ -10,6 +10,12 @@
 //    one product that computes both halves (see `fused_linear`): one pass forward, one
 //    backward writing the gradient of the whole product at once (libtorch's composition
 //    also joins the two halves' gradients with a copy), saving nothing but that product.
+// 3. What the loss needs of each row of logits: log Σ e^x, the target's logit and Σ x
+//    (for label smoothing). libtorch's composition copies the `[B, T, V]` logits to f32,
+//    takes their log-softmax, gathers twice, and backward scatters into two zeroed f32
+//    tensors, adds them, runs the log-softmax's backward and casts back: about a gigabyte
+//    of memory traffic at T5's 32k vocabulary and 512 target tokens. Here: the logits read
+//    twice forward (once from cache), read and written once backward, in their own dtype.
 //
 // In a bf16 step on a 2-core CPU these operators took about a quarter of the time, most
 // of it passes over memory and OpenMP barriers between them.
@@ -223,6 +229,46 @@ HM_INLINE void gated_backward_span(const typename T::Storage* gate,
   }
 }
 
+// One row of logits `x [v]`: writes log Σ e^x (from the row's maximum, so nothing
+// overflows), x[target] and Σ x, all in f32 — what the loss needs of a row, read twice
+// (the second time from cache: a T5 row is 64 KB in bf16) instead of libtorch's f32 copy,
+// log-softmax and gathers.
+template <typename T>
+HM_INLINE void logit_statistics_row(const typename T::Storage* x, int64_t v, int64_t target,
+                                    float* out) {
+  float max = -INFINITY;
+#pragma omp simd reduction(max : max)
+  for (int64_t j = 0; j < v; ++j) {
+    float xj = T::load(x[j]);
+    max = xj > max ? xj : max;
+  }
+  float sum_exp = 0.0f, sum = 0.0f;
+#pragma omp simd reduction(+ : sum_exp, sum)
+  for (int64_t j = 0; j < v; ++j) {
+    float xj = T::load(x[j]);
+    sum_exp += exp_small(xj - max);
+    sum += xj;
+  }
+  out[0] = max + std::log(sum_exp);
+  out[1] = T::load(x[target]);
+  out[2] = sum;
+}
+
+// Its gradient, written straight in the logits' dtype (one rounding, where libtorch's
+// composition computes it in f32 and casts): dx = g_lse · softmax(x) + g_sum, plus g_target
+// at the target.
+template <typename T>
+HM_INLINE void logit_statistics_backward_row(const typename T::Storage* x, int64_t v,
+                                             int64_t target, float lse, const float* g,
+                                             typename T::Storage* dx) {
+  float g_lse = g[0], g_sum = g[2];
+#pragma omp simd
+  for (int64_t j = 0; j < v; ++j) {
+    dx[j] = T::store(g_lse * exp_small(T::load(x[j]) - lse) + g_sum);
+  }
+  dx[target] = T::store(g_lse * exp_small(T::load(x[target]) - lse) + g_sum + g[1]);
+}
+
 // The instantiations, each compiled for every vector width (templates cannot carry
 // target_clones themselves; the always-inline bodies take the caller's target).
 #define HM_GATED_KERNELS(T, Act, name)                                                      \
@@ -246,6 +292,14 @@ HM_INLINE void gated_backward_span(const typename T::Storage* gate,
                                              float* dw, int64_t d) {                         \
     rms_backward_row<T>(x, w, dy, r, dx, dw, d);                                             \
   }                                                                                          \
+  HM_VECTOR_CLONES void logits_forward_row_##T(const T::Storage* x, int64_t v, int64_t t,     \
+                                               float* out) {                                 \
+    logit_statistics_row<T>(x, v, t, out);                                                   \
+  }                                                                                          \
+  HM_VECTOR_CLONES void logits_backward_row_##T(const T::Storage* x, int64_t v, int64_t t,    \
+                                                float lse, const float* g, T::Storage* dx) {  \
+    logit_statistics_backward_row<T>(x, v, t, lse, g, dx);                                   \
+  }                                                                                          \
   HM_GATED_KERNELS(T, GeluTanh, gelu)                                                        \
   HM_GATED_KERNELS(T, Silu, silu)                                                            \
   template <>                                                                                \
@@ -256,6 +310,8 @@ HM_INLINE void gated_backward_span(const typename T::Storage* gate,
     static constexpr auto gelu_backward = gelu_backward_##T;                                 \
     static constexpr auto silu_forward = silu_forward_##T;                                   \
     static constexpr auto silu_backward = silu_backward_##T;                                 \
+    static constexpr auto logits_forward = logits_forward_row_##T;                           \
+    static constexpr auto logits_backward = logits_backward_row_##T;                         \
   };
 
 // Each dtype's row kernels, for the whole-tensor functions' templates.
@@ -403,6 +459,74 @@ at::Tensor gated_backward(const at::Tensor& grad, const at::Tensor& product, Act
   return dp;
 }
 
+// `targets` as int64 indices of `rows` logit rows of width `v`, each checked in range.
+at::Tensor checked_targets(const at::Tensor& targets, int64_t rows, int64_t v) {
+  TORCH_CHECK(targets.device().is_cpu(), "the targets are on ", targets.device());
+  TORCH_CHECK(!at::isFloatingType(targets.scalar_type()) && targets.scalar_type() != at::kBool,
+              "targets of ", targets.scalar_type(), " (integer ids wanted)");
+  TORCH_CHECK(targets.numel() == rows, targets.numel(), " targets for ", rows, " logit rows");
+  auto t = targets.to(at::kLong).contiguous();
+  if (rows > 0) {
+    auto low = t.min().item<int64_t>();
+    auto high = t.max().item<int64_t>();
+    TORCH_CHECK(low >= 0 && high < v, "a target id of ", low < 0 ? low : high,
+                " outside the vocabulary of ", v);
+  }
+  return t;
+}
+
+// `logits [.., V]` (f32 or bf16) and `targets [..]`: `[.., 3]` f32 per row — log Σ e^x,
+// the target's logit, Σ x.
+// Returns the statistics and the checked targets.
+std::pair<at::Tensor, at::Tensor> logit_statistics_forward(const at::Tensor& logits,
+                                                           const at::Tensor& targets) {
+  check_input(logits, "the logits");
+  TORCH_CHECK(logits.dim() >= 1 && logits.size(-1) > 0, "logits of shape ", logits.sizes());
+  auto x = logits.contiguous();
+  int64_t v = x.size(-1);
+  int64_t rows = x.numel() / v;
+  auto t = checked_targets(targets, rows, v);
+  auto shape = x.sizes().vec();
+  shape.back() = 3;
+  auto stats = at::empty(shape, x.options().dtype(at::kFloat));
+  float* out = stats.data_ptr<float>();
+  const int64_t* t_data = t.data_ptr<int64_t>();
+  auto rows_of = [&](auto type) {
+    using T = decltype(type);
+    at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        RowKernels<T>::logits_forward(data<T>(x) + i * v, v, t_data[i], out + 3 * i);
+      }
+    });
+  };
+  x.scalar_type() == at::kBFloat16 ? rows_of(BF16{}) : rows_of(F32{});
+  return {stats, t};
+}
+
+at::Tensor logit_statistics_backward(const at::Tensor& grad, const at::Tensor& logits,
+                                     const at::Tensor& targets, const at::Tensor& lse) {
+  auto x = logits.contiguous();
+  auto g = grad.to(at::kFloat).contiguous();
+  auto t = targets.contiguous();
+  int64_t v = x.size(-1);
+  int64_t rows = x.numel() / v;
+  auto dx = at::empty_like(x);
+  const float* g_data = g.data_ptr<float>();
+  const float* lse_data = lse.data_ptr<float>();
+  const int64_t* t_data = t.data_ptr<int64_t>();
+  auto rows_of = [&](auto type) {
+    using T = decltype(type);
+    at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        RowKernels<T>::logits_backward(data<T>(x) + i * v, v, t_data[i], lse_data[i],
+                                       g_data + 3 * i, data<T>(dx) + i * v);
+      }
+    });
+  };
+  x.scalar_type() == at::kBFloat16 ? rows_of(BF16{}) : rows_of(F32{});
+  return dx;
+}
+
 // ---- autograd functions --------------------------------------------------------------
 
 using torch::autograd::AutogradContext;
@@ -441,6 +565,25 @@ struct GatedActivationFunction : public torch::autograd::Function<GatedActivatio
     auto product = ctx->get_saved_variables()[0];
     auto act = static_cast<Activation>(ctx->saved_data["act"].toInt());
     return {gated_backward(grads[0], product, act).view(product.sizes()), at::Tensor()};
+  }
+};
+
+struct LogitStatisticsFunction : public torch::autograd::Function<LogitStatisticsFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits,
+                            const at::Tensor& targets) {
+    auto [stats, checked] = logit_statistics_forward(logits, targets);
+    // The checked int64 targets and the log-partitions (a float a row), not the output.
+    ctx->save_for_backward({logits, checked, stats.select(-1, 0).contiguous()});
+    return stats;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    TORCH_CHECK(!at::GradMode::is_enabled(),
+                "the fused logit statistics are differentiable once (no create_graph)");
+    auto saved = ctx->get_saved_variables();
+    const auto& logits = saved[0];
+    auto dx = logit_statistics_backward(grads[0], logits, saved[1], saved[2]);
+    return {dx.view(logits.sizes()), at::Tensor()};
   }
 };
 
@@ -483,6 +626,18 @@ int hm_fused_gated_activation(at::Tensor* product, int activation, at::Tensor** 
       *out = new at::Tensor(GatedActivationFunction::apply(*product, int64_t{activation}));
     } else {
       *out = new at::Tensor(gated_forward(*product, static_cast<Activation>(activation)));
+    }
+  });
+}
+
+// Per row of `logits [.., V]` (f32 or bf16, CPU) with `targets [..]` (integer ids):
+// `[.., 3]` f32 holding log Σ e^x, x[target] and Σ x; differentiable in the logits.
+int hm_fused_logit_statistics(at::Tensor* logits, at::Tensor* targets, at::Tensor** out) {
+  return guarded([&] {
+    if (records_graph({*logits})) {
+      *out = new at::Tensor(LogitStatisticsFunction::apply(*logits, *targets));
+    } else {
+      *out = new at::Tensor(logit_statistics_forward(*logits, *targets).first);
     }
   });
 }

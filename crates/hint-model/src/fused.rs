@@ -1,12 +1,16 @@
-//! Fused CPU kernels for T5's RMS norm and gated feed-forward activation.
+//! Fused CPU kernels for T5's RMS norm, gated feed-forward activation and the loss's
+//! statistics of each row of logits.
 //!
 //! Composed of libtorch operators, the RMS norm is about ten passes over the activations
 //! forward and twenty backward, and it saves an f32 copy of its input for the backward
 //! pass; the gated activation `act(gate) * linear` is two passes forward, four backward and
 //! a copy joining the halves' gradients. In a bf16 training step at the T5-v1.1-small shape
 //! on a 2-core CPU these took about a quarter of the step, mostly memory traffic and the
-//! OpenMP barriers between operators. The shim (`shim/fused_kernels.cpp`) does each in one
-//! pass forward and one backward, as autograd functions with hand-written gradients.
+//! OpenMP barriers between operators. The loss's log-softmax of the `[B, T, V]` logits
+//! (an f32 copy, the log-softmax, two gathers, and backward two zeroed f32 scatters, their
+//! sum, the log-softmax's gradient and a cast) is about a gigabyte of memory traffic at
+//! T5's 32k vocabulary. The shim (`shim/fused_kernels.cpp`) does each in one pass forward
+//! and one backward, as autograd functions with hand-written gradients.
 //!
 //! The arithmetic is libtorch's, roundings included (statistics in f32, each intermediate
 //! that the composition rounds to bf16 rounded at the same point), so results agree with
@@ -34,6 +38,11 @@ unsafe extern "C" {
     fn hm_fused_gated_activation(
         product: *mut C_tensor,
         activation: c_int,
+        out: *mut *mut C_tensor,
+    ) -> c_int;
+    fn hm_fused_logit_statistics(
+        logits: *mut C_tensor,
+        targets: *mut C_tensor,
         out: *mut *mut C_tensor,
     ) -> c_int;
 }
@@ -159,6 +168,56 @@ fn composed_gated_activation(product: &Tensor, activation: GatedActivation) -> T
     gate * &halves[1]
 }
 
+/// What a loss or a score needs of each row of logits `[.., V]`, in f32 (shape `[..]`).
+pub(crate) struct LogitStatistics {
+    /// `log Σ e^x`, the log-partition.
+    pub log_z: Tensor,
+    /// The target's logit.
+    pub target_logit: Tensor,
+    /// `Σ x` over the row (label smoothing's sum of log-probabilities is
+    /// `logit_sum − V · log_z`).
+    pub logit_sum: Tensor,
+}
+
+/// [`LogitStatistics`] of `logits [.., V]` (f32 or bf16, differentiable in the logits)
+/// for `targets [..]` from the fused kernel, or `None` where it does not apply: then the
+/// caller composes libtorch's operators (which also report targets outside the
+/// vocabulary, declined here before the call).
+pub(crate) fn logit_statistics(logits: &Tensor, targets: &Tensor) -> Option<LogitStatistics> {
+    if !SWITCH.usable() || !serves(&[logits]) {
+        return None;
+    }
+    let vocab = logits.size()[logits.dim() - 1];
+    let rows = logits.numel() / vocab.max(1) as usize;
+    let ids_fit = targets.device() == Device::Cpu
+        && targets.kind() == Kind::Int64
+        && targets.numel() == rows
+        && vocab > 0
+        && (rows == 0
+            || (i64::try_from(targets.min()).is_ok_and(|low| low >= 0)
+                && i64::try_from(targets.max()).is_ok_and(|high| high < vocab)));
+    if !ids_fit {
+        return None;
+    }
+    let stats = SWITCH.result(shim_logit_statistics(logits, targets))?;
+    #[cfg(test)]
+    tests::count_fused_call(&Some(stats.shallow_clone()));
+    Some(LogitStatistics {
+        log_z: stats.select(-1, 0),
+        target_logit: stats.select(-1, 1),
+        logit_sum: stats.select(-1, 2),
+    })
+}
+
+fn shim_logit_statistics(logits: &Tensor, targets: &Tensor) -> Result<Tensor, String> {
+    let (mut logits, mut targets) = (logits.shallow_clone(), targets.shallow_clone());
+    // SAFETY: both tensors are live for the call; on success the entry point stores a new
+    // tensor.
+    unsafe {
+        shim_tensor(|out| hm_fused_logit_statistics(logits.as_mut_ptr(), targets.as_mut_ptr(), out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +260,13 @@ mod tests {
                 "{kind:?} feed-forward"
             );
         }
+        // The loss reads its statistics of the logits from the fused kernel.
+        let before = FUSED_CALLS.with(Cell::get);
+        let logits = Tensor::randn([2, 3, 7], (Kind::BFloat16, Device::Cpu));
+        let targets = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 6]).view([2, 3]);
+        let weights = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        let _ = crate::cross_entropy(&logits, &targets, &weights, &Default::default());
+        assert_eq!(FUSED_CALLS.with(Cell::get) - before, expected, "the loss");
         // f64 takes libtorch's operators.
         let before = FUSED_CALLS.with(Cell::get);
         let _ = norm.forward(&Tensor::randn(
@@ -424,8 +490,24 @@ mod tests {
             GatedActivation::Silu
         )
         .is_none());
+        // Logit statistics: targets outside the vocabulary, of another integer type, or
+        // one too few; f64 logits; an empty vocabulary.
+        let logits = Tensor::zeros([2, 5], cpu(Kind::Float));
+        for targets in [
+            Tensor::from_slice(&[0i64, 5]),
+            Tensor::from_slice(&[-1i64, 2]),
+            Tensor::from_slice(&[0i32, 2]),
+            Tensor::from_slice(&[0i64]),
+        ] {
+            assert!(logit_statistics(&logits, &targets).is_none(), "{targets:?}");
+        }
+        let fine = Tensor::from_slice(&[0i64, 4]);
+        assert!(logit_statistics(&logits.to_kind(Kind::Double), &fine).is_none());
+        assert!(logit_statistics(&Tensor::zeros([2, 0], cpu(Kind::Float)), &fine).is_none());
         assert!(SWITCH.usable() || !fused_kernels());
         // The shim itself refuses them with a message.
+        let error = shim_logit_statistics(&logits, &Tensor::from_slice(&[0i64, 7])).unwrap_err();
+        assert!(error.contains("outside the vocabulary"), "{error}");
         let error = shim_gated_activation(
             &Tensor::ones([2, 5], cpu(Kind::Float)),
             GatedActivation::Silu,

@@ -82,26 +82,24 @@ pub fn cross_entropy(
     weights: &Tensor,
     config: &LossConfig,
 ) -> Loss {
-    let logits = logits.to_kind(Kind::Float);
     let vocab = *logits.size().last().unwrap_or(&1);
-    // One fused log-softmax (and its fused backward) instead of logsumexp's chain of
-    // max, subtract, exp and sum passes over the `[B, T, V]` logits; the log-partition the
-    // z-loss needs is then the target's logit minus its log-probability.
-    let log_probs = logits.log_softmax(-1, Kind::Float);
-    let target_index = targets.unsqueeze(-1);
-    let target_log_prob = log_probs.gather(-1, &target_index, false).squeeze_dim(-1);
-    let log_z = logits.gather(-1, &target_index, false).squeeze_dim(-1) - &target_log_prob;
-    let mut token_loss = if config.label_smoothing > 0.0 {
-        let confidence = 1.0 - config.label_smoothing;
-        let low = config.label_smoothing / (vocab - 1) as f64;
-        // The entropy of the smoothed target: t5x subtracts it so that a perfect model
-        // reaches zero loss.
-        let normalizing_constant =
-            -(confidence * confidence.ln() + (vocab - 1) as f64 * low * (low + 1e-20).ln());
-        let all = log_probs.sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
-        -(confidence - low) * &target_log_prob - low * all - normalizing_constant
-    } else {
-        -target_log_prob
+    let smoothing = config.label_smoothing > 0.0;
+    let TokenStatistics {
+        target_log_prob,
+        log_z,
+        log_prob_sum,
+    } = token_statistics(logits, targets, smoothing);
+    let mut token_loss = match log_prob_sum {
+        Some(all) => {
+            let confidence = 1.0 - config.label_smoothing;
+            let low = config.label_smoothing / (vocab - 1) as f64;
+            // The entropy of the smoothed target: t5x subtracts it so that a perfect model
+            // reaches zero loss.
+            let normalizing_constant =
+                -(confidence * confidence.ln() + (vocab - 1) as f64 * low * (low + 1e-20).ln());
+            -(confidence - low) * &target_log_prob - low * all - normalizing_constant
+        }
+        None => -target_log_prob,
     };
     let z_token = config.z_loss * log_z.square();
     token_loss += &z_token;
@@ -122,6 +120,46 @@ pub fn cross_entropy(
         total,
         z_loss,
         weight_sum,
+    }
+}
+
+/// Per target token, in f32: its log-probability, the log-partition `log Σ e^logits` and
+/// (when asked for) the sum of the row's log-probabilities.
+struct TokenStatistics {
+    target_log_prob: Tensor,
+    log_z: Tensor,
+    log_prob_sum: Option<Tensor>,
+}
+
+/// [`TokenStatistics`] of `targets [..]` under `logits [.., V]`: the fused kernel on the
+/// CPU (the logits read in their own dtype, never copied to f32), else one log-softmax of
+/// an f32 copy (one fused operator and its fused backward, instead of logsumexp's chain
+/// of max, subtract, exp and sum; the log-partition is then the target's logit minus its
+/// log-probability).
+fn token_statistics(logits: &Tensor, targets: &Tensor, with_sum: bool) -> TokenStatistics {
+    let Some(stats) = crate::fused::logit_statistics(logits, targets) else {
+        return composed_token_statistics(logits, targets, with_sum);
+    };
+    let vocab = *logits.size().last().unwrap_or(&1);
+    TokenStatistics {
+        target_log_prob: &stats.target_logit - &stats.log_z,
+        log_prob_sum: with_sum.then(|| &stats.logit_sum - vocab as f64 * &stats.log_z),
+        log_z: stats.log_z,
+    }
+}
+
+fn composed_token_statistics(logits: &Tensor, targets: &Tensor, with_sum: bool) -> TokenStatistics {
+    let logits = logits.to_kind(Kind::Float);
+    let log_probs = logits.log_softmax(-1, Kind::Float);
+    let target_index = targets.unsqueeze(-1);
+    let target_log_prob = log_probs.gather(-1, &target_index, false).squeeze_dim(-1);
+    let log_z = logits.gather(-1, &target_index, false).squeeze_dim(-1) - &target_log_prob;
+    let log_prob_sum =
+        with_sum.then(|| log_probs.sum_dim_intlist([-1i64].as_slice(), false, Kind::Float));
+    TokenStatistics {
+        target_log_prob,
+        log_z,
+        log_prob_sum,
     }
 }
 
@@ -212,13 +250,7 @@ fn cross_entropy_in_chunks(
 
 /// Per-token log-likelihoods `[B, T]` of `targets` under `logits`, zero where `mask` is 0.
 pub fn token_log_likelihoods(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Tensor {
-    let logits = logits.to_kind(Kind::Float);
-    let log_z = logits.logsumexp([-1], false);
-    (logits
-        .gather(-1, &targets.unsqueeze(-1), false)
-        .squeeze_dim(-1)
-        - log_z)
-        * mask.to_kind(Kind::Float)
+    token_statistics(logits, targets, false).target_log_prob * mask.to_kind(Kind::Float)
 }
 
 /// Summed log-likelihood of each target row `[B]` (EOS included, no length
@@ -260,6 +292,77 @@ pub fn hf_mean_cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fused statistics (log-probability of the target, log-partition, sum of the
+    /// log-probabilities) and their gradients equal libtorch's composition: f32 within a
+    /// few ulps, bf16 logits within one bf16 rounding of the gradient (the kernel rounds
+    /// once; the composition computes in f32 and casts). Logits spread over ±40 (the
+    /// exponential's range), an odd width (the vector loops' remainders), a transposed
+    /// (strided) input, targets at both ends of the vocabulary.
+    #[test]
+    fn fused_token_statistics_equal_the_composition_forward_and_backward() {
+        let cpu = tch::Device::Cpu;
+        for (kind, grad_atol, grad_rtol) in
+            [(Kind::Float, 1e-6, 1e-5), (Kind::BFloat16, 1e-5, 8e-3)]
+        {
+            tch::manual_seed(11);
+            let base = (Tensor::randn([1003, 2, 9], (Kind::Float, cpu)) * 12.0)
+                .to_kind(kind)
+                .set_requires_grad(true);
+            let logits = base.permute([1, 2, 0]); // [2, 9, 1003], strided
+            let targets = Tensor::randint(1003, [2, 9], (Kind::Int64, cpu));
+            let _ = targets.get(0).get(0).fill_(0);
+            let _ = targets.get(1).get(8).fill_(1002);
+            // The sum of log-probabilities weighted by ~1/V, as label smoothing weighs it:
+            // its gradient is −V·softmax per unit, which would otherwise amplify both sides'
+            // one-ulp error of the log-partition (≈ 4e-6 at 40) a thousandfold.
+            let upstream: Vec<Tensor> = (0..3)
+                .map(|i| {
+                    Tensor::randn([2, 9], (Kind::Float, cpu)) / if i == 2 { 1003.0 } else { 1.0 }
+                })
+                .collect();
+            let run = |stats: TokenStatistics| {
+                let outputs = [
+                    stats.target_log_prob,
+                    stats.log_z,
+                    stats.log_prob_sum.expect("asked for"),
+                ];
+                let objective = outputs
+                    .iter()
+                    .zip(&upstream)
+                    .map(|(o, u)| (o * u).sum(Kind::Float))
+                    .fold(Tensor::from(0.0f32), |a, b| a + b);
+                let mut grad = base.grad();
+                if grad.defined() {
+                    let _ = grad.zero_();
+                }
+                objective.backward();
+                (outputs.map(|o| o.detach()), base.grad().copy())
+            };
+            let (fused, fused_grad) = run(token_statistics(&logits, &targets, true));
+            let (composed, composed_grad) = run(composed_token_statistics(&logits, &targets, true));
+            for (name, a, b, atol) in [
+                ("target log-probability", &fused[0], &composed[0], 2e-5),
+                ("log-partition", &fused[1], &composed[1], 2e-5),
+                // Σ x − V·log Z: a few f32 ulps of V·log Z (≈ 4e4).
+                ("sum of log-probabilities", &fused[2], &composed[2], 5e-2),
+            ] {
+                assert_eq!(a.kind(), Kind::Float, "{kind:?} {name}");
+                let worst = (a - b).abs().max().double_value(&[]);
+                assert!(worst <= atol, "{kind:?} {name}: differs by {worst}");
+            }
+            assert_eq!(fused_grad.kind(), kind);
+            let (a, b) = (
+                fused_grad.to_kind(Kind::Double),
+                composed_grad.to_kind(Kind::Double),
+            );
+            let excess = ((&a - &b).abs() - (b.abs() * grad_rtol + grad_atol))
+                .max()
+                .double_value(&[]);
+            let worst = (&a - &b).abs().max().double_value(&[]);
+            assert!(excess <= 0.0, "{kind:?} gradient differs by up to {worst}");
+        }
+    }
 
     /// A T5 with a tied or untied head, and one step's decoder states.
     fn head_and_states(tied: bool) -> (tch::nn::VarStore, super::super::model::T5, Tensor) {
