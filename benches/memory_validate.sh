@@ -3,10 +3,9 @@
 # machine can run: HINT at the T5-v1.1-small shape (f32) and at the T5-v1.1-base shape
 # (bf16 activations), each without rematerialisation and with `minimal` and `full`. The
 # measured peak is the bytes CPU tensors held at the second step (`peak_tensor_bytes` of
-# metrics.jsonl, counted from libtorch's allocation reports: from the second step on the
-# gradient buffers exist throughout, which a first step allocates only during its
-# backward pass); the first step's peak and the process's peak resident set are printed
-# beside it.
+# metrics.jsonl, counted from libtorch's allocation reports; one process with one pass
+# drops its gradients before each step, so the steps peak alike); the first step's peak
+# and the process's peak resident set are printed beside it.
 #
 #   cargo build --release -p hint-cli && benches/memory_validate.sh [target/release/hint] [large]
 #
@@ -53,8 +52,7 @@ memory = next(l["memory"] for l in lines if "memory" in l)
 step = next(l for l in lines if "loss" in l)
 batch = memory["examples"]
 predicted = plan[{"none": "peak_bytes_without_remat", "minimal": "peak_bytes_with_minimal_remat"}.get(remat, "peak_bytes_with_remat")]
-# The second step: from then on every step holds the gradient buffers throughout (a first
-# step allocates them during its backward pass), as the plan assumes.
+# The second step: the first one's allocations (the optimizer's state) exist by then.
 second = [l for l in lines if "loss" in l][1]
 measured = second["peak_tensor_bytes"]
 print(f"{name} remat={remat}: {plan['parameters'] / 1e6:.0f}M parameters, batch {batch} "

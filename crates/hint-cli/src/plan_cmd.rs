@@ -107,11 +107,22 @@ fn text(plan: &MemoryPlan, device_memory: Option<u64>, reserve: u64) -> String {
             ""
         }
     ));
+    let gradients = if plan.gradients_held {
+        format!(
+            "{} held throughout (and {} while the largest is accumulated)",
+            gigabytes(plan.gradient_bytes),
+            gigabytes(plan.accumulation_bytes)
+        )
+    } else {
+        format!(
+            "{} (dropped before each step; the first, {}, comes with the activations)",
+            gigabytes(plan.gradient_bytes),
+            gigabytes(plan.accumulation_bytes)
+        )
+    };
     out.push_str(&format!(
-        "  parameters       {}\n  gradients        {} (and {} while the largest is accumulated)\n  optimizer state  {} (Adafactor; the most loaded rank's) and {} working buffer\n",
+        "  parameters       {}\n  gradients        {gradients}\n  optimizer state  {} (Adafactor; the most loaded rank's) and {} working buffer\n",
         gigabytes(plan.parameter_bytes),
-        gigabytes(plan.gradient_bytes),
-        gigabytes(plan.accumulation_bytes),
         gigabytes(plan.optimizer_state_bytes),
         gigabytes(plan.optimizer_scratch_bytes)
     ));
@@ -151,10 +162,13 @@ fn text(plan: &MemoryPlan, device_memory: Option<u64>, reserve: u64) -> String {
             gigabytes(usable),
             gigabytes(reserve)
         ));
-        if plan.fixed_bytes() > usable {
+        // What the step holds at its update, whatever the batch (gradients dropped before
+        // a step are all there again by then).
+        let model = plan.parameter_bytes + plan.gradient_bytes + plan.optimizer_state_bytes;
+        if model > usable {
             out.push_str(&format!(
                 "does not fit: parameters, gradients and optimizer state alone take {}{}\n",
-                gigabytes(plan.fixed_bytes()),
+                gigabytes(model),
                 if plan.sharded || plan.world_size == 1 {
                     ""
                 } else {

@@ -1,8 +1,9 @@
 //! Memory: every training line records the step's peak and the first step says what held
 //! it; rematerialised and bf16-parameter runs resume with identical losses; a checkpoint
-//! moves between devices; `hint plan` predicts a measured step (the second: gradient
-//! buffers held throughout) within 15% for each `remat_policy`, with the fused CPU kernels
-//! and with libtorch's operators, and plans a GPU configuration for a GPU.
+//! moves between devices; `hint plan` predicts a measured step (the second) within 15% for
+//! each `remat_policy`, with the fused CPU kernels and with libtorch's operators, with the
+//! gradients dropped before each step (one pass) and held (two microbatches), and plans a
+//! GPU configuration for a GPU.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -160,58 +161,63 @@ fn the_plan_predicts_a_measured_step_within_fifteen_percent() {
     ];
     // With the fused CPU kernels (the default) and with libtorch's operators, which keep
     // more for the backward pass: the plan counts what the step runs.
-    for (fused, kernels) in [("1", "fused"), ("0", "composed")] {
-        for remat in ["none", "minimal", "full"] {
-            let tmp = tempfile::tempdir().unwrap();
-            let dir = tmp.path().join("run");
-            let policy = format!("--gin.TrainConfig.remat_policy=\"{remat}\"");
-            let mut args: Vec<String> = tiny_args(&dir, 2);
-            args.extend(shape.iter().map(|s| s.to_string()));
-            args.push(policy);
-            let status = hint()
-                .env("HINT_FUSED_KERNELS", fused)
-                .arg("train")
-                .args(&args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success());
-            let lines = metrics(&dir);
-            let memory = lines.iter().find_map(|l| l.get("memory")).unwrap();
-            // The plan is told the share of distinct instructions the measured step had (it
-            // assumes one per example unless told), as benches/memory_validate.sh tells it.
-            let share =
-                memory["instructions"].as_f64().unwrap() / memory["examples"].as_f64().unwrap();
-            let output = succeed(
-                hint()
-                    .env("HINT_FUSED_KERNELS", fused)
-                    .args(["plan", "--format", "json", "--instructions_per_example"])
-                    .arg(share.to_string())
-                    .args(&args),
-            );
-            let plan: serde_json::Value = serde_json::from_str(&output).unwrap();
-            assert_eq!(plan["kernels"], kernels);
-            let predicted = plan[match remat {
-                "none" => "peak_bytes_without_remat",
-                "minimal" => "peak_bytes_with_minimal_remat",
-                _ => "peak_bytes_with_remat",
-            }]
-            .as_f64()
+    // Two microbatches hold the gradients through the second one's forward pass.
+    let cases = [("1", "fused"), ("0", "composed")]
+        .into_iter()
+        .flat_map(|k| ["none", "minimal", "full"].map(|remat| (k, remat, 1)))
+        .chain([(("1", "fused"), "none", 2)]);
+    for ((fused, kernels), remat, microbatches) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let policy = format!("--gin.TrainConfig.remat_policy=\"{remat}\"");
+        let mut args: Vec<String> = tiny_args(&dir, 2);
+        args.extend(shape.iter().map(|s| s.to_string()));
+        args.push(policy);
+        args.push(format!("--gin.TrainConfig.microbatches={microbatches}"));
+        let status = hint()
+            .env("HINT_FUSED_KERNELS", fused)
+            .arg("train")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
             .unwrap();
-            // The second step: from then on every step holds the gradient buffers throughout
-            // (a first step allocates them during its backward pass), as the plan assumes.
-            let measured = lines
-                .iter()
-                .filter(|l| l.get("loss").is_some())
-                .nth(1)
-                .and_then(|l| l["peak_tensor_bytes"].as_f64())
-                .unwrap();
-            assert!(
-            (predicted / measured - 1.0).abs() <= 0.15,
-            "{kernels} kernels, remat {remat}: predicted {predicted}, measured {measured} ({memory})"
+        assert!(status.success());
+        let lines = metrics(&dir);
+        let memory = lines.iter().find_map(|l| l.get("memory")).unwrap();
+        // The plan is told the share of distinct instructions the measured step had (it
+        // assumes one per example unless told), as benches/memory_validate.sh tells it.
+        let share = memory["instructions"].as_f64().unwrap() / memory["examples"].as_f64().unwrap();
+        let output = succeed(
+            hint()
+                .env("HINT_FUSED_KERNELS", fused)
+                .args(["plan", "--format", "json", "--instructions_per_example"])
+                .arg(share.to_string())
+                .args(&args),
         );
-        }
+        let plan: serde_json::Value = serde_json::from_str(&output).unwrap();
+        assert_eq!(plan["kernels"], kernels);
+        let predicted = plan[match remat {
+            "none" => "peak_bytes_without_remat",
+            "minimal" => "peak_bytes_with_minimal_remat",
+            _ => "peak_bytes_with_remat",
+        }]
+        .as_f64()
+        .unwrap();
+        assert_eq!(plan["gradients_held"], microbatches > 1);
+        // The second step: with several microbatches, from then on every step holds the
+        // gradient buffers throughout (a first step allocates them during its backward
+        // pass); in one pass they are dropped before each step.
+        let measured = lines
+            .iter()
+            .filter(|l| l.get("loss").is_some())
+            .nth(1)
+            .and_then(|l| l["peak_tensor_bytes"].as_f64())
+            .unwrap();
+        assert!(
+        (predicted / measured - 1.0).abs() <= 0.15,
+        "{kernels} kernels, remat {remat}, {microbatches} microbatch(es): predicted {predicted}, measured {measured} ({memory})"
+    );
     }
 }
 

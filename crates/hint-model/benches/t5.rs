@@ -81,9 +81,9 @@ fn training_step(c: &mut Criterion) {
                     let logits = model.forward(&inputs, None, &decoder_inputs, None, true);
                     let loss = cross_entropy(&logits, &targets, &weights, &LossConfig::default());
                     loss.total.backward();
-                    for mut v in vs.trainable_variables() {
-                        v.zero_grad();
-                    }
+                    // Dropped, as `hint train` does alone (and transformers' `zero_grad`).
+                    hint_model::release_gradients(&vs.trainable_variables())
+                        .expect("gradients dropped");
                 })
             });
         }

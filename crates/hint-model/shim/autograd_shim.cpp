@@ -326,6 +326,13 @@ int hm_rematerialise(at::Tensor** inputs, size_t n, void* function, hm_call_fn c
 // Whether this thread records a graph (libtorch's grad mode; tch keeps its reader private).
 int hm_grad_enabled() { return at::GradMode::is_enabled() ? 1 : 0; }
 
+// Drops `tensor`'s gradient (PyTorch's `zero_grad(set_to_none=True)`): the next backward
+// pass then takes its incoming gradient as the buffer instead of adding it into a zeroed
+// one — no zeroing pass, no addition pass, no temporary.
+int hm_release_grad(at::Tensor* tensor) {
+  return guarded([&] { tensor->mutable_grad().reset(); });
+}
+
 // `kept`, the value of `input · weightᵀ` computed earlier, as that product's output: a new
 // tensor sharing its storage whose gradient node is the linear map's (none when neither
 // operand needs a gradient or grad mode is off).

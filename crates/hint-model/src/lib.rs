@@ -32,7 +32,9 @@ pub use fused::{fused_kernels, set_fused_kernels, FUSED_KERNELS_ENV};
 pub use hyper::config::{HyperConfig, LayerEmbedding};
 pub use hyper::flops;
 pub use hyper::model::{HyperT5, TaskAdaptation};
-pub use memory::{count_cpu_tensors, memory_usage, reset_peak_memory, MemoryUsage};
+pub use memory::{
+    count_cpu_tensors, memory_usage, release_gradients, reset_peak_memory, MemoryUsage,
+};
 pub use packed::{packed_weight_bytes, set_weight_packing, weight_packing, WEIGHT_PACKING_ENV};
 pub use parameters::{load_parameters, save_parameters};
 pub use peft::{peft_refusal, save_base_t5, save_peft_adapter};

@@ -23,6 +23,7 @@ unsafe extern "C" {
     fn hm_counts_cpu_tensors() -> bool;
     fn hm_cpu_tensor_bytes(current: *mut i64, peak: *mut i64);
     fn hm_reset_cpu_tensor_peak();
+    fn hm_release_grad(tensor: *mut torch_sys::C_tensor) -> i32;
 }
 
 /// c10's `DeviceType::CUDA`.
@@ -135,6 +136,36 @@ pub fn reset_peak_memory(device: Device) -> bool {
             std::fs::write("/proc/self/clear_refs", "5").is_ok()
         }
     }
+}
+
+/// Drops the gradients of `tensors` (PyTorch's `zero_grad(set_to_none=True)`), where
+/// zeroing them in place would keep them: the next backward pass takes each incoming
+/// gradient as the buffer itself instead of adding it into a zeroed one (no zeroing pass,
+/// no addition pass, no temporary), and between steps the gradients hold no memory.
+/// Gradients that must stay where they are (views of a data-parallel bucket) are to be
+/// zeroed in place instead.
+///
+/// ```
+/// use tch::{Kind, Tensor};
+/// let w = Tensor::ones([3], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+/// (&w * 2.0).sum(Kind::Float).backward();
+/// assert!(w.grad().defined());
+/// hint_model::release_gradients(&[w.shallow_clone()]).unwrap();
+/// assert!(!w.grad().defined());
+/// ```
+pub fn release_gradients(tensors: &[tch::Tensor]) -> Result<(), crate::ModelError> {
+    for tensor in tensors {
+        let mut handle = tensor.shallow_clone();
+        // SAFETY: the tensor is live for the call; the entry point only resets its
+        // gradient's handle.
+        if unsafe { hm_release_grad(handle.as_mut_ptr()) } != 0 {
+            return Err(crate::ModelError::Torch {
+                context: "releasing a gradient".into(),
+                source: tch::TchError::Torch(crate::remat::shim_error()),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -516,11 +516,16 @@ pub struct MemoryPlan {
     /// its gradient). The activations are gone by then: a step's peak is the larger of
     /// the two.
     pub optimizer_scratch_bytes: u64,
-    /// The gradient the backward pass computes for the largest trainable parameter before
-    /// adding it into the buffer that parameter's gradient is held in (from the second
-    /// step on every step accumulates into held buffers): the output layer's, which comes
-    /// first, while every activation is still there.
+    /// The gradient the backward pass computes first, for the output layer (the largest
+    /// trainable parameter), while every activation is still there: a temporary beside
+    /// its buffer where the gradients are held ([`MemoryPlan::gradients_held`]), else the
+    /// first gradient itself.
     pub accumulation_bytes: u64,
+    /// Whether the gradients are held through the forward pass: on several ranks (they
+    /// are views of the reducer's buckets) or with several microbatches (the later ones
+    /// add into the earlier ones'). One process with one pass drops them before each step
+    /// (PyTorch's `set_to_none`), and they then grow as the activations are freed.
+    pub gradients_held: bool,
     /// Activation bytes per example without rematerialisation.
     pub activation_bytes_per_example: u64,
     /// Without rematerialisation, when the compute dtype is not the parameters' (bf16 on
@@ -563,9 +568,15 @@ pub struct MemoryPlan {
 }
 
 impl MemoryPlan {
-    /// Parameters, gradients and optimizer state: what a step holds throughout.
+    /// What a step holds throughout: parameters, optimizer state, and the gradients where
+    /// they are held ([`MemoryPlan::gradients_held`]).
     pub fn fixed_bytes(&self) -> u64 {
-        self.parameter_bytes + self.gradient_bytes + self.optimizer_state_bytes
+        let gradients = if self.gradients_held {
+            self.gradient_bytes
+        } else {
+            0
+        };
+        self.parameter_bytes + gradients + self.optimizer_state_bytes
     }
 
     /// Activation bytes per example under `policy` (with `full`, the cost of one more
@@ -588,8 +599,21 @@ impl MemoryPlan {
             RematPolicy::Full => self.remat.scaled(batch as f64).peak() as u64,
             RematPolicy::Minimal => batch as u64 * self.minimal_activation_bytes_per_example,
         };
-        self.fixed_bytes()
-            + (activations + self.accumulation_bytes).max(self.optimizer_scratch_bytes)
+        // The gradients there at the activations' peak. Held ones are there from the
+        // start, and the first one made (the output layer's) is a temporary beside its
+        // buffer. Dropped ones grow as the backward pass frees the activations: the first
+        // one is there with all of them; with `full`, which keeps so few that the step
+        // peaks late in its backward pass, nearly every one is.
+        let gradients = if self.gradients_held {
+            self.gradient_bytes + self.accumulation_bytes
+        } else if policy == RematPolicy::Full {
+            self.gradient_bytes
+        } else {
+            self.accumulation_bytes
+        };
+        // The optimizer's update comes once the activations are gone, with every gradient.
+        let update = self.optimizer_scratch_bytes + self.gradient_bytes;
+        self.parameter_bytes + self.optimizer_state_bytes + (gradients + activations).max(update)
     }
 
     /// The largest (micro)batch per rank whose step fits in `memory` bytes (0: not even
@@ -704,6 +728,7 @@ pub fn plan(
             .batch_size
             .div_ceil(world_size)
             .div_ceil(settings.train.microbatches.max(1)),
+        gradients_held: world_size > 1 || settings.train.microbatches > 1,
         world_size,
         sharded,
         remat_policy: settings.train.remat_policy,
@@ -785,18 +810,43 @@ mod tests {
         // The step's peak at the configured batch, and the largest batch in a memory.
         // The optimizer's working buffer: the largest parameter, the relative bias (64).
         assert_eq!(plan.optimizer_scratch_bytes, 64 * 4);
-        let fixed = 3 * 620 * 4;
+        // One process, one pass: the gradients are dropped before the step, so what is
+        // held throughout is the parameters and the optimizer state; the first gradient
+        // (the largest parameter's, 64) comes while every activation is there, and the
+        // update holds every gradient and the scratch buffer once the activations are gone.
+        assert!(!plan.gradients_held);
+        let fixed = 2 * 620 * 4;
         assert_eq!(plan.fixed_bytes(), fixed);
-        // The gradient accumulated into its held buffer: the largest parameter's again.
         assert_eq!(plan.accumulation_bytes, 64 * 4);
         let accumulation = plan.accumulation_bytes;
+        let update = (64 + 620) * 4;
         assert_eq!(
             plan.peak_bytes(4, RematPolicy::None),
-            fixed + 4 * plan.activation_bytes_per_example + accumulation
+            fixed + (4 * plan.activation_bytes_per_example + accumulation).max(update)
+        );
+        assert_eq!(
+            plan.peak_bytes(0, RematPolicy::None),
+            fixed + update,
+            "the update's peak"
         );
         let memory = fixed + 10 * plan.activation_bytes_per_example + accumulation + 1;
         assert_eq!(plan.largest_batch(memory, RematPolicy::None), 10);
         assert_eq!(plan.largest_batch(fixed - 1, RematPolicy::None), 0);
+        // Two microbatches: the second adds into the first's gradients, held throughout,
+        // and the first gradient is a temporary beside its buffer.
+        let held = super::plan(
+            &tiny(&["hint.train.TrainConfig.microbatches = 2"]),
+            1,
+            1.0,
+            Kernels::Fused,
+        )
+        .unwrap();
+        assert!(held.gradients_held);
+        assert_eq!(held.fixed_bytes(), 3 * 620 * 4);
+        assert_eq!(
+            held.peak_bytes(2, RematPolicy::None),
+            3 * 620 * 4 + 2 * held.activation_bytes_per_example + accumulation
+        );
         // `minimal` keeps each block's weight products. Encoder block, T=3: q, k, v
         // 3·3·4, o 3·4, wi_0 and wi_1 2·3·8, wo 3·4 (108); decoder block, T=2: self
         // q, k, v 3·2·4, o 2·4, cross q 2·4 and k, v over the memory 2·3·4, o 2·4, wi_0
@@ -817,7 +867,13 @@ mod tests {
         );
         assert_eq!(
             plan.peak_bytes(4, RematPolicy::Minimal),
-            fixed + 4 * plan.minimal_activation_bytes_per_example + accumulation
+            fixed + (4 * plan.minimal_activation_bytes_per_example + accumulation).max(update)
+        );
+        // `full` keeps so little that its step peaks late in the backward pass, with nearly
+        // every gradient there: they count even though they were dropped.
+        assert_eq!(
+            plan.peak_bytes(4, RematPolicy::Full),
+            fixed + (620 * 4 + full.scaled(4.0).peak() as u64).max(update)
         );
     }
 
@@ -849,9 +905,10 @@ mod tests {
         assert_eq!(
             mixed.peak_bytes(3, RematPolicy::None),
             mixed.fixed_bytes()
-                + 3 * mixed.activation_bytes_per_example
-                + mixed.weight_copy_bytes
-                + mixed.accumulation_bytes
+                + (3 * mixed.activation_bytes_per_example
+                    + mixed.weight_copy_bytes
+                    + mixed.accumulation_bytes)
+                    .max(mixed.optimizer_scratch_bytes + mixed.gradient_bytes)
         );
         let sharded = plan(
             &tiny(&["hint.train.TrainConfig.shard_optimizer = True"]),

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use hint_dist::{BucketConfig, GradientReducer, ProcessGroup, ReduceOp};
 use hint_model::{
-    count_cpu_tensors, cross_entropy, memory_usage, rematerialised_cross_entropy,
-    reset_peak_memory, HyperT5, LossConfig, MemoryUsage, RematPolicy,
+    count_cpu_tensors, cross_entropy, memory_usage, release_gradients,
+    rematerialised_cross_entropy, reset_peak_memory, HyperT5, LossConfig, MemoryUsage, RematPolicy,
 };
 use hint_optim::{Adafactor, STEP_KEY};
 use serde::{Deserialize, Serialize};
@@ -703,7 +703,21 @@ impl<'a> Trainer<'a> {
                 .wrapping_add(step as i64),
         );
         let global = source.next_batch()?;
-        self.optimizer.zero_grad();
+        match self.group {
+            // The gradients are views of the reducer's buckets: zeroed where they are.
+            Some(_) => self.optimizer.zero_grad(),
+            // Alone, dropped (PyTorch's `zero_grad(set_to_none=True)`): the backward pass
+            // then takes each gradient as it comes instead of adding it into a zeroed
+            // buffer, and the forward pass runs without the gradients held.
+            None => {
+                let trainable: Vec<Tensor> = self
+                    .trainable_by_name()
+                    .into_iter()
+                    .map(|(_, t)| t)
+                    .collect();
+                release_gradients(&trainable)?;
+            }
+        }
         // This rank's rows of the global batch (all of it alone).
         let batch = match self.group {
             Some(group) => {
