@@ -702,7 +702,6 @@ impl<'a> Trainer<'a> {
                 .wrapping_mul(1_000_003)
                 .wrapping_add(step as i64),
         );
-        let global = source.next_batch()?;
         match self.group {
             // The gradients are views of the reducer's buckets: zeroed where they are.
             Some(_) => self.optimizer.zero_grad(),
@@ -718,6 +717,7 @@ impl<'a> Trainer<'a> {
                 release_gradients(&trainable)?;
             }
         }
+        let global = source.next_batch()?;
         // This rank's rows of the global batch (all of it alone).
         let batch = match self.group {
             Some(group) => {

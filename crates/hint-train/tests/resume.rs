@@ -123,6 +123,76 @@ fn run(dir: &std::path::Path, steps: u64, stop_after: Option<u64>) -> TrainOutco
     }
 }
 
+/// A lone trainer drops its gradients before each step (PyTorch's `set_to_none`): the
+/// batch source, asked after that, never sees a parameter holding one.
+#[test]
+fn a_lone_trainer_drops_its_gradients_before_each_step() {
+    struct Watching {
+        inner: ToySource,
+        parameters: Vec<Tensor>,
+        gradients_seen: Vec<usize>,
+    }
+    impl BatchSource for Watching {
+        fn next_batch(&mut self) -> Result<TrainBatch> {
+            let held = self
+                .parameters
+                .iter()
+                .filter(|p| p.grad().defined())
+                .count();
+            self.gradients_seen.push(held);
+            self.inner.next_batch()
+        }
+        fn state(&self) -> serde_json::Value {
+            self.inner.state()
+        }
+        fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+            self.inner.restore(state)
+        }
+    }
+    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let t5 = T5Config {
+        vocab_size: 32,
+        ..T5Config::preset("tiny").unwrap()
+    };
+    let vs = VarStore::new(Device::Cpu);
+    let model = HyperT5::new(vs.root(), &t5, &HyperConfig::preset("tiny").unwrap());
+    let mut optimizer = Adafactor::from_var_store(
+        &vs,
+        ParamGroup::dual(
+            AdafactorConfig::with_learning_rate(1e-2),
+            AdafactorConfig::with_learning_rate(1e-2),
+        ),
+    )
+    .unwrap();
+    let config = TrainConfig {
+        steps: 3,
+        checkpoint_every: 100,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(
+        &model,
+        &vs,
+        &mut optimizer,
+        config,
+        ModelDir::prepare(&tmp.path().join("run")).unwrap(),
+    );
+    let mut source = Watching {
+        inner: ToySource { position: 0 },
+        parameters: vs.trainable_variables(),
+        gradients_seen: Vec::new(),
+    };
+    trainer.train(&mut source, &mut NoHooks).unwrap();
+    assert_eq!(source.gradients_seen, [0, 0, 0]);
+    // They were made: each step's backward pass gave every parameter it reached one.
+    let made = vs
+        .trainable_variables()
+        .iter()
+        .filter(|p| p.grad().defined())
+        .count();
+    assert!(made > 0);
+}
+
 fn losses(dir: &std::path::Path) -> Vec<(u64, f64)> {
     read_metrics(&dir.join("metrics.jsonl"))
         .unwrap()
