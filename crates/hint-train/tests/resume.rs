@@ -175,7 +175,7 @@ fn a_lone_trainer_drops_its_gradients_before_each_step() {
         &vs,
         &mut optimizer,
         config,
-        ModelDir::prepare(&tmp.path().join("run")).unwrap(),
+        ModelDir::prepare(tmp.path().join("run")).unwrap(),
     );
     let mut source = Watching {
         inner: ToySource { position: 0 },
