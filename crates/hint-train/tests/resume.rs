@@ -78,17 +78,16 @@ impl BatchSource for ToySource {
 /// libtorch's generator is process-global: runs that must be reproducible take turns.
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn run(dir: &std::path::Path, steps: u64, stop_after: Option<u64>) -> TrainOutcome {
-    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(0);
+/// A tiny HINT on the toy task's vocabulary, with Adafactor over both its groups.
+fn tiny_hint(dropout_rate: f64) -> (VarStore, HyperT5, Adafactor) {
     let t5 = T5Config {
         vocab_size: 32,
-        dropout_rate: 0.1,
+        dropout_rate,
         ..T5Config::preset("tiny").unwrap()
     };
     let vs = VarStore::new(Device::Cpu);
     let model = HyperT5::new(vs.root(), &t5, &HyperConfig::preset("tiny").unwrap());
-    let mut optimizer = Adafactor::from_var_store(
+    let optimizer = Adafactor::from_var_store(
         &vs,
         ParamGroup::dual(
             AdafactorConfig::with_learning_rate(1e-2),
@@ -96,6 +95,13 @@ fn run(dir: &std::path::Path, steps: u64, stop_after: Option<u64>) -> TrainOutco
         ),
     )
     .unwrap();
+    (vs, model, optimizer)
+}
+
+fn run(dir: &std::path::Path, steps: u64, stop_after: Option<u64>) -> TrainOutcome {
+    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(0);
+    let (vs, model, mut optimizer) = tiny_hint(0.1);
     let config = TrainConfig {
         steps,
         checkpoint_every: 2,
@@ -151,20 +157,7 @@ fn a_lone_trainer_drops_its_gradients_before_each_step() {
     }
     let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
-    let t5 = T5Config {
-        vocab_size: 32,
-        ..T5Config::preset("tiny").unwrap()
-    };
-    let vs = VarStore::new(Device::Cpu);
-    let model = HyperT5::new(vs.root(), &t5, &HyperConfig::preset("tiny").unwrap());
-    let mut optimizer = Adafactor::from_var_store(
-        &vs,
-        ParamGroup::dual(
-            AdafactorConfig::with_learning_rate(1e-2),
-            AdafactorConfig::with_learning_rate(1e-2),
-        ),
-    )
-    .unwrap();
+    let (vs, model, mut optimizer) = tiny_hint(0.0);
     let config = TrainConfig {
         steps: 3,
         checkpoint_every: 100,
