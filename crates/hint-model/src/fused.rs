@@ -199,17 +199,25 @@ pub(crate) fn logit_statistics(logits: &Tensor, targets: &Tensor) -> Option<Logi
     if !ids_fit {
         return None;
     }
-    let stats = SWITCH.result(shim_logit_statistics(logits, targets))?;
+    let stats = SWITCH.result(shim_logit_statistics(logits, targets));
     #[cfg(test)]
-    tests::count_fused_call(&Some(stats.shallow_clone()));
-    Some(LogitStatistics {
-        log_z: stats.select(-1, 0),
-        target_logit: stats.select(-1, 1),
-        logit_sum: stats.select(-1, 2),
-    })
+    tests::count_fused_call(&stats);
+    stats.map(LogitStatistics::from_stacked)
 }
 
-fn shim_logit_statistics(logits: &Tensor, targets: &Tensor) -> Result<Tensor, String> {
+impl LogitStatistics {
+    /// The kernel's `[.., 3]` output, one view per statistic.
+    pub(crate) fn from_stacked(stats: Tensor) -> Self {
+        Self {
+            log_z: stats.select(-1, 0),
+            target_logit: stats.select(-1, 1),
+            logit_sum: stats.select(-1, 2),
+        }
+    }
+}
+
+/// The kernel itself, whatever the switch says (its tests compare it with the composition).
+pub(crate) fn shim_logit_statistics(logits: &Tensor, targets: &Tensor) -> Result<Tensor, String> {
     let (mut logits, mut targets) = (logits.shallow_clone(), targets.shallow_clone());
     // SAFETY: both tensors are live for the call; on success the entry point stores a new
     // tensor.

@@ -708,14 +708,7 @@ impl<'a> Trainer<'a> {
             // Alone, dropped (PyTorch's `zero_grad(set_to_none=True)`): the backward pass
             // then takes each gradient as it comes instead of adding it into a zeroed
             // buffer, and the forward pass runs without the gradients held.
-            None => {
-                let trainable: Vec<Tensor> = self
-                    .trainable_by_name()
-                    .into_iter()
-                    .map(|(_, t)| t)
-                    .collect();
-                release_gradients(&trainable)?;
-            }
+            None => release_gradients(&self.vs.trainable_variables())?,
         }
         let global = source.next_batch()?;
         // This rank's rows of the global batch (all of it alone).

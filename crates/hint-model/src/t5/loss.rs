@@ -137,9 +137,17 @@ struct TokenStatistics {
 /// of max, subtract, exp and sum; the log-partition is then the target's logit minus its
 /// log-probability).
 fn token_statistics(logits: &Tensor, targets: &Tensor, with_sum: bool) -> TokenStatistics {
-    let Some(stats) = crate::fused::logit_statistics(logits, targets) else {
-        return composed_token_statistics(logits, targets, with_sum);
-    };
+    match crate::fused::logit_statistics(logits, targets) {
+        Some(stats) => from_logit_statistics(stats, logits, with_sum),
+        None => composed_token_statistics(logits, targets, with_sum),
+    }
+}
+
+fn from_logit_statistics(
+    stats: crate::fused::LogitStatistics,
+    logits: &Tensor,
+    with_sum: bool,
+) -> TokenStatistics {
     let vocab = *logits.size().last().unwrap_or(&1);
     TokenStatistics {
         target_log_prob: &stats.target_logit - &stats.log_z,
@@ -339,7 +347,10 @@ mod tests {
                 objective.backward();
                 (outputs.map(|o| o.detach()), base.grad().copy())
             };
-            let (fused, fused_grad) = run(token_statistics(&logits, &targets, true));
+            // The kernel itself, as the switch (`HINT_FUSED_KERNELS`) may have it off.
+            let stats = crate::fused::shim_logit_statistics(&logits, &targets).unwrap();
+            let stats = crate::fused::LogitStatistics::from_stacked(stats);
+            let (fused, fused_grad) = run(from_logit_statistics(stats, &logits, true));
             let (composed, composed_grad) = run(composed_token_statistics(&logits, &targets, true));
             for (name, a, b, atol) in [
                 ("target log-probability", &fused[0], &composed[0], 2e-5),
